@@ -1,0 +1,2 @@
+//! kbz-install (in progress).
+fn main() {}

@@ -1,0 +1,148 @@
+//! The `Component` trait: one service (module) of the stack. A component declares desired
+//! resources per host (pure, snapshot-testable), and optionally runs cluster steps, uninstall
+//! and health probes through executors. Components never open connections themselves.
+
+use async_trait::async_trait;
+use kbz_errors::{Code, Diagnostic, HasCode};
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::executor::{ExecError, Executor};
+use crate::inventory::Host;
+use crate::resource::Resource;
+
+/// A host and its executor, handed to cluster steps and health probes.
+#[derive(Debug, Clone)]
+pub struct HostExec {
+    /// The inventory host.
+    pub host: Host,
+    /// Its executor.
+    pub exec: Arc<dyn Executor>,
+}
+
+/// The result of one health check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthCheck {
+    /// Host checked.
+    pub host: String,
+    /// What was checked (`etcd endpoint health`).
+    pub check: String,
+    /// Healthy.
+    pub ok: bool,
+    /// Detail shown to the operator.
+    pub detail: String,
+}
+
+/// Component failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// A template failed to render.
+    #[error("template {template} failed to render: {reason}")]
+    Render {
+        /// Template name.
+        template: String,
+        /// Detail.
+        reason: String,
+    },
+    /// A readiness wait ran out of time.
+    #[error("timed out after {secs}s waiting for {what}")]
+    Readiness {
+        /// What was awaited.
+        what: String,
+        /// Seconds waited.
+        secs: u64,
+    },
+    /// A daemon's validator rejected a rendered config.
+    #[error("{validator} rejected {file}: {reason}")]
+    Validation {
+        /// Validator command.
+        validator: String,
+        /// File.
+        file: String,
+        /// Validator output.
+        reason: String,
+    },
+    /// Bootstrapping a cluster failed.
+    #[error("cluster bootstrap of {component} failed: {reason}")]
+    Bootstrap {
+        /// Component.
+        component: String,
+        /// Detail.
+        reason: String,
+    },
+    /// A secret was used that the component did not declare.
+    #[error("secret `{0}` was not generated: declare it in Component::secret_names")]
+    MissingSecret(String),
+    /// The inventory or config cannot serve this component.
+    #[error("{0}")]
+    Input(Diagnostic),
+    /// The host's OS is not supported.
+    #[error("{host} runs {os}; supported: Debian 11/12, Ubuntu 20.04/22.04/24.04")]
+    UnsupportedOs {
+        /// Host.
+        host: String,
+        /// OS id and version.
+        os: String,
+    },
+    /// A remote operation failed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+impl HasCode for ComponentError {
+    fn code(&self) -> Code {
+        match self {
+            ComponentError::Render { .. } => Code::E034,
+            ComponentError::Readiness { .. } => Code::E031,
+            ComponentError::Validation { .. } => Code::E033,
+            ComponentError::Bootstrap { .. } => Code::E035,
+            ComponentError::MissingSecret(_) => Code::E052,
+            ComponentError::Input(d) => d.code,
+            ComponentError::UnsupportedOs { .. } => Code::E032,
+            ComponentError::Exec(e) => e.code(),
+        }
+    }
+}
+
+/// One service of the stack.
+#[async_trait]
+pub trait Component: Send + Sync + std::fmt::Debug {
+    /// Short name used by `--only` (`base`, `keepalived`).
+    fn name(&self) -> &'static str;
+
+    /// Module number (1-10); modules run in this order.
+    fn module(&self) -> u8;
+
+    /// Secrets this component reads from the context; generated before planning.
+    fn secret_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether this host takes part (usually: has the component's role).
+    fn applies_to(&self, _host: &Host) -> bool {
+        true
+    }
+
+    /// Desired resources on one host. Pure: no I/O.
+    fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError>;
+
+    /// Resources that remove the component from a host (for `kbz-install uninstall`).
+    fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        Ok(Vec::new())
+    }
+
+    /// Cluster steps run after every host's resources are applied (bootstrap order,
+    /// readiness waits). Must be idempotent and change nothing on a converged cluster.
+    async fn converge_cluster(
+        &self,
+        _ctx: &Context,
+        _hosts: &[HostExec],
+    ) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Health checks for `kbz-health`.
+    async fn health(&self, _ctx: &Context, _hosts: &[HostExec]) -> Vec<HealthCheck> {
+        Vec::new()
+    }
+}

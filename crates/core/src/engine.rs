@@ -1,0 +1,742 @@
+//! The engine: for each selected component in module order, plan every applicable host
+//! (probe in one round trip, diff), apply with a write-ahead undo journal, run cluster steps,
+//! and on any failure roll every host back in reverse. Dry-run is the same path with
+//! mutation switched off.
+
+use kbz_errors::{Code, Diagnostic, HasCode};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use crate::component::{Component, ComponentError, HostExec};
+use crate::context::Context;
+use crate::executor::{Connector, ExecError, Executor};
+use crate::inventory::Host;
+use crate::journal::{Journal, JournalEntry, JournalError, RunStatus};
+use crate::plan::{diff, HostPlan, Plan, Redactor};
+use crate::resource::{Observed, Op, Resource};
+
+/// Install or remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Converge to the components' desired state.
+    Install,
+    /// Converge to the components' uninstall state (modules in reverse order).
+    Uninstall,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Plan only; probes stay read-only and unreachable hosts are planned as fresh.
+    pub dry_run: bool,
+    /// Hosts worked on concurrently.
+    pub forks: usize,
+    /// Skip modules below this number.
+    pub start_from_module: u8,
+    /// Run only this component.
+    pub only: Option<String>,
+    /// On failure keep what was applied (for debugging) instead of rolling back;
+    /// `kbz-install rollback` undoes it later.
+    pub skip_cleanup: bool,
+    /// Install or uninstall.
+    pub mode: Mode,
+    /// Where the journal is persisted; `None` keeps it in memory.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dry_run: false,
+            forks: 10,
+            start_from_module: 1,
+            only: None,
+            skip_cleanup: false,
+            mode: Mode::Install,
+            state_dir: None,
+        }
+    }
+}
+
+/// What happened on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostReport {
+    /// Operations applied (or planned in dry-run).
+    pub changed: usize,
+    /// Resources already in the desired state.
+    pub ok: usize,
+    /// The failure, if any.
+    pub failed: Option<String>,
+    /// Unreachable (dry-run only; planned as fresh).
+    pub unreachable: bool,
+}
+
+/// Duration of one phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timing {
+    /// Component (or `connect`).
+    pub component: String,
+    /// `plan`, `apply`, `cluster`, `connect`, `rollback`.
+    pub phase: String,
+    /// Milliseconds.
+    pub ms: u128,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// Dry-run or real.
+    pub dry_run: bool,
+    /// Every planned (dry-run) or applied change.
+    pub plan: Plan,
+    /// Per host.
+    pub hosts: BTreeMap<String, HostReport>,
+    /// Per phase.
+    pub timings: Vec<Timing>,
+    /// SSH round trips (for executors that count them).
+    pub round_trips: u64,
+}
+
+impl RunReport {
+    /// Total changed operations.
+    pub fn changed(&self) -> usize {
+        self.hosts.values().map(|h| h.changed).sum()
+    }
+}
+
+/// Engine failures. Every variant maps to an E-code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request cannot be served (unknown component, bad module).
+    #[error("{0}")]
+    Usage(String),
+    /// Hosts could not be reached; nothing was changed.
+    #[error("{} host(s) unreachable, nothing was changed: {}", .0.len(), .0.iter().map(|(h, e)| format!("{h}: {e}")).collect::<Vec<_>>().join("; "))]
+    Connect(Vec<(String, ExecError)>),
+    /// A component failed; the report says what was applied and whether it was rolled back.
+    #[error("{component} failed{}: {source}; {}", .host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(), rollback_text(.rollback))]
+    Failed {
+        /// Component.
+        component: String,
+        /// Host, for host-level failures.
+        host: Option<String>,
+        /// Cause.
+        source: ComponentError,
+        /// What happened to the applied changes.
+        rollback: RollbackOutcome,
+        /// The run so far.
+        report: Box<RunReport>,
+    },
+    /// The journal could not be written or read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Undo steps failed during `kbz-install rollback`.
+    #[error("rollback incomplete: {}", .0.join("; "))]
+    RollbackIncomplete(Vec<String>),
+}
+
+/// What happened to a failed run's changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackOutcome {
+    /// Every host is back to its state before the run.
+    RolledBack,
+    /// Kept on purpose (`--skip-cleanup`); `kbz-install rollback` undoes it.
+    Kept,
+    /// Some undo steps failed (listed).
+    Incomplete(Vec<String>),
+    /// Dry-run: nothing was applied.
+    NothingApplied,
+}
+
+fn rollback_text(r: &RollbackOutcome) -> String {
+    match r {
+        RollbackOutcome::RolledBack => {
+            "every host was rolled back to its state before the run".into()
+        }
+        RollbackOutcome::Kept => {
+            "changes were kept (--skip-cleanup); undo them with `kbz-install rollback`".into()
+        }
+        RollbackOutcome::Incomplete(f) => format!("rollback incomplete: {}", f.join("; ")),
+        RollbackOutcome::NothingApplied => "nothing was applied".into(),
+    }
+}
+
+impl HasCode for EngineError {
+    fn code(&self) -> Code {
+        match self {
+            EngineError::Usage(_) => Code::E010,
+            EngineError::Connect(v) => v.first().map(|(_, e)| e.code()).unwrap_or(Code::E011),
+            EngineError::Failed {
+                rollback: RollbackOutcome::Incomplete(_),
+                ..
+            } => Code::E029,
+            EngineError::Failed { source, .. } => source.code(),
+            EngineError::Journal(e) => e.code(),
+            EngineError::RollbackIncomplete(_) => Code::E029,
+        }
+    }
+}
+
+impl EngineError {
+    /// The user-facing diagnostic, with the host attached where known.
+    pub fn diagnostic(&self) -> Diagnostic {
+        let mut d = Diagnostic::new(self.code(), self.to_string());
+        if let EngineError::Failed { host: Some(h), .. } = self {
+            d = d.on_host(h.clone());
+        }
+        d
+    }
+}
+
+/// Progress events for bars and logs. The engine never prints.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A component starts.
+    ComponentStart {
+        /// Component.
+        component: String,
+        /// Module.
+        module: u8,
+        /// Hosts involved.
+        hosts: usize,
+    },
+    /// One host finished a component.
+    HostDone {
+        /// Component.
+        component: String,
+        /// Host.
+        host: String,
+        /// Operations applied or planned.
+        changed: usize,
+    },
+    /// A host failed.
+    HostFailed {
+        /// Component.
+        component: String,
+        /// Host.
+        host: String,
+        /// Error text.
+        error: String,
+    },
+    /// A host is unreachable in dry-run and is planned as fresh.
+    Unreachable {
+        /// Host.
+        host: String,
+        /// Error text.
+        error: String,
+    },
+    /// Rollback of a host starts.
+    RollbackStart {
+        /// Host.
+        host: String,
+        /// Undo steps.
+        steps: usize,
+    },
+}
+
+/// Receives progress events.
+pub trait Progress: Send + Sync {
+    /// Called for each event, from any task.
+    fn event(&self, _event: &Event) {}
+}
+
+/// Ignores events.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Runs components against hosts.
+pub struct Engine {
+    ctx: Context,
+    components: Vec<Arc<dyn Component>>,
+    connector: Arc<dyn Connector>,
+    progress: Arc<dyn Progress>,
+    redactor: Redactor,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("components", &self.components)
+            .finish()
+    }
+}
+
+type Execs = BTreeMap<String, Arc<dyn Executor>>;
+
+impl Engine {
+    /// An engine over these components (any order; they run by module number).
+    pub fn new(
+        ctx: Context,
+        mut components: Vec<Arc<dyn Component>>,
+        connector: Arc<dyn Connector>,
+    ) -> Self {
+        components.sort_by_key(|c| c.module());
+        let redactor = Redactor::new(ctx.secrets.values().map(|s| s.expose().to_string()));
+        Engine {
+            ctx,
+            components,
+            connector,
+            progress: Arc::new(NoProgress),
+            redactor,
+        }
+    }
+
+    /// Sets the progress receiver.
+    pub fn with_progress(mut self, p: Arc<dyn Progress>) -> Self {
+        self.progress = p;
+        self
+    }
+
+    /// The components a run with these options would touch, in order.
+    pub fn select(&self, opts: &RunOptions) -> Result<Vec<Arc<dyn Component>>, EngineError> {
+        if let Some(only) = &opts.only {
+            if !self.components.iter().any(|c| c.name() == only) {
+                let names: Vec<&str> = self.components.iter().map(|c| c.name()).collect();
+                return Err(EngineError::Usage(format!(
+                    "unknown component `{only}` for --only; known: {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        let max = self
+            .components
+            .iter()
+            .map(|c| c.module())
+            .max()
+            .unwrap_or(1);
+        if opts.start_from_module < 1 || opts.start_from_module > max {
+            return Err(EngineError::Usage(format!(
+                "--start-from-module {} is out of range: modules are 1 to {max}",
+                opts.start_from_module
+            )));
+        }
+        let mut sel: Vec<Arc<dyn Component>> = self
+            .components
+            .iter()
+            .filter(|c| c.module() >= opts.start_from_module)
+            .filter(|c| opts.only.as_deref().is_none_or(|o| o == c.name()))
+            .cloned()
+            .collect();
+        if opts.mode == Mode::Uninstall {
+            sel.reverse();
+        }
+        Ok(sel)
+    }
+
+    /// Runs. Real runs stop at the first failure and roll back (unless `skip_cleanup`).
+    pub async fn run(&self, opts: &RunOptions) -> Result<RunReport, EngineError> {
+        let selected = self.select(opts)?;
+        let mut report = RunReport {
+            dry_run: opts.dry_run,
+            ..RunReport::default()
+        };
+        let t = Instant::now();
+        let execs = self.connect_all(opts, &mut report).await?;
+        push_timing(&mut report, "connect", "connect", t.elapsed());
+
+        let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+        let journal = Arc::new(Mutex::new(Journal::new(
+            run_id,
+            if opts.dry_run {
+                None
+            } else {
+                opts.state_dir.as_deref()
+            },
+        )));
+        if !opts.dry_run {
+            lock(&journal).set_status(RunStatus::Running)?;
+        }
+
+        for comp in &selected {
+            let hosts: Vec<Host> = self
+                .ctx
+                .inventory
+                .hosts
+                .iter()
+                .filter(|h| comp.applies_to(h))
+                .cloned()
+                .collect();
+            if hosts.is_empty() {
+                continue;
+            }
+            self.progress.event(&Event::ComponentStart {
+                component: comp.name().into(),
+                module: comp.module(),
+                hosts: hosts.len(),
+            });
+            let t = Instant::now();
+            let result = self
+                .run_component(comp, &hosts, &execs, opts, &journal, &mut report)
+                .await;
+            push_timing(
+                &mut report,
+                comp.name(),
+                if opts.dry_run { "plan" } else { "apply" },
+                t.elapsed(),
+            );
+            let failure = match result {
+                Ok(()) if !opts.dry_run => {
+                    let t = Instant::now();
+                    let hx: Vec<HostExec> = hosts
+                        .iter()
+                        .filter_map(|h| {
+                            execs.get(&h.hostname).map(|e| HostExec {
+                                host: h.clone(),
+                                exec: e.clone(),
+                            })
+                        })
+                        .collect();
+                    let r = match opts.mode {
+                        Mode::Install => comp
+                            .converge_cluster(&self.ctx, &hx)
+                            .await
+                            .err()
+                            .map(|e| (None, e)),
+                        Mode::Uninstall => None,
+                    };
+                    push_timing(&mut report, comp.name(), "cluster", t.elapsed());
+                    r
+                }
+                Ok(()) => None,
+                Err(f) => Some(f),
+            };
+            if let Some((host, source)) = failure {
+                report.round_trips = execs.values().map(|e| e.round_trips()).sum();
+                let rollback = if opts.dry_run {
+                    RollbackOutcome::NothingApplied
+                } else if opts.skip_cleanup {
+                    lock(&journal).set_status(RunStatus::Failed)?;
+                    RollbackOutcome::Kept
+                } else {
+                    let t = Instant::now();
+                    let j = lock(&journal).clone();
+                    let failures = self.rollback_journal(&j, &execs).await;
+                    push_timing(&mut report, "all", "rollback", t.elapsed());
+                    if failures.is_empty() {
+                        lock(&journal).set_status(RunStatus::RolledBack)?;
+                        RollbackOutcome::RolledBack
+                    } else {
+                        lock(&journal).set_status(RunStatus::RollbackIncomplete)?;
+                        RollbackOutcome::Incomplete(failures)
+                    }
+                };
+                return Err(EngineError::Failed {
+                    component: comp.name().into(),
+                    host,
+                    source,
+                    rollback,
+                    report: Box::new(report),
+                });
+            }
+        }
+        if !opts.dry_run {
+            lock(&journal).set_status(RunStatus::Succeeded)?;
+        }
+        report.round_trips = execs.values().map(|e| e.round_trips()).sum();
+        Ok(report)
+    }
+
+    /// Replays the last failed run's journal from `state_dir` (for `kbz-install rollback`).
+    pub async fn rollback_last(&self, opts: &RunOptions) -> Result<usize, EngineError> {
+        let dir = opts
+            .state_dir
+            .as_deref()
+            .ok_or_else(|| EngineError::Usage("rollback needs a state directory".into()))?;
+        let mut journal = Journal::load(dir)?;
+        if !journal.needs_rollback() {
+            return Err(JournalError::NothingToRollBack(dir.display().to_string()).into());
+        }
+        let mut report = RunReport::default();
+        let execs = self
+            .connect_all(
+                &RunOptions {
+                    dry_run: false,
+                    ..opts.clone()
+                },
+                &mut report,
+            )
+            .await?;
+        let steps = journal.undo_plan().iter().map(|(_, ops)| ops.len()).sum();
+        let failures = self.rollback_journal(&journal, &execs).await;
+        if failures.is_empty() {
+            journal.set_status(RunStatus::RolledBack)?;
+            Ok(steps)
+        } else {
+            journal.set_status(RunStatus::RollbackIncomplete)?;
+            Err(EngineError::RollbackIncomplete(failures))
+        }
+    }
+
+    async fn connect_all(
+        &self,
+        opts: &RunOptions,
+        report: &mut RunReport,
+    ) -> Result<Execs, EngineError> {
+        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for h in self.ctx.inventory.hosts.iter().cloned() {
+            let c = self.connector.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                let r = c.connect(&h).await;
+                (h.hostname, r)
+            });
+        }
+        let mut execs = Execs::new();
+        let mut failed = Vec::new();
+        while let Some(j) = set.join_next().await {
+            let Ok((name, r)) = j else { continue };
+            match r {
+                Ok(e) => {
+                    execs.insert(name, e);
+                }
+                Err(e) if opts.dry_run => {
+                    self.progress.event(&Event::Unreachable {
+                        host: name.clone(),
+                        error: e.to_string(),
+                    });
+                    report.hosts.entry(name).or_default().unreachable = true;
+                }
+                Err(e) => failed.push((name, e)),
+            }
+        }
+        if !failed.is_empty() {
+            failed.sort_by(|a, b| a.0.cmp(&b.0));
+            return Err(EngineError::Connect(failed));
+        }
+        Ok(execs)
+    }
+
+    async fn run_component(
+        &self,
+        comp: &Arc<dyn Component>,
+        hosts: &[Host],
+        execs: &Execs,
+        opts: &RunOptions,
+        journal: &Arc<Mutex<Journal>>,
+        report: &mut RunReport,
+    ) -> Result<(), (Option<String>, ComponentError)> {
+        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, host) in hosts.iter().enumerate() {
+            let desired = match opts.mode {
+                Mode::Install => comp.desired(&self.ctx, host),
+                Mode::Uninstall => comp.uninstall(&self.ctx, host),
+            }
+            .map_err(|e| (Some(host.hostname.clone()), e))?;
+            let exec = execs.get(&host.hostname).cloned();
+            let sem = sem.clone();
+            let journal = journal.clone();
+            let redactor = self.redactor.clone();
+            let progress = self.progress.clone();
+            let (name, module, hostname, dry) = (
+                comp.name(),
+                comp.module(),
+                host.hostname.clone(),
+                opts.dry_run,
+            );
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                let r = converge_host(
+                    exec.as_deref(),
+                    &hostname,
+                    name,
+                    &desired,
+                    &redactor,
+                    dry,
+                    &journal,
+                )
+                .await;
+                match &r {
+                    Ok(hp) => progress.event(&Event::HostDone {
+                        component: name.into(),
+                        host: hostname.clone(),
+                        changed: hp.changes.len(),
+                    }),
+                    Err(e) => progress.event(&Event::HostFailed {
+                        component: name.into(),
+                        host: hostname.clone(),
+                        error: e.to_string(),
+                    }),
+                }
+                (i, hostname, module, desired.len(), r)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(j) = set.join_next().await {
+            match j {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    return Err((
+                        None,
+                        ComponentError::Bootstrap {
+                            component: comp.name().into(),
+                            reason: format!("task failed: {e}"),
+                        },
+                    ))
+                }
+            }
+        }
+        results.sort_by_key(|r| r.0);
+        let mut first_err = None;
+        for (_, hostname, module, n_desired, r) in results {
+            let entry = report.hosts.entry(hostname.clone()).or_default();
+            match r {
+                Ok(mut hp) => {
+                    hp.module = module;
+                    entry.changed += hp.changes.len();
+                    entry.ok += n_desired.saturating_sub(hp.changes.len());
+                    report.plan.hosts.push(hp);
+                }
+                Err(e) => {
+                    entry.failed = Some(e.to_string());
+                    if first_err.is_none() {
+                        first_err = Some((Some(hostname), ComponentError::Exec(e)));
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    async fn rollback_journal(&self, journal: &Journal, execs: &Execs) -> Vec<String> {
+        let mut set = tokio::task::JoinSet::new();
+        let mut failures = Vec::new();
+        for (host, ops) in journal.undo_plan() {
+            let Some(exec) = execs.get(&host).cloned() else {
+                failures.push(format!(
+                    "{host}: not connected, {} undo step(s) not run",
+                    ops.len()
+                ));
+                continue;
+            };
+            self.progress.event(&Event::RollbackStart {
+                host: host.clone(),
+                steps: ops.len(),
+            });
+            set.spawn(async move {
+                let mut failed = Vec::new();
+                for op in &ops {
+                    if let Err(e) = exec.apply(op).await {
+                        failed.push(format!("{host}: {} ({e})", op.describe()));
+                    }
+                }
+                failed
+            });
+        }
+        while let Some(j) = set.join_next().await {
+            if let Ok(f) = j {
+                failures.extend(f);
+            }
+        }
+        failures
+    }
+}
+
+/// Probes, plans and (unless dry-run) applies one component on one host.
+async fn converge_host(
+    exec: Option<&dyn Executor>,
+    hostname: &str,
+    component: &str,
+    desired: &[Resource],
+    redactor: &Redactor,
+    dry_run: bool,
+    journal: &Mutex<Journal>,
+) -> Result<HostPlan, ExecError> {
+    let (observed, unreachable) = match exec {
+        Some(e) => (e.probe(desired).await?, false),
+        None => (desired.iter().map(fresh).collect(), true),
+    };
+    let changes = diff(desired, &observed, redactor);
+    if !dry_run {
+        let exec = exec.ok_or_else(|| ExecError::Session {
+            host: hostname.into(),
+            reason: "not connected".into(),
+        })?;
+        for c in &changes {
+            // Write-ahead: the undo is on disk before the change starts, so a crash midway
+            // still leaves a journal that `kbz-install rollback` can replay.
+            lock(journal)
+                .record(JournalEntry {
+                    host: hostname.into(),
+                    component: component.into(),
+                    did: c.op.describe(),
+                    undo: c.undo.clone(),
+                })
+                .map_err(|e| ExecError::File {
+                    host: "localhost".into(),
+                    path: "journal".into(),
+                    reason: e.to_string(),
+                })?;
+            exec.apply(&c.op).await?;
+        }
+    }
+    Ok(HostPlan {
+        host: hostname.into(),
+        module: 0,
+        component: component.into(),
+        unreachable,
+        changes,
+    })
+}
+
+/// What a never-configured host looks like, for planning unreachable hosts.
+pub fn fresh(r: &Resource) -> Observed {
+    match r {
+        Resource::File { .. } => Observed::File {
+            content: None,
+            mode: None,
+            owner: None,
+        },
+        Resource::Directory { .. } => Observed::Directory {
+            exists: false,
+            mode: None,
+            owner: None,
+        },
+        Resource::Package { .. } => Observed::Package { installed: false },
+        Resource::Service { .. } => Observed::Service {
+            exists: false,
+            enabled: false,
+            active: false,
+        },
+        Resource::Sysctl { .. } => Observed::Sysctl { value: None },
+        Resource::KernelModule { .. } => Observed::KernelModule { loaded: false },
+        Resource::SwapOff => Observed::Swap {
+            active: false,
+            fstab: Vec::new(),
+        },
+        Resource::Command { .. } => Observed::Command { satisfied: false },
+    }
+}
+
+fn push_timing(report: &mut RunReport, component: &str, phase: &str, d: Duration) {
+    report.timings.push(Timing {
+        component: component.into(),
+        phase: phase.into(),
+        ms: d.as_millis(),
+    });
+}
+
+fn lock(j: &Mutex<Journal>) -> std::sync::MutexGuard<'_, Journal> {
+    j.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Applies a list of operations in order (for components' cluster steps and tools).
+pub async fn apply_all(exec: &dyn Executor, ops: &[Op]) -> Result<(), ExecError> {
+    for op in ops {
+        exec.apply(op).await?;
+    }
+    Ok(())
+}

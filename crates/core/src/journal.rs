@@ -1,0 +1,233 @@
+//! The run journal: every applied change's undo steps, written ahead of the change and
+//! persisted (mode 0600: old file contents may be sensitive) so a failed run can be rolled
+//! back now or later by `kbz-install rollback`.
+
+use fs_err as fs;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::resource::Op;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// In progress (a crash leaves this; `rollback` accepts it).
+    Running,
+    /// Finished without error.
+    Succeeded,
+    /// Failed and not rolled back (`--skip-cleanup`, or a crash).
+    Failed,
+    /// Failed and rolled back completely.
+    RolledBack,
+    /// Failed and some undo steps failed too.
+    RollbackIncomplete,
+}
+
+/// One applied change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Inventory hostname.
+    pub host: String,
+    /// Component.
+    pub component: String,
+    /// What was done (`write /etc/hosts ...`).
+    pub did: String,
+    /// Steps that undo it.
+    pub undo: Vec<Op>,
+}
+
+/// The journal of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// Run identifier (start time).
+    pub run_id: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Applied changes, in order.
+    pub entries: Vec<JournalEntry>,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+/// Journal persistence failures.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading or writing the file failed.
+    #[error(
+        "journal {path}: {reason}. Check that the state directory is writable (ls -ld {dir})."
+    )]
+    Io {
+        /// File.
+        path: String,
+        /// Directory.
+        dir: String,
+        /// Detail.
+        reason: String,
+    },
+    /// Nothing to replay.
+    #[error(
+        "no failed run to roll back in {0} (the last run succeeded or was already rolled back)"
+    )]
+    NothingToRollBack(String),
+}
+
+impl kbz_errors::HasCode for JournalError {
+    fn code(&self) -> kbz_errors::Code {
+        match self {
+            JournalError::Io { .. } => kbz_errors::Code::E028,
+            JournalError::NothingToRollBack(_) => kbz_errors::Code::E010,
+        }
+    }
+}
+
+impl Journal {
+    /// A new journal, persisted under `state_dir/journal.json` when a dir is given.
+    pub fn new(run_id: String, state_dir: Option<&Path>) -> Self {
+        Journal {
+            run_id,
+            status: RunStatus::Running,
+            entries: Vec::new(),
+            path: state_dir.map(|d| d.join("journal.json")),
+        }
+    }
+
+    /// Loads the last run's journal from a state dir.
+    pub fn load(state_dir: &Path) -> Result<Self, JournalError> {
+        let path = state_dir.join("journal.json");
+        let err = |reason: String| JournalError::Io {
+            path: path.display().to_string(),
+            dir: state_dir.display().to_string(),
+            reason,
+        };
+        if !path.exists() {
+            return Err(JournalError::NothingToRollBack(
+                state_dir.display().to_string(),
+            ));
+        }
+        let text = fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        let mut j: Journal = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        j.path = Some(path);
+        Ok(j)
+    }
+
+    /// Appends an entry and persists.
+    pub fn record(&mut self, entry: JournalEntry) -> Result<(), JournalError> {
+        self.entries.push(entry);
+        self.save()
+    }
+
+    /// Sets the status and persists.
+    pub fn set_status(&mut self, status: RunStatus) -> Result<(), JournalError> {
+        self.status = status;
+        self.save()
+    }
+
+    /// Whether `rollback` has anything to do.
+    pub fn needs_rollback(&self) -> bool {
+        matches!(
+            self.status,
+            RunStatus::Running | RunStatus::Failed | RunStatus::RollbackIncomplete
+        ) && !self.entries.is_empty()
+    }
+
+    /// Undo steps per host in the order they must run: entries in reverse, each entry's
+    /// steps in order, and service restarts last (so they load the restored files).
+    pub fn undo_plan(&self) -> Vec<(String, Vec<Op>)> {
+        let mut hosts: Vec<String> = Vec::new();
+        for e in &self.entries {
+            if !hosts.contains(&e.host) {
+                hosts.push(e.host.clone());
+            }
+        }
+        hosts
+            .into_iter()
+            .map(|h| {
+                let mut ops = Vec::new();
+                let mut restarts = Vec::new();
+                for e in self.entries.iter().rev().filter(|e| e.host == h) {
+                    for op in &e.undo {
+                        match op {
+                            Op::RestartService { .. } => {
+                                if !restarts.contains(op) {
+                                    restarts.push(op.clone())
+                                }
+                            }
+                            _ => ops.push(op.clone()),
+                        }
+                    }
+                }
+                ops.extend(restarts);
+                (h, ops)
+            })
+            .collect()
+    }
+
+    fn save(&self) -> Result<(), JournalError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let err = |reason: String| JournalError::Io {
+            path: path.display().to_string(),
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let text = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
+        crate::secret::write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_runs_in_reverse_with_restarts_last() {
+        let mut j = Journal::new("r".into(), None);
+        let e = |did: &str, undo: Vec<Op>| JournalEntry {
+            host: "h".into(),
+            component: "c".into(),
+            did: did.into(),
+            undo,
+        };
+        j.record(e("write", vec![Op::RemoveFile { path: "/a".into() }]))
+            .expect("record");
+        j.record(e("restart", vec![Op::RestartService { name: "s".into() }]))
+            .expect("record");
+        j.record(e("write2", vec![Op::RemoveFile { path: "/b".into() }]))
+            .expect("record");
+        let plan = j.undo_plan();
+        assert_eq!(
+            plan[0].1,
+            vec![
+                Op::RemoveFile { path: "/b".into() },
+                Op::RemoveFile { path: "/a".into() },
+                Op::RestartService { name: "s".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn persisted_journal_is_private_and_reloads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut j = Journal::new("r1".into(), Some(dir.path()));
+        j.record(JournalEntry {
+            host: "h".into(),
+            component: "c".into(),
+            did: "x".into(),
+            undo: vec![Op::SwapOn],
+        })
+        .expect("record");
+        j.set_status(RunStatus::Failed).expect("status");
+        let mode = std::fs::metadata(dir.path().join("journal.json"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back = Journal::load(dir.path()).expect("load");
+        assert!(back.needs_rollback());
+        assert_eq!(back.entries.len(), 1);
+    }
+}

@@ -1,0 +1,444 @@
+//! The shell side of the default `Executor` methods: the scripts that probe, write and change
+//! a host with POSIX sh + coreutils + systemd + dpkg, and the parsers of their output. Parsers
+//! are pure and tested on captured output.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::executor::{Cmd, ExecError, Facts};
+use crate::resource::{Observed, Op, Resource};
+
+/// Quotes a string for sh.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Writes stdin to `path` atomically: temporary file in the same directory, mode and owner
+/// set before the rename.
+pub fn put_file_script(path: &str, mode: u32, owner: &str) -> String {
+    let p = quote(path);
+    format!(
+        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nmv -f \"$t\" {p}\ntrap - EXIT\n",
+        o = quote(owner)
+    )
+}
+
+/// Parses the output of the read-file script in `Executor::read_file`.
+pub fn parse_read_file(host: &str, out: &str) -> Result<Option<Vec<u8>>, ExecError> {
+    let mut lines = out.splitn(2, '\n');
+    match lines.next().map(str::trim) {
+        Some("absent") => Ok(None),
+        Some("present") => decode_b64(host, lines.next().unwrap_or("").trim()).map(Some),
+        _ => Err(ExecError::Protocol {
+            host: host.into(),
+            reason: "read-file output did not start with present/absent".into(),
+        }),
+    }
+}
+
+fn decode_b64(host: &str, s: &str) -> Result<Vec<u8>, ExecError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| ExecError::Protocol {
+            host: host.into(),
+            reason: format!("bad base64: {e}"),
+        })
+}
+
+/// One round trip that reports OS, architecture and hostname.
+pub const FACTS_SCRIPT: &str = ". /etc/os-release 2>/dev/null; echo \"os_id=$ID\"; echo \"os_version=$VERSION_ID\"; echo \"arch=$(uname -m)\"; echo \"hostname=$(hostname)\"";
+
+/// Parses [`FACTS_SCRIPT`] output.
+pub fn parse_facts(out: &str) -> Facts {
+    let mut f = Facts::default();
+    for line in out.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().to_string();
+            match k {
+                "os_id" => f.os_id = v,
+                "os_version" => f.os_version = v,
+                "arch" => f.arch = v,
+                "hostname" => f.hostname = v,
+                _ => {}
+            }
+        }
+    }
+    f
+}
+
+/// A script that observes every resource and prints one `@@ INDEX KIND ...` record each.
+/// Files whose sha256 equals the desired content are reported `same` without transferring
+/// them; others are sent base64-encoded (for the diff and the undo journal).
+pub fn probe_script(resources: &[Resource]) -> String {
+    let mut s = String::from("set +e\nLC_ALL=C; export LC_ALL\n");
+    let mut pkgs = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        match r {
+            Resource::File { path, content, .. } => {
+                let p = quote(path);
+                let h = sha256_hex(content);
+                s.push_str(&format!(
+                    "if [ -f {p} ]; then st=$(stat -c '%a %U:%G' {p}); if [ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {h} ]; then echo \"@@ {i} file same $st\"; else echo \"@@ {i} file differs $st\"; base64 -w0 < {p}; echo; fi; else echo \"@@ {i} file absent\"; fi\n"
+                ));
+            }
+            Resource::Directory { path, .. } => {
+                let p = quote(path);
+                s.push_str(&format!(
+                    "if [ -d {p} ]; then echo \"@@ {i} dir present $(stat -c '%a %U:%G' {p})\"; else echo \"@@ {i} dir absent\"; fi\n"
+                ));
+            }
+            Resource::Package { name, .. } => pkgs.push(name.clone()),
+            Resource::Service { name, .. } => {
+                s.push_str(&format!(
+                    "echo \"@@ {i} service $(systemctl show -p LoadState -p UnitFileState -p ActiveState {n} 2>/dev/null | tr '\\n' ' ')\"\n",
+                    n = quote(&format!("{name}.service"))
+                ));
+            }
+            Resource::Sysctl { key, .. } => {
+                s.push_str(&format!(
+                    "if v=$(sysctl -n {k} 2>/dev/null); then echo \"@@ {i} sysctl present $v\" | tr '\\t' ' '; else echo \"@@ {i} sysctl absent\"; fi\n",
+                    k = quote(key)
+                ));
+            }
+            Resource::KernelModule { name } => {
+                s.push_str(&format!(
+                    "if [ -d /sys/module/{n} ]; then echo \"@@ {i} module loaded\"; else echo \"@@ {i} module absent\"; fi\n",
+                    n = quote(name)
+                ));
+            }
+            Resource::SwapOff => {
+                s.push_str(&format!(
+                    "if [ -n \"$(tail -n +2 /proc/swaps 2>/dev/null)\" ]; then echo \"@@ {i} swap active\"; else echo \"@@ {i} swap inactive\"; fi; base64 -w0 < /etc/fstab 2>/dev/null; echo\n"
+                ));
+            }
+            Resource::Command {
+                unless, creates, ..
+            } => {
+                let mut guards = Vec::new();
+                if let Some(u) = unless {
+                    guards.push(format!("( {u} ) >/dev/null 2>&1"));
+                }
+                if let Some(c) = creates {
+                    guards.push(format!("[ -e {} ]", quote(c)));
+                }
+                if guards.is_empty() {
+                    s.push_str(&format!("echo \"@@ {i} command pending\"\n"));
+                } else {
+                    s.push_str(&format!(
+                        "if {}; then echo \"@@ {i} command done\"; else echo \"@@ {i} command pending\"; fi\n",
+                        guards.join(" || ")
+                    ));
+                }
+            }
+        }
+    }
+    if !pkgs.is_empty() {
+        let names: Vec<String> = pkgs.iter().map(|p| quote(p)).collect();
+        s.push_str(&format!(
+            "echo '@@ pkgs'; dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null; echo '@@ endpkgs'\n",
+            names.join(" ")
+        ));
+    }
+    s
+}
+
+/// Parses [`probe_script`] output into one [`Observed`] per resource, in order.
+pub fn parse_probe(
+    host: &str,
+    resources: &[Resource],
+    out: &str,
+) -> Result<Vec<Observed>, ExecError> {
+    let perr = |reason: String| ExecError::Protocol {
+        host: host.into(),
+        reason,
+    };
+    let mut found: Vec<Option<Observed>> = vec![None; resources.len()];
+    let mut installed = std::collections::BTreeSet::new();
+    let mut lines = out.lines();
+    while let Some(line) = lines.next() {
+        if line == "@@ pkgs" {
+            for l in lines.by_ref() {
+                if l == "@@ endpkgs" {
+                    break;
+                }
+                let mut parts = l.split_whitespace();
+                if let (Some(name), Some(status)) = (parts.next(), parts.next()) {
+                    if status.starts_with("ii") || status.starts_with("hi") {
+                        installed.insert(name.split(':').next().unwrap_or(name).to_string());
+                    }
+                }
+            }
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("@@ ") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let idx: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| perr(format!("bad probe line `{line}`")))?;
+        let kind = parts.next().unwrap_or("");
+        let tail = parts.next().unwrap_or("");
+        let r = resources
+            .get(idx)
+            .ok_or_else(|| perr(format!("probe index {idx} out of range")))?;
+        let obs = match (kind, r) {
+            ("file", Resource::File { content, .. }) => {
+                let mut w = tail.split_whitespace();
+                match w.next() {
+                    Some("absent") => Observed::File {
+                        content: None,
+                        mode: None,
+                        owner: None,
+                    },
+                    Some(state @ ("same" | "differs")) => {
+                        let mode = w.next().and_then(|m| u32::from_str_radix(m, 8).ok());
+                        let owner = w.next().map(str::to_string);
+                        let data = if state == "same" {
+                            content.clone()
+                        } else {
+                            decode_b64(host, lines.next().unwrap_or("").trim())?
+                        };
+                        Observed::File {
+                            content: Some(data),
+                            mode,
+                            owner,
+                        }
+                    }
+                    _ => return Err(perr(format!("bad file record `{line}`"))),
+                }
+            }
+            ("dir", Resource::Directory { .. }) => {
+                let mut w = tail.split_whitespace();
+                let exists = w.next() == Some("present");
+                Observed::Directory {
+                    exists,
+                    mode: w.next().and_then(|m| u32::from_str_radix(m, 8).ok()),
+                    owner: w.next().map(str::to_string),
+                }
+            }
+            ("service", Resource::Service { .. }) => parse_service(tail),
+            ("sysctl", Resource::Sysctl { .. }) => Observed::Sysctl {
+                value: tail.strip_prefix("present ").map(normalize_ws),
+            },
+            ("module", Resource::KernelModule { .. }) => Observed::KernelModule {
+                loaded: tail.trim() == "loaded",
+            },
+            ("swap", Resource::SwapOff) => Observed::Swap {
+                active: tail.trim() == "active",
+                fstab: decode_b64(host, lines.next().unwrap_or("").trim())?,
+            },
+            ("command", Resource::Command { .. }) => Observed::Command {
+                satisfied: tail.trim() == "done",
+            },
+            _ => {
+                return Err(perr(format!(
+                    "probe record `{line}` does not match resource {}",
+                    r.id()
+                )))
+            }
+        };
+        found[idx] = Some(obs);
+    }
+    resources
+        .iter()
+        .zip(found)
+        .map(|(r, f)| match (r, f) {
+            (Resource::Package { name, .. }, _) => Ok(Observed::Package {
+                installed: installed.contains(name),
+            }),
+            (_, Some(o)) => Ok(o),
+            (r, None) => Err(perr(format!("probe printed nothing for {}", r.id()))),
+        })
+        .collect()
+}
+
+fn parse_service(tail: &str) -> Observed {
+    let mut load = "";
+    let mut file_state = "";
+    let mut active = "";
+    for kv in tail.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("LoadState", v)) => load = v,
+            Some(("UnitFileState", v)) => file_state = v,
+            Some(("ActiveState", v)) => active = v,
+            _ => {}
+        }
+    }
+    Observed::Service {
+        exists: load == "loaded",
+        enabled: matches!(
+            file_state,
+            "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
+        ),
+        active: matches!(active, "active" | "activating" | "reloading"),
+    }
+}
+
+/// Collapses runs of white space to one space (sysctl prints tabs in multi-value keys).
+pub fn normalize_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+
+/// The command that performs an operation (all but `WriteFile`, which uses `put_file`).
+pub fn op_cmd(op: &Op) -> Cmd {
+    let script = match op {
+        Op::WriteFile {
+            path, mode, owner, ..
+        } => put_file_script(path, *mode, owner),
+        Op::RemoveFile { path } => format!("rm -f {}", quote(path)),
+        Op::EnsureDir { path, mode, owner } => {
+            let p = quote(path);
+            format!(
+                "mkdir -p {p} && chmod {mode:o} {p} && chown {} {p}",
+                quote(owner)
+            )
+        }
+        Op::RemoveDir { path } => format!("rmdir {} 2>/dev/null || true", quote(path)),
+        Op::InstallPackages { names } => {
+            let n: Vec<String> = names.iter().map(|p| quote(p)).collect();
+            format!(
+                "find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -360 2>/dev/null | grep -q . || apt-get -q update\n{APT} --no-install-recommends install {n} || {{ apt-get -q update && {APT} --no-install-recommends install {n}; }}",
+                n = n.join(" ")
+            )
+        }
+        Op::RemovePackages { names } => {
+            let n: Vec<String> = names.iter().map(|p| quote(p)).collect();
+            format!("{APT} purge {}", n.join(" "))
+        }
+        Op::EnableService { name } => format!("systemctl enable {}", quote(name)),
+        Op::DisableService { name } => format!("systemctl disable {}", quote(name)),
+        Op::StartService { name } => format!("systemctl start {}", quote(name)),
+        Op::StopService { name } => format!("systemctl stop {}", quote(name)),
+        Op::RestartService { name } => format!("systemctl restart {}", quote(name)),
+        Op::SetSysctl { key, value } => {
+            format!("sysctl -q -w {}", quote(&format!("{key}={value}")))
+        }
+        Op::LoadModule { name } => format!("modprobe {}", quote(name)),
+        Op::UnloadModule { name } => format!("modprobe -r {} 2>/dev/null || true", quote(name)),
+        Op::SwapOff => "swapoff -a".into(),
+        Op::SwapOn => "swapon -a".into(),
+        Op::Run { script, .. } => script.clone(),
+    };
+    Cmd::new(script)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_survives_single_quotes() {
+        assert_eq!(quote("a'b"), "'a'\\''b'");
+    }
+
+    #[test]
+    fn parses_captured_probe_output() {
+        let res = vec![
+            Resource::file("/etc/hosts", "x\n", 0o644),
+            Resource::file("/etc/new", "y", 0o600),
+            Resource::package("chrony"),
+            Resource::package("curl"),
+            Resource::service("ssh", &[]),
+            Resource::Sysctl {
+                key: "net.ipv4.ip_local_port_range".into(),
+                value: "1024 65000".into(),
+            },
+            Resource::KernelModule {
+                name: "overlay".into(),
+            },
+            Resource::SwapOff,
+            Resource::Command {
+                id: "hostname".into(),
+                script: "hostname db1".into(),
+                unless: Some("[ \"$(hostname)\" = db1 ]".into()),
+                creates: None,
+                undo: None,
+            },
+        ];
+        // Captured from a Debian 12 host (fstab shortened), then indexes matched.
+        let out = "@@ 0 file differs 644 root:root\nb2xkCg==\n@@ 1 file absent\n@@ 4 service LoadState=loaded UnitFileState=enabled ActiveState=active \n@@ 5 sysctl present 32768 60999\n@@ 6 module loaded\n@@ 7 swap active\nVVVJRD0xIC8gZXh0NApVVUlEPTIgbm9uZSBzd2FwIHN3IDAgMAo=\n@@ 8 command pending\n@@ pkgs\nchrony ii \ncurl un \n@@ endpkgs\n";
+        let obs = parse_probe("h", &res, out).expect("parse");
+        assert_eq!(
+            obs[0],
+            Observed::File {
+                content: Some(b"old\n".to_vec()),
+                mode: Some(0o644),
+                owner: Some("root:root".into())
+            }
+        );
+        assert_eq!(
+            obs[1],
+            Observed::File {
+                content: None,
+                mode: None,
+                owner: None
+            }
+        );
+        assert_eq!(obs[2], Observed::Package { installed: true });
+        assert_eq!(obs[3], Observed::Package { installed: false });
+        assert_eq!(
+            obs[4],
+            Observed::Service {
+                exists: true,
+                enabled: true,
+                active: true
+            }
+        );
+        assert_eq!(
+            obs[5],
+            Observed::Sysctl {
+                value: Some("32768 60999".into())
+            }
+        );
+        assert_eq!(obs[6], Observed::KernelModule { loaded: true });
+        match &obs[7] {
+            Observed::Swap { active, fstab } => {
+                assert!(*active);
+                assert!(String::from_utf8_lossy(fstab).contains("none swap sw"));
+            }
+            o => panic!("unexpected {o:?}"),
+        }
+        assert_eq!(obs[8], Observed::Command { satisfied: false });
+    }
+
+    #[test]
+    fn same_file_is_reported_without_transfer() {
+        let res = vec![Resource::file("/etc/a", "desired", 0o600)];
+        let obs = parse_probe("h", &res, "@@ 0 file same 600 root:root\n").expect("parse");
+        assert_eq!(
+            obs[0],
+            Observed::File {
+                content: Some(b"desired".to_vec()),
+                mode: Some(0o600),
+                owner: Some("root:root".into())
+            }
+        );
+    }
+
+    #[test]
+    fn missing_record_is_an_error_not_a_guess() {
+        let res = vec![Resource::KernelModule {
+            name: "overlay".into(),
+        }];
+        assert!(parse_probe("h", &res, "").is_err());
+    }
+
+    #[test]
+    fn read_file_output() {
+        assert_eq!(parse_read_file("h", "absent\n").expect("ok"), None);
+        assert_eq!(
+            parse_read_file("h", "present\naGk=").expect("ok"),
+            Some(b"hi".to_vec())
+        );
+        assert!(parse_read_file("h", "garbage").is_err());
+    }
+}
