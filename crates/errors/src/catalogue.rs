@@ -412,7 +412,8 @@ pub static CATALOGUE: &[Entry] = &[
         "apt on a host could not download package indexes or packages: the mirror is \
          unreachable, DNS fails, the apt proxy from [cluster] apt_proxy is down, a third-party \
          repository (such as PostgreSQL's PGDG) is missing its signing key, or the release's \
-         repository has moved to the archive.",
+         repository has moved to the archive. The failed step installed nothing, and apt retries \
+         cleanly once the host reaches its sources again.",
         &[
             "On the host, see the first error apt reports: `sudo apt-get update`",
             "Check DNS and reachability of the mirror: `getent hosts deb.debian.org` and \
@@ -462,7 +463,8 @@ pub static CATALOGUE: &[Entry] = &[
         "kbz could not write a file on a host (it writes a temporary file, sets mode and owner, \
          then renames it into place): the directory is missing, the filesystem is full or \
          mounted read-only, the owning user or group does not exist yet, or the file has the \
-         immutable attribute.",
+         immutable attribute. The previous file is untouched, because the new one only \
+         replaces it once complete.",
         &[
             "Check free space and inodes: `df -h /etc` and `df -i /etc`",
             "Check the mount is writable: `findmnt -no OPTIONS -T /etc/haproxy`",
@@ -478,7 +480,8 @@ pub static CATALOGUE: &[Entry] = &[
         "apt-get install failed on a host: a package or a version pinned under [versions] in \
          kbz.toml does not exist for this release, an earlier dpkg run was interrupted and \
          needs finishing, another apt process holds the lock, or dependencies conflict with \
-         held packages.",
+         held packages. The end of dpkg's output, shown in the message, usually names the \
+         package at fault.",
         &[
             "Finish interrupted installs and fix dependencies: \
              `sudo dpkg --configure -a && sudo apt-get -f install`",
@@ -541,7 +544,8 @@ pub static CATALOGUE: &[Entry] = &[
         "Privilege escalation failed",
         "The SSH user is not root and `sudo` did not work without a prompt: the user is not in \
          sudoers, sudo asks for a password (kbz never types one), sudo is not installed, or the \
-         sudoers rules only allow some commands.",
+         sudoers rules only allow some commands. kbz needs root on every host to install \
+         packages, write under /etc and manage services.",
         &[
             "Test non-interactive sudo: `ssh deploy@10.0.0.11 sudo -n true`",
             "As root on the host, allow the deploy user: \
@@ -1064,7 +1068,8 @@ pub static CATALOGUE: &[Entry] = &[
         "Permission denied on host",
         "An operation on a host failed with permission denied even with sudo: sudo only allows \
          some commands for this user, AppArmor denied the access, the path is immutable or on \
-         a read-only mount, or a directory on the path is not traversable.",
+         a read-only mount, or a directory on the path is not traversable. The message names the path or command \
+         that was refused.",
         &[
             "See what sudo allows: `sudo -l`",
             "Check every directory on the path: `namei -l /var/lib/postgresql/15/main`",
