@@ -95,7 +95,7 @@ pub fn probe_script(resources: &[Resource]) -> String {
             Resource::Package { name, .. } => pkgs.push(name.clone()),
             Resource::Service { name, .. } => {
                 s.push_str(&format!(
-                    "echo \"@@ {i} service $(systemctl show -p LoadState -p UnitFileState -p ActiveState {n} 2>/dev/null | tr '\\n' ' ')\"\n",
+                    "echo \"@@ {i} service $(systemctl show -p LoadState -p UnitFileState -p ActiveState -p ConditionResult -p ConditionTimestampMonotonic {n} 2>/dev/null | tr '\\n' ' ')\"\n",
                     n = quote(&format!("{name}.service"))
                 ));
             }
@@ -263,21 +263,28 @@ fn parse_service(tail: &str) -> Observed {
     let mut load = "";
     let mut file_state = "";
     let mut active = "";
+    let mut condition = "";
+    let mut condition_checked = false;
     for kv in tail.split_whitespace() {
         match kv.split_once('=') {
             Some(("LoadState", v)) => load = v,
             Some(("UnitFileState", v)) => file_state = v,
             Some(("ActiveState", v)) => active = v,
+            Some(("ConditionResult", v)) => condition = v,
+            Some(("ConditionTimestampMonotonic", v)) => condition_checked = v != "0",
             _ => {}
         }
     }
+    // A unit whose start condition was checked and failed (chrony in a container, say) is
+    // as running as systemd will let it be: starting it again would change nothing.
+    let refused_by_condition = active == "inactive" && condition == "no" && condition_checked;
     Observed::Service {
         exists: load == "loaded",
         enabled: matches!(
             file_state,
             "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
         ),
-        active: matches!(active, "active" | "activating" | "reloading"),
+        active: matches!(active, "active" | "activating" | "reloading") || refused_by_condition,
     }
 }
 
@@ -430,6 +437,31 @@ mod tests {
             name: "overlay".into(),
         }];
         assert!(parse_probe("h", &res, "").is_err());
+    }
+
+    #[test]
+    fn unit_skipped_by_its_condition_counts_as_running() {
+        let res = vec![Resource::service("chrony", &[])];
+        let out = "@@ 0 service LoadState=loaded UnitFileState=enabled ActiveState=inactive ConditionResult=no ConditionTimestampMonotonic=123 \n";
+        let obs = parse_probe("h", &res, out).expect("parse");
+        assert_eq!(
+            obs[0],
+            Observed::Service {
+                exists: true,
+                enabled: true,
+                active: true
+            }
+        );
+        let never_started = "@@ 0 service LoadState=loaded UnitFileState=enabled ActiveState=inactive ConditionResult=no ConditionTimestampMonotonic=0 \n";
+        let obs = parse_probe("h", &res, never_started).expect("parse");
+        assert_eq!(
+            obs[0],
+            Observed::Service {
+                exists: true,
+                enabled: true,
+                active: false
+            }
+        );
     }
 
     #[test]

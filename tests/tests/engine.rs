@@ -1,0 +1,286 @@
+//! Engine behaviour on fake hosts: convergence, zero-change re-runs, bounded round trips,
+//! dry-run, and rollback to the exact prior state after a failure at any step.
+
+use kbz_base::Base;
+use kbz_core::engine::{Mode, RollbackOutcome};
+use kbz_core::{
+    Component, Config, Context, Engine, EngineError, Executor, Host, Inventory, Role, RunOptions,
+    Secrets,
+};
+use kbz_exec::fake::FakeState;
+use kbz_exec::FakeConnector;
+use std::sync::Arc;
+
+fn inventory(n: usize) -> Inventory {
+    Inventory {
+        path: "servers.tsv".into(),
+        hosts: (1..=n)
+            .map(|i| {
+                Host::new(
+                    &format!("node{i}"),
+                    format!("192.0.2.{}", 10 + i).parse().expect("ip"),
+                    &[Role::Etcd],
+                )
+            })
+            .collect(),
+    }
+}
+
+fn setup(n: usize) -> (Engine, Arc<FakeConnector>) {
+    let inv = inventory(n);
+    let fleet = Arc::new(FakeConnector::debian_fleet(&inv.hosts));
+    let mut cfg = Config::default();
+    cfg.cluster.apt_proxy = Some("http://192.0.2.1:3142".into());
+    cfg.cluster.ntp_servers = vec!["192.0.2.1".into()];
+    let ctx = Context::new(inv, cfg, Secrets::in_memory());
+    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Base)];
+    (Engine::new(ctx, comps, fleet.clone()), fleet)
+}
+
+fn states(fleet: &FakeConnector) -> Vec<(String, FakeState)> {
+    fleet.hosts().map(|(n, h)| (n.clone(), h.state())).collect()
+}
+
+#[tokio::test]
+async fn fresh_hosts_converge_and_rerun_changes_nothing() {
+    let (engine, fleet) = setup(3);
+    let first = engine.run(&RunOptions::default()).await.expect("first run");
+    assert!(first.changed() > 0);
+    for (name, h) in fleet.hosts() {
+        let s = h.state();
+        assert!(!s.swap_active, "{name}: swap still on");
+        assert!(s.modules.contains("br_netfilter"));
+        assert_eq!(
+            s.sysctl.get("net.ipv4.ip_forward").map(String::as_str),
+            Some("1")
+        );
+        assert!(s.packages.contains("chrony"));
+        let hosts = String::from_utf8_lossy(&s.files["/etc/hosts"].content).into_owned();
+        assert!(hosts.contains("192.0.2.13\tnode3"), "{hosts}");
+        assert_eq!(
+            s.files["/etc/hostname"].content,
+            format!("{name}\n").into_bytes()
+        );
+        assert!(String::from_utf8_lossy(&s.files["/etc/fstab"].content)
+            .contains("#kbz swapoff# UUID=bbbb"));
+    }
+
+    let before: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("chrony")).collect();
+    let applied_before: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
+    let second = engine
+        .run(&RunOptions::default())
+        .await
+        .expect("second run");
+    assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    let after: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("chrony")).collect();
+    assert_eq!(before, after, "a converged re-run restarted a service");
+    let applied_after: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
+    assert_eq!(
+        applied_before, applied_after,
+        "a converged re-run applied an operation"
+    );
+}
+
+#[tokio::test]
+async fn converged_rerun_costs_one_round_trip_per_component_and_host() {
+    let (engine, fleet) = setup(3);
+    engine.run(&RunOptions::default()).await.expect("first run");
+    for (_, h) in fleet.hosts() {
+        h.reset_round_trips();
+    }
+    let report = engine
+        .run(&RunOptions::default())
+        .await
+        .expect("second run");
+    for (name, h) in fleet.hosts() {
+        assert_eq!(
+            h.round_trips(),
+            1,
+            "{name}: converged host must cost exactly one probe"
+        );
+    }
+    assert_eq!(report.round_trips, 3);
+}
+
+#[tokio::test]
+async fn dry_run_plans_without_touching_hosts() {
+    let (engine, fleet) = setup(2);
+    let before = states(&fleet);
+    let report = engine
+        .run(&RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        })
+        .await
+        .expect("dry run");
+    assert_eq!(before, states(&fleet), "dry-run changed a host");
+    let text = report.plan.render();
+    assert!(report.plan.operations() > 10, "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "{} operations would change on 2 hosts\n",
+            report.plan.operations()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("+192.0.2.12\tnode2"),
+        "file diffs are shown: {text}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_host_is_planned_fresh_in_dry_run_and_refused_for_real() {
+    let inv = inventory(2);
+    let mut fleet = FakeConnector::debian_fleet(&inv.hosts);
+    fleet.set_unreachable("node2");
+    let fleet = Arc::new(fleet);
+    let ctx = Context::new(inv, Config::default(), Secrets::in_memory());
+    let engine = Engine::new(
+        ctx,
+        vec![Arc::new(Base) as Arc<dyn Component>],
+        fleet.clone(),
+    );
+    let report = engine
+        .run(&RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        })
+        .await
+        .expect("dry run");
+    assert!(report.hosts["node2"].unreachable);
+    assert!(report
+        .plan
+        .render()
+        .contains("node2 · module 1 base (unreachable: planned as a fresh host)"));
+
+    let before = states(&fleet);
+    match engine.run(&RunOptions::default()).await {
+        Err(e @ EngineError::Connect(_)) => assert_eq!(e.diagnostic().code.to_string(), "E011"),
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    assert_eq!(
+        before,
+        states(&fleet),
+        "nothing may change when a host is unreachable"
+    );
+}
+
+#[tokio::test]
+async fn failure_at_any_step_rolls_every_host_back_exactly() {
+    // Count the operations of a fresh converge of one host, then fail at each of them in turn.
+    let (engine, fleet) = setup(1);
+    let n = engine
+        .run(&RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        })
+        .await
+        .expect("plan")
+        .plan
+        .operations();
+    drop((engine, fleet));
+    assert!(n > 10);
+    for k in 1..=n as u64 {
+        let (engine, fleet) = setup(3);
+        // Make one host partly configured already, so rollback must restore old bytes too.
+        fleet.host("node1").expect("node1").with_state(|s| {
+            s.files.get_mut("/etc/hosts").expect("hosts").mode = 0o600;
+            s.sysctl.insert("vm.swappiness".into(), "30".into());
+        });
+        let before = states(&fleet);
+        fleet.host("node2").expect("node2").fail_nth_operation(k);
+        let err = engine
+            .run(&RunOptions::default())
+            .await
+            .expect_err("must fail");
+        match &err {
+            EngineError::Failed { host, rollback, .. } => {
+                assert_eq!(host.as_deref(), Some("node2"));
+                assert_eq!(*rollback, RollbackOutcome::RolledBack, "step {k}");
+            }
+            other => panic!("step {k}: unexpected {other:?}"),
+        }
+        assert_eq!(err.diagnostic().code.to_string(), "E021");
+        for ((name, b), (_, a)) in before.iter().zip(states(&fleet).iter()) {
+            assert_eq!(
+                b, a,
+                "step {k}: {name} differs from its state before the run"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn skip_cleanup_keeps_changes_and_rollback_replays_the_journal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (engine, fleet) = setup(2);
+    let before = states(&fleet);
+    fleet
+        .host("node1")
+        .expect("node1")
+        .fail_matching("install packages");
+    let opts = RunOptions {
+        skip_cleanup: true,
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    match engine.run(&opts).await {
+        Err(EngineError::Failed {
+            rollback: RollbackOutcome::Kept,
+            ..
+        }) => {}
+        other => panic!("expected a kept failure, got {other:?}"),
+    }
+    assert_ne!(
+        before,
+        states(&fleet),
+        "skip-cleanup must keep what was applied"
+    );
+    fleet.host("node1").expect("node1").clear_failure();
+    let steps = engine.rollback_last(&opts).await.expect("rollback");
+    assert!(steps > 0);
+    assert_eq!(before, states(&fleet));
+    // A second rollback has nothing to do, and says so with E010.
+    let again = engine.rollback_last(&opts).await.expect_err("nothing left");
+    assert_eq!(again.diagnostic().code.to_string(), "E010");
+}
+
+#[tokio::test]
+async fn uninstall_removes_only_kbz_files() {
+    let (engine, fleet) = setup(1);
+    engine.run(&RunOptions::default()).await.expect("install");
+    engine
+        .run(&RunOptions {
+            mode: Mode::Uninstall,
+            ..RunOptions::default()
+        })
+        .await
+        .expect("uninstall");
+    let s = fleet.host("node1").expect("node1").state();
+    assert!(!s.files.contains_key(kbz_base::SYSCTL_FILE));
+    assert!(!s.files.contains_key(kbz_base::APT_PROXY_FILE));
+    assert!(s.files.contains_key("/etc/hosts"));
+}
+
+#[tokio::test]
+async fn unknown_component_and_module_are_usage_errors() {
+    let (engine, _) = setup(1);
+    let e = engine
+        .run(&RunOptions {
+            only: Some("redis-typo".into()),
+            ..RunOptions::default()
+        })
+        .await
+        .expect_err("usage");
+    assert_eq!(e.diagnostic().code.to_string(), "E010");
+    assert!(e.to_string().contains("known: base"));
+    let e = engine
+        .run(&RunOptions {
+            start_from_module: 9,
+            ..RunOptions::default()
+        })
+        .await
+        .expect_err("usage");
+    assert_eq!(e.diagnostic().code.to_string(), "E010");
+}
