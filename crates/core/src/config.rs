@@ -2,9 +2,12 @@
 //! Unknown keys are errors (a typo must not silently fall back to a default).
 
 use ipnet::IpNet;
+use kbz_errors::{Code, Diagnostic};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 
 use crate::notifier::Level;
 
@@ -198,4 +201,479 @@ fn default_true() -> bool {
 
 fn default_notify_timeout() -> u64 {
     10
+}
+
+/// The service fronts a `[vips]` entry may name.
+pub const VIP_NAMES: &[&str] = &["postgres", "redis", "rabbitmq", "mariadb", "k8s_api"];
+
+/// The values of `[kubernetes] flavor`.
+pub const FLAVORS: &[&str] = &["k3s", "kubeadm"];
+
+/// The keys of each table, for "did you mean" hints on unknown keys.
+const TABLE_KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "cluster",
+            "ssh",
+            "timeouts",
+            "vips",
+            "versions",
+            "postgres",
+            "kubernetes",
+            "notify",
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            "name",
+            "subnet",
+            "forks",
+            "apt_proxy",
+            "ntp_servers",
+            "timezone",
+            "extra_packages",
+        ],
+    ),
+    ("ssh", &["key", "known_hosts", "jump_host"]),
+    ("timeouts", &["connect", "command", "readiness"]),
+    ("postgres", &["synchronous_mode"]),
+    (
+        "kubernetes",
+        &["flavor", "metallb_range", "pod_cidr", "service_cidr"],
+    ),
+    (
+        "notify",
+        &[
+            "name",
+            "url",
+            "min_level",
+            "enabled",
+            "timeout_secs",
+            "options",
+        ],
+    ),
+];
+
+/// An inclusive range of addresses of one family, such as the MetalLB pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AddrRange {
+    /// First address.
+    pub first: IpAddr,
+    /// Last address (not below `first`).
+    pub last: IpAddr,
+}
+
+impl AddrRange {
+    /// Parses `first-last` (spaces around `-` allowed) or a CIDR block (`192.0.2.240/28`).
+    pub fn parse(s: &str) -> Result<AddrRange, String> {
+        let s = s.trim();
+        let shape = || {
+            format!(
+                "`{s}` is not an address range: write `first-last` (e.g. \
+                 `192.0.2.200-192.0.2.220`) or a CIDR block (e.g. `192.0.2.224/28`)"
+            )
+        };
+        if s.contains('/') {
+            let net: IpNet = s.parse().map_err(|_| shape())?;
+            return Ok(AddrRange {
+                first: net.network(),
+                last: net.broadcast(),
+            });
+        }
+        let (a, b) = s.split_once('-').ok_or_else(shape)?;
+        let first: IpAddr = a.trim().parse().map_err(|_| shape())?;
+        let last: IpAddr = b.trim().parse().map_err(|_| shape())?;
+        if first.is_ipv4() != last.is_ipv4() {
+            return Err(format!(
+                "`{s}` mixes IPv4 and IPv6; both ends must be of one family"
+            ));
+        }
+        if first > last {
+            return Err(format!(
+                "`{s}` ends before it starts; write the lower address first: `{last}-{first}`"
+            ));
+        }
+        Ok(AddrRange { first, last })
+    }
+
+    /// True when `ip` lies in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.first.is_ipv4() && self.first <= ip && ip <= self.last
+    }
+
+    /// True when both ends lie in `net` (so every address does).
+    pub fn inside(&self, net: &IpNet) -> bool {
+        net.contains(&self.first) && net.contains(&self.last)
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl KubernetesConfig {
+    /// The parsed MetalLB pool, when one is configured.
+    pub fn metallb_pool(&self) -> Option<Result<AddrRange, String>> {
+        self.metallb_range.as_deref().map(AddrRange::parse)
+    }
+}
+
+impl Config {
+    /// Reads and parses kbz.toml. A missing or unreadable file is E001; everything else E008.
+    pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| {
+            let mut d = crate::inventory::read_error(&shown, &e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                d = d.hint(format!(
+                    "create it from the example: `cp examples/kbz.toml {shown}`, or leave out \
+                     --config to run with the defaults"
+                ));
+            }
+            vec![d]
+        })?;
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => Config::parse(&shown, text),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                Err(vec![Diagnostic::new(
+                    Code::E008,
+                    "the configuration is not valid UTF-8",
+                )
+                .at(&shown, Some(line))
+                .hint(format!(
+                    "save the file as UTF-8, e.g. `iconv -f LATIN1 -t UTF-8 {shown} -o {shown}.utf8`"
+                ))])
+            }
+        }
+    }
+
+    /// Like [`Config::load`], but a file that does not exist yields the defaults. Use it only
+    /// where running without a kbz.toml is allowed (the user did not name one).
+    pub fn load_or_default(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            _ => Config::load(path),
+        }
+    }
+
+    /// Parses kbz.toml text. `path_for_messages` is the file name shown in diagnostics.
+    ///
+    /// A TOML syntax error, an unknown key or a value of the wrong type is one E008 with the
+    /// line (the TOML reader stops at the first); when the file reads, every semantic problem
+    /// found by [`Config::check`] is reported at once. A UTF-8 BOM is accepted.
+    pub fn parse(path_for_messages: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
+        let path = path_for_messages;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(vec![toml_error(path, text, &e, true)]);
+        }
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| vec![toml_error(path, text, &e, false)])?;
+        let diags = cfg.check(path, Some(text));
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// Semantic checks of values (E008): name, forks, apt proxy, timeouts, flavor, CIDRs,
+    /// MetalLB range syntax, VIP names, notification targets. `text` is the file's source,
+    /// used only to find line numbers; without it diagnostics name the file alone.
+    pub fn check(&self, path: &str, text: Option<&str>) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let at = |table: &str, key: &str| text.and_then(|t| key_line(t, table, key));
+        let mut bad = |table: &str, key: &str, msg: String, hint: String| {
+            out.push(
+                Diagnostic::new(Code::E008, msg)
+                    .at(path, at(table, key))
+                    .hint(hint),
+            );
+        };
+        let c = &self.cluster;
+        if c.name.trim().is_empty() {
+            bad(
+                "cluster",
+                "name",
+                "[cluster] name is empty".into(),
+                "give the cluster a short name, e.g. `name = \"prod\"`".into(),
+            );
+        }
+        if c.forks == 0 {
+            bad(
+                "cluster",
+                "forks",
+                "[cluster] forks is 0; at least one host must run at a time".into(),
+                "set `forks = 10` (the default) or remove the line".into(),
+            );
+        }
+        if let Some(net) = c.subnet {
+            if net.trunc() != net {
+                bad(
+                    "cluster",
+                    "subnet",
+                    format!("[cluster] subnet `{net}` has host bits set"),
+                    format!("write the network address: `subnet = \"{}\"`", net.trunc()),
+                );
+            }
+        }
+        if let Some(proxy) = &c.apt_proxy {
+            if !(proxy.starts_with("http://") || proxy.starts_with("https://")) {
+                bad(
+                    "cluster",
+                    "apt_proxy",
+                    format!("[cluster] apt_proxy `{proxy}` is not an http:// or https:// URL"),
+                    "write it like `apt_proxy = \"http://192.0.2.5:3142\"`, or remove the line"
+                        .into(),
+                );
+            }
+        }
+        for (key, v) in [
+            ("connect", self.timeouts.connect),
+            ("command", self.timeouts.command),
+            ("readiness", self.timeouts.readiness),
+        ] {
+            if v == 0 {
+                bad(
+                    "timeouts",
+                    key,
+                    format!("[timeouts] {key} is 0"),
+                    "give a number of seconds of at least 1, or remove the line for the default"
+                        .into(),
+                );
+            }
+        }
+        let k = &self.kubernetes;
+        if !FLAVORS.contains(&k.flavor.as_str()) {
+            bad(
+                "kubernetes",
+                "flavor",
+                format!("[kubernetes] flavor `{}` is unknown", k.flavor),
+                format!(
+                    "{}valid flavors: k3s, kubeadm",
+                    did_you_mean(&k.flavor, FLAVORS)
+                ),
+            );
+        }
+        for (key, v) in [("pod_cidr", &k.pod_cidr), ("service_cidr", &k.service_cidr)] {
+            if v.parse::<IpNet>().is_err() {
+                bad(
+                    "kubernetes",
+                    key,
+                    format!("[kubernetes] {key} `{v}` is not a CIDR block"),
+                    "write it like `10.42.0.0/16`".into(),
+                );
+            }
+        }
+        if let Some(Err(msg)) = k.metallb_pool() {
+            bad(
+                "kubernetes",
+                "metallb_range",
+                format!("[kubernetes] metallb_range: {msg}"),
+                "write `metallb_range = \"192.0.2.200-192.0.2.220\"` with free addresses inside \
+                 [cluster] subnet"
+                    .into(),
+            );
+        }
+        for name in self.vips.keys() {
+            if !VIP_NAMES.contains(&name.as_str()) {
+                bad(
+                    "vips",
+                    name,
+                    format!("[vips] `{name}` is not a service front"),
+                    format!(
+                        "{}VIPs can be set for: {}",
+                        did_you_mean(name, VIP_NAMES),
+                        VIP_NAMES.join(", ")
+                    ),
+                );
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (i, n) in self.notify.iter().enumerate() {
+            let line = text.and_then(|t| array_table_line(t, "notify", i));
+            let mut push = |msg: String, hint: &str| {
+                out.push(Diagnostic::new(Code::E008, msg).at(path, line).hint(hint));
+            };
+            if n.name.trim().is_empty() {
+                push(
+                    format!("[[notify]] number {} has an empty name", i + 1),
+                    "give each target a name, e.g. `name = \"ops-slack\"`",
+                );
+            } else if !names.insert(n.name.as_str()) {
+                push(
+                    format!("[[notify]] name `{}` is used twice", n.name),
+                    "give each target its own name",
+                );
+            }
+            if !n.url.contains("://") {
+                push(
+                    format!(
+                        "[[notify]] `{}` has url `{}` without a scheme",
+                        n.name, n.url
+                    ),
+                    "write a URL like `slack://...`, `mailto://...` or `https://...`",
+                );
+            }
+        }
+        out
+    }
+}
+
+/// `did you mean `x`? ` (with a trailing space) for the nearest candidate, or empty.
+pub(crate) fn did_you_mean(unknown: &str, candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(unknown, c), *c))
+        .min_by_key(|&(d, _)| d)
+        .filter(|&(d, c)| d <= (c.len() / 3).max(2))
+        .map(|(_, c)| format!("did you mean `{c}`? "))
+        .unwrap_or_default()
+}
+
+/// One E008 from a TOML syntax or deserialisation error, with the line from its span.
+fn toml_error(path: &str, text: &str, e: &toml::de::Error, syntax: bool) -> Diagnostic {
+    let line = e.span().map(|s| line_of(text, s.start));
+    let msg = e.message().trim().to_string();
+    let table = line.map(|l| table_at(text, l)).unwrap_or_default();
+    let shown_table = if table.is_empty() {
+        "the top level".to_string()
+    } else {
+        format!("[{table}]")
+    };
+    let (message, hint) = if syntax {
+        (
+            format!("not valid TOML: {msg}"),
+            "fix the syntax on this line: strings need double quotes (`name = \"prod\"`), \
+             tables are written `[cluster]`, each key appears once; compare with \
+             examples/kbz.toml"
+                .to_string(),
+        )
+    } else if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let quoted: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        let unknown = quoted.first().copied().unwrap_or("");
+        let keys = TABLE_KEYS
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, k)| *k)
+            .unwrap_or(&[]);
+        let keys = if keys.is_empty() {
+            quoted.get(1..).unwrap_or(&[])
+        } else {
+            keys
+        };
+        (
+            format!("unknown key `{unknown}` in {shown_table}"),
+            format!(
+                "{}fix the spelling or remove the line; the keys of {shown_table} are: {} \
+                 (see docs/inventory.md)",
+                did_you_mean(unknown, keys),
+                keys.join(", ")
+            ),
+        )
+    } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+        let key = line
+            .and_then(|l| text.lines().nth(l - 1))
+            .and_then(line_key)
+            .map(|k| format!(" for `{k}` in {shown_table}"))
+            .unwrap_or_default();
+        (
+            format!("wrong value{key}: {msg}"),
+            "numbers and booleans are written without quotes, strings and addresses with \
+             double quotes, lists in [ ]; docs/inventory.md gives each key's type"
+                .to_string(),
+        )
+    } else {
+        (
+            format!("{msg} (in {shown_table})"),
+            "compare with examples/kbz.toml; docs/inventory.md lists every key".to_string(),
+        )
+    };
+    Diagnostic::new(Code::E008, message)
+        .at(path, line)
+        .hint(hint)
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The table a header `[name]` or `[[name]]` line names.
+fn header_name(t: &str) -> Option<String> {
+    if !t.starts_with('[') {
+        return None;
+    }
+    let inner = t.trim_start_matches('[');
+    let name = inner.split(']').next().unwrap_or("");
+    Some(name.trim().replace([' ', '"'], ""))
+}
+
+/// The key a `key = value` line sets (quotes removed), if it is one.
+fn line_key(line: &str) -> Option<String> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
+        return None;
+    }
+    let (k, _) = t.split_once('=')?;
+    Some(k.trim().replace([' ', '"', '\''], ""))
+}
+
+/// The table whose section holds `line` (empty at the top level).
+fn table_at(text: &str, line: usize) -> String {
+    let mut current = String::new();
+    for l in text.lines().take(line) {
+        if let Some(h) = header_name(l.trim()) {
+            current = h;
+        }
+    }
+    current
+}
+
+/// The 1-based line where `key` of `table` is set (`""` for the top level): in a `[table]`
+/// section, as a dotted `table.key` at the top level, or else the line of the table itself.
+pub fn key_line(text: &str, table: &str, key: &str) -> Option<usize> {
+    let dotted = format!("{table}.{key}");
+    let mut current = String::new();
+    let mut table_line = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some(h) = header_name(t) {
+            if h == table && table_line.is_none() {
+                table_line = Some(i + 1);
+            }
+            current = h;
+            continue;
+        }
+        let Some(k) = line_key(t) else { continue };
+        if (current == table && k == key) || (current.is_empty() && k == dotted) {
+            return Some(i + 1);
+        }
+        if current.is_empty() && k == table && table_line.is_none() {
+            table_line = Some(i + 1);
+        }
+    }
+    table_line
+}
+
+/// The line of the `index`-th (0-based) `[[table]]` header.
+fn array_table_line(text: &str, table: &str, index: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.trim().starts_with("[[") && header_name(l.trim()).as_deref() == Some(table)
+        })
+        .nth(index)
+        .map(|(i, _)| i + 1)
 }

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod resource;
 pub mod secret;
 pub mod shell;
+pub mod validate;
 
 pub use cache::Cache;
 pub use component::{Component, ComponentError};
