@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::notifier::Level;
 
 /// The whole kbz.toml.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Cluster-wide settings.
@@ -31,21 +31,6 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// Notification targets.
     pub notify: Vec<NotifyTarget>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cluster: ClusterConfig::default(),
-            ssh: SshConfig::default(),
-            timeouts: Timeouts::default(),
-            vips: BTreeMap::new(),
-            versions: BTreeMap::new(),
-            postgres: PostgresConfig::default(),
-            kubernetes: KubernetesConfig::default(),
-            notify: Vec::new(),
-        }
-    }
 }
 
 /// `[cluster]`.
@@ -83,7 +68,7 @@ impl Default for ClusterConfig {
 }
 
 /// `[ssh]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SshConfig {
     /// Private key file; ssh-agent is tried when unset.
@@ -92,16 +77,6 @@ pub struct SshConfig {
     pub known_hosts: Option<String>,
     /// Optional bastion, `user@host:port`.
     pub jump_host: Option<String>,
-}
-
-impl Default for SshConfig {
-    fn default() -> Self {
-        SshConfig {
-            key: None,
-            known_hosts: None,
-            jump_host: None,
-        }
-    }
 }
 
 /// `[timeouts]`, in seconds.
@@ -540,13 +515,22 @@ pub(crate) fn did_you_mean(unknown: &str, candidates: &[&str]) -> String {
 /// One E008 from a TOML syntax or deserialisation error, with the line from its span.
 fn toml_error(path: &str, text: &str, e: &toml::de::Error, syntax: bool) -> Diagnostic {
     let line = e.span().map(|s| line_of(text, s.start));
-    let msg = e.message().trim().to_string();
+    let msg = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     let table = line.map(|l| table_at(text, l)).unwrap_or_default();
     let shown_table = if table.is_empty() {
         "the top level".to_string()
     } else {
         format!("[{table}]")
     };
+    let key_on_line = line
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+        .and_then(line_key);
     let (message, hint) = if syntax {
         (
             format!("not valid TOML: {msg}"),
@@ -570,17 +554,21 @@ fn toml_error(path: &str, text: &str, e: &toml::de::Error, syntax: bool) -> Diag
         };
         (
             format!("unknown key `{unknown}` in {shown_table}"),
-            format!(
-                "{}fix the spelling or remove the line; the keys of {shown_table} are: {} \
-                 (see docs/inventory.md)",
-                did_you_mean(unknown, keys),
-                keys.join(", ")
-            ),
+            match did_you_mean(unknown, keys).as_str() {
+                "" => format!(
+                    "fix the spelling or remove the line; the keys of {shown_table} are: {} \
+                     (see docs/inventory.md)",
+                    keys.join(", ")
+                ),
+                dym => format!(
+                    "{dym}otherwise remove the line; the keys of {shown_table} are: {} (see \
+                     docs/inventory.md)",
+                    keys.join(", ")
+                ),
+            },
         )
     } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
-        let key = line
-            .and_then(|l| text.lines().nth(l - 1))
-            .and_then(line_key)
+        let key = key_on_line
             .map(|k| format!(" for `{k}` in {shown_table}"))
             .unwrap_or_default();
         (
@@ -590,8 +578,12 @@ fn toml_error(path: &str, text: &str, e: &toml::de::Error, syntax: bool) -> Diag
                 .to_string(),
         )
     } else {
+        let place = match key_on_line {
+            Some(k) => format!("`{k}` in {shown_table}"),
+            None => shown_table,
+        };
         (
-            format!("{msg} (in {shown_table})"),
+            format!("{place}: {msg}"),
             "compare with examples/kbz.toml; docs/inventory.md lists every key".to_string(),
         )
     };

@@ -789,7 +789,7 @@ impl Parser<'_> {
                 None => {
                     ok = false;
                     let hint = match suggest_role(item) {
-                        Some(r) => format!("did you mean `{r}`? (valid roles: {})", valid_roles()),
+                        Some(r) => format!("did you mean `{r}`? Valid roles: {}", valid_roles()),
                         None => format!("valid roles: {}", valid_roles()),
                     };
                     self.push(
