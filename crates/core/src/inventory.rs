@@ -390,6 +390,14 @@ pub fn check_hostname(name: &str) -> Result<(), (String, String)> {
             format!("write it in lowercase: `{}`", name.to_ascii_lowercase()),
         ));
     }
+    if name.parse::<IpAddr>().is_ok() {
+        return Err((
+            format!("hostname `{name}` is an IP address"),
+            "the first column is the host's name and the second its address: \
+             hostname<TAB>ip<TAB>roles"
+                .into(),
+        ));
+    }
     for label in name.split('.') {
         if label.is_empty() {
             return Err((

@@ -254,7 +254,7 @@ fn invalid_hostnames_are_e005() {
     let long = "a".repeat(64);
     let d = inv_err(&format!(
         "DB1\t192.0.2.1\tlb\ndb_2\t192.0.2.2\tlb\n-db3\t192.0.2.3\tlb\n{long}\t192.0.2.4\tlb\ndb5..x\t192.0.2.5\tlb\n\
-         ok.example.com\t192.0.2.6\tlb\n"
+         ok.example.com\t192.0.2.6\tlb\n192.0.2.7\tdb7\tlb\n"
     ));
     assert_eq!(
         spots(&d),
@@ -263,10 +263,13 @@ fn invalid_hostnames_are_e005() {
             "E005 servers.tsv:2",
             "E005 servers.tsv:3",
             "E005 servers.tsv:4",
-            "E005 servers.tsv:5"
+            "E005 servers.tsv:5",
+            "E005 servers.tsv:7",
+            "E005 servers.tsv:7"
         ]
     );
     assert!(hint(&d[0]).contains("`db1`"), "{}", d[0]);
+    assert!(d[5].message.contains("is an IP address"), "{}", d[5]);
     assert!(d[3].message.contains("at most 63"), "{}", d[3]);
 }
 
