@@ -152,7 +152,7 @@ async fn unreachable_host_is_planned_fresh_in_dry_run_and_refused_for_real() {
     assert!(report
         .plan
         .render()
-        .contains("node2 · module 1 base (unreachable: planned as a fresh host)"));
+        .contains("node2 · module 1 base (not reached: planned as a fresh host)"));
 
     let before = states(&fleet);
     match engine.run(&RunOptions::default()).await {

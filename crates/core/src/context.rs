@@ -1,7 +1,8 @@
 //! `Context`: everything a component may read while declaring resources: the inventory, the
 //! config and the run's secrets. Immutable during a run.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::component::ComponentError;
 use crate::config::Config;
@@ -17,6 +18,8 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Secrets, already generated for every component of the run.
     pub secrets: Arc<Secrets>,
+    /// Values computed once per run and shared by every host (see [`Context::shared`]).
+    memo: Arc<Mutex<HashMap<&'static str, Arc<str>>>>,
 }
 
 impl Context {
@@ -26,7 +29,17 @@ impl Context {
             inventory: Arc::new(inventory),
             config: Arc::new(config),
             secrets: Arc::new(secrets),
+            memo: Arc::default(),
         }
+    }
+
+    /// Text that is the same for every host (a cluster-wide /etc/hosts, a member list),
+    /// computed on first use and shared, so planning a large fleet renders it once.
+    pub fn shared(&self, key: &'static str, compute: impl FnOnce() -> String) -> Arc<str> {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.entry(key)
+            .or_insert_with(|| Arc::from(compute()))
+            .clone()
     }
 
     /// A secret the component declared in [`crate::Component::secret_names`].

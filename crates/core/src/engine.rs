@@ -258,7 +258,7 @@ pub struct Engine {
     components: Vec<Arc<dyn Component>>,
     connector: Arc<dyn Connector>,
     progress: Arc<dyn Progress>,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -279,7 +279,9 @@ impl Engine {
         connector: Arc<dyn Connector>,
     ) -> Self {
         components.sort_by_key(|c| c.module());
-        let redactor = Redactor::new(ctx.secrets.values().map(|s| s.expose().to_string()));
+        let redactor = Arc::new(Redactor::new(
+            ctx.secrets.values().map(|s| s.expose().to_string()),
+        ));
         Engine {
             ctx,
             components,
@@ -651,7 +653,7 @@ async fn converge_host(
     hostname: &str,
     component: &str,
     desired: &[Resource],
-    redactor: &Redactor,
+    redactor: &Arc<Redactor>,
     dry_run: bool,
     journal: &Mutex<Journal>,
 ) -> Result<HostPlan, ExecError> {

@@ -17,9 +17,74 @@ pub struct Change {
     /// Steps that undo it, run in order on rollback.
     #[serde(skip)]
     pub undo: Vec<Op>,
-    /// Unified diff for file changes, with secrets masked.
+    /// File changes: rendered as a unified diff (secrets masked) only when shown.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
+    pub diff: Option<FileDiff>,
+}
+
+/// The before and after of one file. Rendering is deferred to display time, so planning a
+/// large fleet does not pay for diffs nobody reads.
+#[derive(Debug, Clone)]
+pub struct FileDiff {
+    path: String,
+    old: Option<Vec<u8>>,
+    new: Vec<u8>,
+    old_mode: Option<u32>,
+    new_mode: u32,
+    redactor: std::sync::Arc<Redactor>,
+}
+
+impl PartialEq for FileDiff {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.path,
+            &self.old,
+            &self.new,
+            self.old_mode,
+            self.new_mode,
+        ) == (&o.path, &o.old, &o.new, o.old_mode, o.new_mode)
+    }
+}
+
+impl Eq for FileDiff {}
+
+impl Serialize for FileDiff {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.render())
+    }
+}
+
+impl FileDiff {
+    /// A unified diff (with a mode line when the mode changes), secrets masked.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(m) = self.old_mode {
+            if m != self.new_mode && self.new_mode != 0 {
+                out.push_str(&format!("mode {m:04o} -> {:04o}\n", self.new_mode));
+            }
+        }
+        let old_text = self
+            .old
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let new_text = String::from_utf8_lossy(&self.new);
+        if old_text != new_text {
+            let d = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+            let from = if self.old.is_some() {
+                format!("a{}", self.path)
+            } else {
+                "/dev/null".into()
+            };
+            out.push_str(
+                &d.unified_diff()
+                    .context_radius(2)
+                    .header(&from, &format!("b{}", self.path))
+                    .to_string(),
+            );
+        }
+        self.redactor.redact(&out)
+    }
 }
 
 /// The plan for one component on one host.
@@ -65,7 +130,7 @@ impl Plan {
         let mut out = String::new();
         for hp in &self.hosts {
             let note = if hp.unreachable {
-                " (unreachable: planned as a fresh host)"
+                " (not reached: planned as a fresh host)"
             } else {
                 ""
             };
@@ -80,7 +145,7 @@ impl Plan {
             for c in &hp.changes {
                 out.push_str(&format!("  ~ {}\n", c.op.describe()));
                 if let Some(d) = &c.diff {
-                    for l in d.lines() {
+                    for l in d.render().lines() {
                         out.push_str(&format!("      {l}\n"));
                     }
                 }
@@ -124,7 +189,11 @@ impl Redactor {
 /// Diffs desired resources against what the probe observed, in declaration order.
 /// Packages to install are batched into one operation at the first package's position;
 /// services listed with `restart_on` are restarted when one of those files changes.
-pub fn diff(desired: &[Resource], observed: &[Observed], redactor: &Redactor) -> Vec<Change> {
+pub fn diff(
+    desired: &[Resource],
+    observed: &[Observed],
+    redactor: &std::sync::Arc<Redactor>,
+) -> Vec<Change> {
     let mut changes = Vec::new();
     let mut to_install = Vec::new();
     let mut to_remove = Vec::new();
@@ -446,31 +515,16 @@ fn file_diff(
     new: &[u8],
     old_mode: Option<u32>,
     new_mode: u32,
-    r: &Redactor,
-) -> String {
-    let mut out = String::new();
-    if let Some(m) = old_mode {
-        if m != new_mode && new_mode != 0 {
-            out.push_str(&format!("mode {m:04o} -> {new_mode:04o}\n"));
-        }
+    r: &std::sync::Arc<Redactor>,
+) -> FileDiff {
+    FileDiff {
+        path: path.into(),
+        old: old.map(<[u8]>::to_vec),
+        new: new.to_vec(),
+        old_mode,
+        new_mode,
+        redactor: r.clone(),
     }
-    let old_text = old.map(String::from_utf8_lossy).unwrap_or_default();
-    let new_text = String::from_utf8_lossy(new);
-    if old_text != new_text {
-        let d = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
-        let from = if old.is_some() {
-            format!("a{path}")
-        } else {
-            "/dev/null".into()
-        };
-        out.push_str(
-            &d.unified_diff()
-                .context_radius(2)
-                .header(&from, &format!("b{path}"))
-                .to_string(),
-        );
-    }
-    r.redact(&out)
 }
 
 #[cfg(test)]
@@ -497,7 +551,7 @@ mod tests {
                 active: true,
             },
         ];
-        assert!(diff(&d, &o, &Redactor::default()).is_empty());
+        assert!(diff(&d, &o, &std::sync::Arc::new(Redactor::default())).is_empty());
     }
 
     #[test]
@@ -518,7 +572,7 @@ mod tests {
                 active: true,
             },
         ];
-        let c = diff(&d, &o, &Redactor::default());
+        let c = diff(&d, &o, &std::sync::Arc::new(Redactor::default()));
         assert_eq!(c.len(), 2);
         assert_eq!(
             c[0].undo,
@@ -530,7 +584,7 @@ mod tests {
             }]
         );
         assert_eq!(c[1].op, Op::RestartService { name: "svc".into() });
-        let d0 = c[0].diff.as_deref().unwrap_or("");
+        let d0 = c[0].diff.as_ref().map(FileDiff::render).unwrap_or_default();
         assert!(
             d0.contains("-old") && d0.contains("+new") && d0.contains("mode 0644 -> 0600"),
             "{d0}"
@@ -549,7 +603,7 @@ mod tests {
             Observed::Package { installed: true },
             Observed::Package { installed: false },
         ];
-        let c = diff(&d, &o, &Redactor::default());
+        let c = diff(&d, &o, &std::sync::Arc::new(Redactor::default()));
         assert_eq!(c.len(), 1);
         assert_eq!(
             c[0].op,
@@ -573,8 +627,12 @@ mod tests {
             mode: None,
             owner: None,
         }];
-        let c = diff(&d, &o, &Redactor::new(["s3cretvalue".to_string()]));
-        let text = c[0].diff.clone().unwrap_or_default();
+        let c = diff(
+            &d,
+            &o,
+            &std::sync::Arc::new(Redactor::new(["s3cretvalue".to_string()])),
+        );
+        let text = c[0].diff.as_ref().map(FileDiff::render).unwrap_or_default();
         assert!(
             !text.contains("s3cretvalue") && text.contains("****"),
             "{text}"

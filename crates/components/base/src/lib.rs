@@ -122,7 +122,8 @@ impl Component for Base {
             format!("{}\n", host.hostname),
             0o644,
         ));
-        r.push(Resource::file("/etc/hosts", Base::hosts_file(ctx), 0o644));
+        let hosts = ctx.shared("base/etc-hosts", || Base::hosts_file(ctx));
+        r.push(Resource::file("/etc/hosts", hosts.as_bytes(), 0o644));
         for p in PACKAGES
             .iter()
             .map(|s| s.to_string())

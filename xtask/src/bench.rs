@@ -1,0 +1,67 @@
+//! `cargo xtask bench`: measurements reported in closing notes, never asserted in tests.
+//! `bench plan` times planning module 1 for a large fake fleet (dry-run over FakeHosts).
+
+use anyhow::{bail, Result};
+use kbz_core::{Component, Config, Context, Engine, Host, Inventory, Role, RunOptions, Secrets};
+use kbz_exec::FakeConnector;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `bench` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to measure: `plan` (module 1 for a fake fleet).
+    what: String,
+    /// Fleet size for `plan`.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.what.as_str() {
+        "plan" => plan(args.hosts),
+        other => bail!("unknown benchmark `{other}`: use `plan`"),
+    }
+}
+
+fn plan(n: usize) -> Result<ExitCode> {
+    let hosts: Vec<Host> = (0..n)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000u32 + i as u32 + 10);
+            Host::new(&format!("node{i}"), ip.into(), &[Role::K8sWorker])
+        })
+        .collect();
+    let fleet = Arc::new(FakeConnector::debian_fleet(&hosts));
+    let inv = Inventory {
+        path: "bench".into(),
+        hosts,
+    };
+    let ctx = Context::new(inv, Config::default(), Secrets::in_memory());
+    let engine = Engine::new(
+        ctx,
+        vec![Arc::new(kbz_base::Base) as Arc<dyn Component>],
+        fleet,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let opts = RunOptions {
+        dry_run: true,
+        forks: 64,
+        ..RunOptions::default()
+    };
+    // One warm-up, then the measured runs.
+    rt.block_on(engine.run(&opts))?;
+    let mut best = f64::MAX;
+    let mut ops = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = rt.block_on(engine.run(&opts))?;
+        best = best.min(t.elapsed().as_secs_f64());
+        ops = r.plan.operations();
+    }
+    println!("bench plan: module 1 for {n} fake hosts: {ops} operations planned in {:.3} s (best of 3, {} build)",
+        best, if cfg!(debug_assertions) { "debug" } else { "release" });
+    Ok(ExitCode::SUCCESS)
+}
