@@ -1,0 +1,39 @@
+//! `cargo xtask`: kbz developer tasks, one module per command; `main` only parses and dispatches.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod bench;
+mod lab;
+
+/// kbz developer tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One subcommand per task module.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Throwaway Debian 12 hosts (systemd-nspawn + network namespaces) for end-to-end tests.
+    Lab(lab::Args),
+    /// Measurements for closing notes (`plan`).
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lab(args) => lab::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
