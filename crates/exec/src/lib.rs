@@ -3,4 +3,12 @@
 
 pub mod fake;
 
+pub mod cache;
+mod invoke;
+pub mod local;
+pub mod ssh;
 
+pub use cache::DownloadCache;
+pub use fake::{FakeConnector, FakeHost};
+pub use local::LocalExecutor;
+pub use ssh::{JumpHost, SshConnector, SshExecutor, SshOptions};

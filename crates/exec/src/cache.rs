@@ -1,0 +1,400 @@
+//! `DownloadCache`: artifacts fetched over HTTP(S) once, verified against a pinned sha256 and
+//! kept under `<dir>/<sha256>/<file name>`.
+//!
+//! A download is streamed into a temporary file in the same directory while it is hashed; only
+//! bytes that match the pin are renamed into place, so the cache never holds a partial or
+//! unverified file under its final name. A cached file is hashed again before each reuse.
+
+use async_trait::async_trait;
+use kbz_core::cache::{Cache, CacheError};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// A verified download cache in a local directory.
+#[derive(Debug, Clone)]
+pub struct DownloadCache {
+    dir: PathBuf,
+    client: reqwest::Client,
+}
+
+impl DownloadCache {
+    /// A cache in `dir` (created on first use) with a default HTTP client: 30 s to connect,
+    /// 30 min per download, the system's proxy settings.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, CacheError> {
+        let dir = dir.into();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(30 * 60))
+            .user_agent(concat!("kbz/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CacheError::Io {
+                path: dir.display().to_string(),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Self { dir, client })
+    }
+
+    /// A cache in `dir` using the given HTTP client.
+    pub fn with_client(dir: impl Into<PathBuf>, client: reqwest::Client) -> Self {
+        Self {
+            dir: dir.into(),
+            client,
+        }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the artifact for `url` pinned to `sha256` is (or will be) stored.
+    pub fn path_for(&self, url: &str, sha256: &str) -> PathBuf {
+        self.dir
+            .join(sha256.to_ascii_lowercase())
+            .join(file_name_of(url))
+    }
+
+    async fn download(&self, url: &str, pin: &str, dest: &Path) -> Result<(), CacheError> {
+        let shown = redact(url);
+        let parent = dest.parent().unwrap_or(&self.dir).to_path_buf();
+        let io_err = |path: &Path, e: std::io::Error| CacheError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_err(&parent, e))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".part-")
+            .tempfile_in(&parent)
+            .map_err(|e| io_err(&parent, e))?;
+        // Dropping `temp_path` deletes the partial file on every early return below.
+        let (file, temp_path) = temp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let dl_err = |reason: String| CacheError::Download {
+            url: shown.clone(),
+            reason,
+        };
+        let mut response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| dl_err(describe_reqwest(e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(dl_err(format!("the server answered HTTP {status}")));
+        }
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| dl_err(describe_reqwest(e)))?
+        {
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| io_err(&temp_path, e))?;
+        }
+        file.flush().await.map_err(|e| io_err(&temp_path, e))?;
+        file.sync_all().await.map_err(|e| io_err(&temp_path, e))?;
+        drop(file);
+        let actual = hex::encode(hasher.finalize());
+        if actual != pin {
+            // `temp_path` is dropped here: the bad bytes are deleted, never renamed into place.
+            return Err(CacheError::Checksum {
+                url: shown,
+                expected: pin.to_string(),
+                actual,
+            });
+        }
+        temp_path.persist(dest).map_err(|e| CacheError::Io {
+            path: dest.display().to_string(),
+            reason: e.error.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for DownloadCache {
+    async fn fetch(&self, url: &str, sha256: &str) -> Result<PathBuf, CacheError> {
+        let pin = sha256.trim().to_ascii_lowercase();
+        if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CacheError::Checksum {
+                url: redact(url),
+                expected: sha256.to_string(),
+                actual: "(not downloaded: the pin is not a 64-digit hex sha256)".into(),
+            });
+        }
+        let dest = self.path_for(url, &pin);
+        if dest.is_file() {
+            let path = dest.clone();
+            let cached = tokio::task::spawn_blocking(move || sha256_file(&path))
+                .await
+                .map_err(|e| CacheError::Io {
+                    path: dest.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .map_err(|e| CacheError::Io {
+                    path: dest.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            if cached == pin {
+                tracing::debug!(path = %dest.display(), "cache hit");
+                return Ok(dest);
+            }
+            // A cached file that no longer matches its pin was damaged: fetch it again.
+            tracing::warn!(path = %dest.display(), "cached file fails its checksum, downloading again");
+            tokio::fs::remove_file(&dest)
+                .await
+                .map_err(|e| CacheError::Io {
+                    path: dest.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        self.download(url, &pin, &dest).await?;
+        Ok(dest)
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The last path segment of a URL, restricted to safe characters.
+fn file_name_of(url: &str) -> String {
+    let path = reqwest::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    let last = path.rsplit('/').next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+        .collect();
+    if clean.is_empty() || clean.chars().all(|c| c == '.') {
+        "download".into()
+    } else {
+        clean
+    }
+}
+
+/// A URL safe to show: user, password and query (signed URLs carry tokens there) are masked.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() {
+                let _ = u.set_username("****");
+            }
+            if u.password().is_some() {
+                let _ = u.set_password(Some("****"));
+            }
+            if u.query().is_some() {
+                u.set_query(Some("****"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// A reqwest error with its causes but without the URL it embeds (the caller shows the
+/// redacted one).
+fn describe_reqwest(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A tiny HTTP/1.1 server on 127.0.0.1 serving fixed bytes; counts the requests.
+    struct Server {
+        port: u16,
+        hits: Arc<AtomicUsize>,
+    }
+
+    fn serve(body: &'static [u8]) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let (status, payload): (&str, &[u8]) = if request_line.contains("/missing") {
+                    ("404 Not Found", b"no")
+                } else {
+                    ("200 OK", body)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                let _ = stream.write_all(payload);
+            }
+        });
+        Server { port, hits }
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+    }
+
+    const BODY: &[u8] = b"#!/bin/sh\necho pinned artifact\n";
+
+    fn pin() -> String {
+        kbz_core::shell::sha256_hex(BODY)
+    }
+
+    #[tokio::test]
+    async fn downloads_verifies_and_reuses() {
+        let srv = serve(BODY);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DownloadCache::with_client(dir.path(), client());
+        let url = format!("http://127.0.0.1:{}/releases/v1/tool-linux-amd64", srv.port);
+        let path = cache.fetch(&url, &pin()).await.expect("fetch");
+        assert_eq!(path, dir.path().join(pin()).join("tool-linux-amd64"));
+        assert_eq!(std::fs::read(&path).expect("read"), BODY);
+        let again = cache
+            .fetch(&url, &pin().to_uppercase())
+            .await
+            .expect("fetch again");
+        assert_eq!(again, path);
+        assert_eq!(
+            srv.hits.load(Ordering::SeqCst),
+            1,
+            "the second fetch must hit the cache"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("parent"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "temporary files left behind: {leftovers:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn checksum_mismatch_is_e030_and_leaves_nothing() {
+        let srv = serve(b"tampered bytes");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DownloadCache::with_client(dir.path(), client());
+        let url = format!("http://127.0.0.1:{}/tool", srv.port);
+        let err = cache.fetch(&url, &pin()).await.expect_err("must fail");
+        match &err {
+            CacheError::Checksum {
+                expected, actual, ..
+            } => {
+                assert_eq!(expected, &pin());
+                assert_eq!(actual, &kbz_core::shell::sha256_hex(b"tampered bytes"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(kbz_errors::HasCode::code(&err), kbz_errors::Code::E030);
+        let sub = dir.path().join(pin());
+        let files: Vec<_> = std::fs::read_dir(&sub)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(files.is_empty(), "bad bytes kept: {files:?}");
+    }
+
+    #[tokio::test]
+    async fn damaged_cached_file_is_downloaded_again() {
+        let srv = serve(BODY);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DownloadCache::with_client(dir.path(), client());
+        let url = format!("http://127.0.0.1:{}/tool", srv.port);
+        let path = cache.path_for(&url, &pin());
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, b"corrupted").expect("write");
+        let got = cache.fetch(&url, &pin()).await.expect("fetch");
+        assert_eq!(std::fs::read(got).expect("read"), BODY);
+        assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn http_errors_and_bad_pins_are_reported_without_secrets() {
+        let srv = serve(BODY);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DownloadCache::with_client(dir.path(), client());
+        let url = format!(
+            "http://user:hunter2@127.0.0.1:{}/missing?token=s3cret",
+            srv.port
+        );
+        let err = cache.fetch(&url, &pin()).await.expect_err("404");
+        assert!(matches!(err, CacheError::Download { .. }), "{err:?}");
+        assert_eq!(kbz_errors::HasCode::code(&err), kbz_errors::Code::E020);
+        let text = err.to_string();
+        assert!(text.contains("404"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("s3cret"),
+            "{text}"
+        );
+
+        let err = cache.fetch(&url, "not-a-pin").await.expect_err("bad pin");
+        assert!(matches!(err, CacheError::Checksum { .. }), "{err:?}");
+
+        let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let err = cache
+            .fetch(&format!("http://127.0.0.1:{port}/x"), &pin())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, CacheError::Download { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn file_names_are_sanitized() {
+        assert_eq!(file_name_of("https://h/a/k3s-v1.30+k3s1"), "k3s-v1.30+k3s1");
+        assert_eq!(file_name_of("https://h/dir/"), "download");
+        assert_eq!(file_name_of("https://h/../.."), "download");
+        assert_eq!(file_name_of("https://h/a%2Fb"), "a2Fb");
+        assert_eq!(file_name_of("not a url"), "download");
+    }
+}
