@@ -126,6 +126,22 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     /// Desired resources on one host. Pure: no I/O.
     fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError>;
 
+    /// Apply hosts one at a time, in inventory order, calling [`Component::host_ready`] after
+    /// each: for quorum services and bootstrap order (a leader before its replicas).
+    fn rolling(&self) -> bool {
+        false
+    }
+
+    /// Waits until a host that was just changed serves again (rolling components only).
+    async fn host_ready(
+        &self,
+        _ctx: &Context,
+        _host: &HostExec,
+        _changed: bool,
+    ) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
     /// Resources that remove the component from a host (for `kbz-install uninstall`).
     fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
         Ok(Vec::new())

@@ -126,7 +126,7 @@ pub enum EngineError {
         /// Host, for host-level failures.
         host: Option<String>,
         /// Cause.
-        source: ComponentError,
+        source: Box<ComponentError>,
         /// What happened to the applied changes.
         rollback: RollbackOutcome,
         /// The run so far.
@@ -433,7 +433,7 @@ impl Engine {
                 return Err(EngineError::Failed {
                     component: comp.name().into(),
                     host,
-                    source,
+                    source: Box::new(source),
                     rollback,
                     report: Box::new(report),
                 });
@@ -527,8 +527,11 @@ impl Engine {
         journal: &Arc<Mutex<Journal>>,
         report: &mut RunReport,
     ) -> Result<(), (Option<String>, ComponentError)> {
-        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
+        // Rolling components take one host at a time and wait for it to serve again.
+        let rolling = comp.rolling() && !opts.dry_run;
+        let sem = Arc::new(Semaphore::new(if rolling { 1 } else { opts.forks.max(1) }));
         let mut set = tokio::task::JoinSet::new();
+        let mut results = Vec::new();
         for (i, host) in hosts.iter().enumerate() {
             let desired = match opts.mode {
                 Mode::Install => comp.desired(&self.ctx, host),
@@ -540,40 +543,59 @@ impl Engine {
             let journal = journal.clone();
             let redactor = self.redactor.clone();
             let progress = self.progress.clone();
-            let (name, module, hostname, dry) = (
-                comp.name(),
-                comp.module(),
-                host.hostname.clone(),
-                opts.dry_run,
-            );
+            let comp = comp.clone();
+            let ctx = self.ctx.clone();
+            let host = host.clone();
+            let install = opts.mode == Mode::Install;
+            let dry = opts.dry_run;
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                let r = converge_host(
+                let name = comp.name();
+                let mut r = converge_host(
                     exec.as_deref(),
-                    &hostname,
+                    &host.hostname,
                     name,
                     &desired,
                     &redactor,
                     dry,
                     &journal,
                 )
-                .await;
+                .await
+                .map_err(ComponentError::Exec);
+                if let (Ok(hp), Some(exec), true, true) = (&r, &exec, rolling, install) {
+                    let hx = HostExec {
+                        host: host.clone(),
+                        exec: exec.clone(),
+                    };
+                    if let Err(e) = comp.host_ready(&ctx, &hx, !hp.changes.is_empty()).await {
+                        r = Err(e);
+                    }
+                }
                 match &r {
                     Ok(hp) => progress.event(&Event::HostDone {
                         component: name.into(),
-                        host: hostname.clone(),
+                        host: host.hostname.clone(),
                         changed: hp.changes.len(),
                     }),
                     Err(e) => progress.event(&Event::HostFailed {
                         component: name.into(),
-                        host: hostname.clone(),
+                        host: host.hostname.clone(),
                         error: e.to_string(),
                     }),
                 }
-                (i, hostname, module, desired.len(), r)
+                (i, host.hostname, comp.module(), desired.len(), r)
             });
+            if rolling {
+                // Finish this host before the next one starts; stop at the first failure.
+                if let Some(Ok(res)) = set.join_next().await {
+                    let failed = res.4.is_err();
+                    results.push(res);
+                    if failed {
+                        break;
+                    }
+                }
+            }
         }
-        let mut results = Vec::new();
         while let Some(j) = set.join_next().await {
             match j {
                 Ok(r) => results.push(r),
@@ -602,7 +624,7 @@ impl Engine {
                 Err(e) => {
                     entry.failed = Some(e.to_string());
                     if first_err.is_none() {
-                        first_err = Some((Some(hostname), ComponentError::Exec(e)));
+                        first_err = Some((Some(hostname), e));
                     }
                 }
             }

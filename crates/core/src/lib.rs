@@ -18,7 +18,9 @@ pub mod plan;
 pub mod resource;
 pub mod secret;
 pub mod shell;
+pub mod template;
 pub mod validate;
+pub mod wait;
 
 pub use cache::Cache;
 pub use component::{Component, ComponentError};

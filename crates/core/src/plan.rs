@@ -354,34 +354,32 @@ pub fn diff(
                     restarts.push((r.id(), name.clone(), restart_on.clone()));
                 }
             }
-            (Resource::Sysctl { key, value }, Observed::Sysctl { value: cur }) => {
-                if cur.as_deref() != Some(normalize_ws(value).as_str()) {
-                    changes.push(Change {
-                        resource: r.id(),
-                        op: Op::SetSysctl {
+            (Resource::Sysctl { key, value }, Observed::Sysctl { value: cur })
+                if cur.as_deref() != Some(normalize_ws(value).as_str()) =>
+            {
+                changes.push(Change {
+                    resource: r.id(),
+                    op: Op::SetSysctl {
+                        key: key.clone(),
+                        value: value.clone(),
+                    },
+                    undo: cur
+                        .iter()
+                        .map(|v| Op::SetSysctl {
                             key: key.clone(),
-                            value: value.clone(),
-                        },
-                        undo: cur
-                            .iter()
-                            .map(|v| Op::SetSysctl {
-                                key: key.clone(),
-                                value: v.clone(),
-                            })
-                            .collect(),
-                        diff: None,
-                    });
-                }
+                            value: v.clone(),
+                        })
+                        .collect(),
+                    diff: None,
+                });
             }
-            (Resource::KernelModule { name }, Observed::KernelModule { loaded }) => {
-                if !*loaded {
-                    changes.push(Change {
-                        resource: r.id(),
-                        op: Op::LoadModule { name: name.clone() },
-                        undo: vec![Op::UnloadModule { name: name.clone() }],
-                        diff: None,
-                    });
-                }
+            (Resource::KernelModule { name }, Observed::KernelModule { loaded }) if !*loaded => {
+                changes.push(Change {
+                    resource: r.id(),
+                    op: Op::LoadModule { name: name.clone() },
+                    undo: vec![Op::UnloadModule { name: name.clone() }],
+                    diff: None,
+                });
             }
             (Resource::SwapOff, Observed::Swap { active, fstab }) => {
                 let commented = comment_swap(fstab);
@@ -424,24 +422,22 @@ pub fn diff(
                     id, script, undo, ..
                 },
                 Observed::Command { satisfied },
-            ) => {
-                if !*satisfied {
-                    changes.push(Change {
-                        resource: r.id(),
-                        op: Op::Run {
-                            id: id.clone(),
-                            script: script.clone(),
-                        },
-                        undo: undo
-                            .iter()
-                            .map(|u| Op::Run {
-                                id: format!("undo {id}"),
-                                script: u.clone(),
-                            })
-                            .collect(),
-                        diff: None,
-                    });
-                }
+            ) if !*satisfied => {
+                changes.push(Change {
+                    resource: r.id(),
+                    op: Op::Run {
+                        id: id.clone(),
+                        script: script.clone(),
+                    },
+                    undo: undo
+                        .iter()
+                        .map(|u| Op::Run {
+                            id: format!("undo {id}"),
+                            script: u.clone(),
+                        })
+                        .collect(),
+                    diff: None,
+                });
             }
             // A probe that answers a different kind for a resource is a bug in the executor;
             // planning the resource as changed keeps the run honest rather than silent.
