@@ -82,7 +82,7 @@ async fn fresh_hosts_converge_and_rerun_changes_nothing() {
 }
 
 #[tokio::test]
-async fn converged_rerun_costs_one_round_trip_per_component_and_host() {
+async fn converged_rerun_costs_facts_plus_one_round_trip_per_component_and_host() {
     let (engine, fleet) = setup(3);
     engine.run(&RunOptions::default()).await.expect("first run");
     for (_, h) in fleet.hosts() {
@@ -95,11 +95,11 @@ async fn converged_rerun_costs_one_round_trip_per_component_and_host() {
     for (name, h) in fleet.hosts() {
         assert_eq!(
             h.round_trips(),
-            1,
-            "{name}: converged host must cost exactly one probe"
+            2,
+            "{name}: a converged host costs one facts and one probe round trip"
         );
     }
-    assert_eq!(report.round_trips, 3);
+    assert_eq!(report.round_trips, 6);
 }
 
 #[tokio::test]

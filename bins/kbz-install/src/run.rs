@@ -3,7 +3,7 @@
 
 use kbz_core::engine::{Mode, RollbackOutcome};
 use kbz_core::executor::{Connector, ExecError, Executor};
-use kbz_core::{Component, Context, Engine, EngineError, Host, RunOptions};
+use kbz_core::{Context, Engine, EngineError, Host, RunOptions};
 use kbz_errors::{Code, Diagnostic, HasCode};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -12,10 +12,7 @@ use std::time::Instant;
 use crate::inputs::{self, Inputs};
 use crate::{exit, ui, Global};
 
-/// Every component of the stack, in module order.
-pub fn components() -> Vec<Arc<dyn Component>> {
-    vec![Arc::new(kbz_base::Base)]
-}
+use kbz_stack::components;
 
 fn runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_multi_thread()

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::component::ComponentError;
 use crate::config::Config;
+use crate::executor::Facts;
+use crate::inventory::Host;
 use crate::inventory::Inventory;
 use crate::secret::{Secret, Secrets};
 
@@ -18,6 +20,8 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Secrets, already generated for every component of the run.
     pub secrets: Arc<Secrets>,
+    /// Facts gathered from each reachable host at the start of a run (by hostname).
+    pub facts: Arc<std::collections::BTreeMap<String, Facts>>,
     /// Values computed once per run and shared by every host (see [`Context::shared`]).
     memo: Arc<Mutex<HashMap<&'static str, Arc<str>>>>,
 }
@@ -30,7 +34,30 @@ impl Context {
             config: Arc::new(config),
             secrets: Arc::new(secrets),
             memo: Arc::default(),
+            facts: Arc::default(),
         }
+    }
+
+    /// The same context with facts (the engine calls this after connecting).
+    pub fn with_facts(&self, facts: std::collections::BTreeMap<String, Facts>) -> Self {
+        Context {
+            facts: Arc::new(facts),
+            memo: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The network interface carrying the host's inventory address: the `iface` label if set,
+    /// else what the host reported, else `eth0` (hosts planned without contact).
+    pub fn interface(&self, host: &Host) -> String {
+        if let Some(i) = host.labels.get("iface") {
+            return i.clone();
+        }
+        self.facts
+            .get(&host.hostname)
+            .and_then(|f| f.interface_of(host.ip))
+            .unwrap_or("eth0")
+            .to_string()
     }
 
     /// Text that is the same for every host (a cluster-wide /etc/hosts, a member list),

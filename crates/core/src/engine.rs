@@ -342,6 +342,7 @@ impl Engine {
         };
         let t = Instant::now();
         let execs = self.connect_all(opts, &mut report).await?;
+        let ctx = self.gather_facts(&execs).await?;
         push_timing(&mut report, "connect", "connect", t.elapsed());
 
         let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
@@ -358,8 +359,7 @@ impl Engine {
         }
 
         for comp in &selected {
-            let hosts: Vec<Host> = self
-                .ctx
+            let hosts: Vec<Host> = ctx
                 .inventory
                 .hosts
                 .iter()
@@ -376,7 +376,7 @@ impl Engine {
             });
             let t = Instant::now();
             let result = self
-                .run_component(comp, &hosts, &execs, opts, &journal, &mut report)
+                .run_component(&ctx, comp, &hosts, &execs, opts, &journal, &mut report)
                 .await;
             push_timing(
                 &mut report,
@@ -477,6 +477,40 @@ impl Engine {
         }
     }
 
+    /// One facts round trip per reachable host; refuses unsupported operating systems.
+    async fn gather_facts(&self, execs: &Execs) -> Result<Context, EngineError> {
+        let mut set = tokio::task::JoinSet::new();
+        for (name, e) in execs {
+            let (name, e) = (name.clone(), e.clone());
+            set.spawn(async move { (name, e.facts().await) });
+        }
+        let mut facts = BTreeMap::new();
+        let mut failed = Vec::new();
+        while let Some(j) = set.join_next().await {
+            let Ok((name, r)) = j else { continue };
+            match r {
+                Ok(f) if f.supported_os() || f.os_id.is_empty() => {
+                    facts.insert(name, f);
+                }
+                Ok(f) => failed.push(ComponentError::UnsupportedOs {
+                    host: name,
+                    os: format!("{} {}", f.os_id, f.os_version),
+                }),
+                Err(e) => failed.push(ComponentError::Exec(e)),
+            }
+        }
+        if let Some(first) = failed.into_iter().next() {
+            return Err(EngineError::Failed {
+                component: "facts".into(),
+                host: None,
+                source: Box::new(first),
+                rollback: RollbackOutcome::NothingApplied,
+                report: Box::default(),
+            });
+        }
+        Ok(self.ctx.with_facts(facts))
+    }
+
     async fn connect_all(
         &self,
         opts: &RunOptions,
@@ -518,8 +552,10 @@ impl Engine {
         Ok(execs)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_component(
         &self,
+        ctx: &Context,
         comp: &Arc<dyn Component>,
         hosts: &[Host],
         execs: &Execs,
@@ -534,8 +570,8 @@ impl Engine {
         let mut results = Vec::new();
         for (i, host) in hosts.iter().enumerate() {
             let desired = match opts.mode {
-                Mode::Install => comp.desired(&self.ctx, host),
-                Mode::Uninstall => comp.uninstall(&self.ctx, host),
+                Mode::Install => comp.desired(ctx, host),
+                Mode::Uninstall => comp.uninstall(ctx, host),
             }
             .map_err(|e| (Some(host.hostname.clone()), e))?;
             let exec = execs.get(&host.hostname).cloned();
@@ -544,7 +580,7 @@ impl Engine {
             let redactor = self.redactor.clone();
             let progress = self.progress.clone();
             let comp = comp.clone();
-            let ctx = self.ctx.clone();
+            let ctx = ctx.clone();
             let host = host.clone();
             let install = opts.mode == Mode::Install;
             let dry = opts.dry_run;

@@ -254,6 +254,23 @@ pub struct Facts {
     pub arch: String,
     /// Current hostname.
     pub hostname: String,
+    /// Addresses and the interfaces that hold them (`ip -o addr show`).
+    pub addresses: Vec<(String, std::net::IpAddr)>,
+}
+
+impl Facts {
+    /// The interface holding `ip`, if any.
+    pub fn interface_of(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.addresses
+            .iter()
+            .find(|(_, a)| *a == ip)
+            .map(|(i, _)| i.as_str())
+    }
+
+    /// Whether kbz supports this OS (Debian or Ubuntu).
+    pub fn supported_os(&self) -> bool {
+        matches!(self.os_id.as_str(), "debian" | "ubuntu")
+    }
 }
 
 /// One host's transport. Implementations: `kbz_exec::SshExecutor`, `LocalExecutor`, `FakeHost`.

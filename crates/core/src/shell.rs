@@ -51,7 +51,7 @@ fn decode_b64(host: &str, s: &str) -> Result<Vec<u8>, ExecError> {
 }
 
 /// One round trip that reports OS, architecture and hostname.
-pub const FACTS_SCRIPT: &str = ". /etc/os-release 2>/dev/null; echo \"os_id=$ID\"; echo \"os_version=$VERSION_ID\"; echo \"arch=$(uname -m)\"; echo \"hostname=$(hostname)\"";
+pub const FACTS_SCRIPT: &str = ". /etc/os-release 2>/dev/null; echo \"os_id=$ID\"; echo \"os_version=$VERSION_ID\"; echo \"arch=$(uname -m)\"; echo \"hostname=$(hostname)\"; ip -o addr show 2>/dev/null | while read -r _ dev fam addr _; do echo \"addr=$dev $addr\"; done";
 
 /// Parses [`FACTS_SCRIPT`] output.
 pub fn parse_facts(out: &str) -> Facts {
@@ -64,6 +64,15 @@ pub fn parse_facts(out: &str) -> Facts {
                 "os_version" => f.os_version = v,
                 "arch" => f.arch = v,
                 "hostname" => f.hostname = v,
+                "addr" => {
+                    let mut w = v.split_whitespace();
+                    if let (Some(dev), Some(addr)) = (w.next(), w.next()) {
+                        let ip = addr.split('/').next().unwrap_or("");
+                        if let Ok(ip) = ip.parse() {
+                            f.addresses.push((dev.to_string(), ip));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -462,6 +471,19 @@ mod tests {
                 active: false
             }
         );
+    }
+
+    #[test]
+    fn facts_from_captured_output() {
+        let out = "os_id=debian\nos_version=12\narch=x86_64\nhostname=db1\naddr=lo 127.0.0.1/8\naddr=host0 10.77.0.11/24\naddr=host0 fe80::1/64\n";
+        let f = parse_facts(out);
+        assert_eq!(f.os_id, "debian");
+        assert!(f.supported_os());
+        assert_eq!(
+            f.interface_of("10.77.0.11".parse().expect("ip")),
+            Some("host0")
+        );
+        assert_eq!(f.addresses.len(), 3);
     }
 
     #[test]

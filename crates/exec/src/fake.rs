@@ -418,6 +418,17 @@ impl Executor for FakeHost {
         Ok(self.lock().state.files.get(path).map(|f| f.content.clone()))
     }
 
+    async fn facts(&self) -> Result<kbz_core::executor::Facts, ExecError> {
+        self.trip();
+        Ok(kbz_core::executor::Facts {
+            os_id: "debian".into(),
+            os_version: "12".into(),
+            arch: "x86_64".into(),
+            hostname: self.name.clone(),
+            addresses: Vec::new(),
+        })
+    }
+
     async fn probe(&self, resources: &[Resource]) -> Result<Vec<Observed>, ExecError> {
         self.trip();
         let i = self.lock();

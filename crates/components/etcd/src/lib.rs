@@ -1,0 +1,1 @@
+//! kbz-etcd (in progress).

@@ -1,0 +1,1 @@
+//! kbz-haproxy (in progress).

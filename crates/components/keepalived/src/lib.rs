@@ -1,0 +1,1 @@
+//! kbz-keepalived (in progress).

@@ -1,0 +1,1 @@
+//! kbz-postgres (in progress).

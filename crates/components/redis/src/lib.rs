@@ -1,0 +1,1 @@
+//! kbz-redis (in progress).

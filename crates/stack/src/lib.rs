@@ -1,0 +1,10 @@
+//! kbz-stack: the list of every component of the stack, in module order. Binaries and
+//! xtask take the stack from here so they can never disagree about what "everything" is.
+
+use kbz_core::Component;
+use std::sync::Arc;
+
+/// Every component, in module order.
+pub fn components() -> Vec<Arc<dyn Component>> {
+    vec![Arc::new(kbz_base::Base)]
+}
