@@ -75,6 +75,17 @@ impl Secrets {
         }
     }
 
+    /// An in-memory store where each named secret is `<name>-PLACEHOLDER`: stable values for
+    /// snapshots of rendered configs and for `cargo xtask render-configs`.
+    pub fn placeholders<I: IntoIterator<Item = String>>(names: I) -> Self {
+        let mut s = Secrets::in_memory();
+        for n in names {
+            let v = Secret::new(format!("{n}-PLACEHOLDER"));
+            s.values.insert(n, v);
+        }
+        s
+    }
+
     /// Loads the file if it exists (refusing one readable by group or others), else starts empty.
     pub fn load(path: &Path) -> Result<Self, Diagnostic> {
         let shown = path.display().to_string();
