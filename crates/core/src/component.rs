@@ -84,6 +84,20 @@ pub enum ComponentError {
         /// OS id and version.
         os: String,
     },
+    /// An operation of the plan failed on a host; `code` says which kind (package, service,
+    /// kernel setting, file, command).
+    #[error("{what} failed: {source}")]
+    Operation {
+        /// The operation (`install packages chrony`).
+        what: String,
+        /// Catalogue code for this kind of operation.
+        code: Code,
+        /// The remote failure.
+        source: ExecError,
+    },
+    /// The run journal could not be written, so the change was not started.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     /// A remote operation failed.
     #[error(transparent)]
     Exec(#[from] ExecError),
@@ -99,6 +113,8 @@ impl HasCode for ComponentError {
             ComponentError::MissingSecret(_) => Code::E052,
             ComponentError::Input(d) => d.code,
             ComponentError::UnsupportedOs { .. } => Code::E032,
+            ComponentError::Operation { code, .. } => *code,
+            ComponentError::Journal(e) => e.code(),
             ComponentError::Exec(e) => e.code(),
         }
     }

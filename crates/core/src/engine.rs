@@ -596,8 +596,7 @@ impl Engine {
                     dry,
                     &journal,
                 )
-                .await
-                .map_err(ComponentError::Exec);
+                .await;
                 if let (Ok(hp), Some(exec), true, true) = (&r, &exec, rolling, install) {
                     let hx = HostExec {
                         host: host.clone(),
@@ -714,7 +713,7 @@ async fn converge_host(
     redactor: &Arc<Redactor>,
     dry_run: bool,
     journal: &Mutex<Journal>,
-) -> Result<HostPlan, ExecError> {
+) -> Result<HostPlan, ComponentError> {
     let (observed, unreachable) = match exec {
         Some(e) => (e.probe(desired).await?, false),
         None => (desired.iter().map(fresh).collect(), true),
@@ -735,12 +734,14 @@ async fn converge_host(
                     did: c.op.describe(),
                     undo: c.undo.clone(),
                 })
-                .map_err(|e| ExecError::File {
-                    host: "localhost".into(),
-                    path: "journal".into(),
-                    reason: e.to_string(),
+                .map_err(ComponentError::Journal)?;
+            exec.apply(&c.op)
+                .await
+                .map_err(|e| ComponentError::Operation {
+                    what: c.op.describe(),
+                    code: op_code(&c.op, &e),
+                    source: e,
                 })?;
-            exec.apply(&c.op).await?;
         }
     }
     Ok(HostPlan {
@@ -750,6 +751,45 @@ async fn converge_host(
         unreachable,
         changes,
     })
+}
+
+/// The catalogue code for a failed operation: by kind of operation when the command ran and
+/// failed, else the transport's own code (timeout, lost session).
+pub fn op_code(op: &Op, e: &ExecError) -> Code {
+    let ExecError::CommandFailed { stderr, .. } = e else {
+        return e.code();
+    };
+    match op {
+        Op::InstallPackages { .. }
+            if [
+                "Failed to fetch",
+                "Unable to fetch",
+                "Could not resolve",
+                "Temporary failure resolving",
+                "Could not connect",
+            ]
+            .iter()
+            .any(|m| stderr.contains(m)) =>
+        {
+            Code::E019
+        }
+        Op::InstallPackages { .. } | Op::RemovePackages { .. } => Code::E023,
+        Op::EnableService { .. }
+        | Op::DisableService { .. }
+        | Op::StartService { .. }
+        | Op::StopService { .. }
+        | Op::RestartService { .. } => Code::E024,
+        Op::SetSysctl { .. }
+        | Op::LoadModule { .. }
+        | Op::UnloadModule { .. }
+        | Op::SwapOff
+        | Op::SwapOn => Code::E025,
+        Op::WriteFile { .. }
+        | Op::RemoveFile { .. }
+        | Op::EnsureDir { .. }
+        | Op::RemoveDir { .. } => Code::E022,
+        Op::Run { .. } => Code::E021,
+    }
 }
 
 /// What a never-configured host looks like, for planning unreachable hosts.
