@@ -52,8 +52,12 @@ fn free_port() -> u16 {
 
 /// Generates an unencrypted ed25519 key pair at `path` (and `path.pub`).
 fn keygen(path: &Path) {
+    keygen_type(path, "ed25519");
+}
+
+fn keygen_type(path: &Path, key_type: &str) {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "kbz-test", "-f"])
+        .args(["-q", "-t", key_type, "-N", "", "-C", "kbz-test", "-f"])
         .arg(path)
         .output()
         .expect("ssh-keygen not found: apt-get install openssh-client");
@@ -103,6 +107,8 @@ impl Sshd {
         let host_key = dir.path().join("host_key");
         let user_key = dir.path().join("user_key");
         keygen(&host_key);
+        // A second host key, as on a real Debian server: the client must pick the known one.
+        keygen_type(&dir.path().join("host_key_ecdsa"), "ecdsa");
         keygen(&user_key);
         let auth = dir.path().join("authorized_keys");
         fs::write(&auth, format!("{}\n", pub_key(&user_key))).expect("authorized_keys");
@@ -113,7 +119,7 @@ impl Sshd {
         fs::write(
             &config,
             format!(
-                "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+                "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nHostKey {d}/host_key_ecdsa\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
                  StrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
@@ -182,6 +188,10 @@ impl Sshd {
 
     fn host_key(&self) -> String {
         pub_key(&self.path("host_key"))
+    }
+
+    fn host_key_ecdsa(&self) -> String {
+        pub_key(&self.path("host_key_ecdsa"))
     }
 
     fn known_hosts_line(&self) -> String {
@@ -403,6 +413,26 @@ async fn hashed_and_mixed_known_hosts_files_are_understood() {
         .await
         .expect("hashed entry must match");
     assert!(ex.run(&Cmd::new("true")).await.expect("run").success());
+}
+
+#[tokio::test]
+async fn with_several_host_keys_the_server_shows_the_one_known_for_it() {
+    let sshd = Sshd::start();
+    for (name, key, hashed) in [
+        ("kh_ecdsa", sshd.host_key_ecdsa(), false),
+        ("kh_ecdsa_hashed", sshd.host_key_ecdsa(), true),
+        ("kh_ed25519", sshd.host_key(), false),
+    ] {
+        let kh = sshd.known_hosts_with(name, &[format!("[127.0.0.1]:{} {key}", sshd.port)]);
+        if hashed {
+            sh(&format!("ssh-keygen -q -H -f '{}'", kh.display()));
+        }
+        let opts = SshOptions::new(&kh).key(&sshd.user_key).sudo(is_root());
+        let ex = SshExecutor::connect(&sshd.host(), opts)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(ex.run(&Cmd::new("true")).await.expect("run").success());
+    }
 }
 
 #[tokio::test]
@@ -915,6 +945,14 @@ async fn probe_agrees_with_a_real_shell(ex: &dyn Executor) {
     assert_eq!(obs[7], Observed::Command { satisfied: false });
     assert_eq!(obs[8], Observed::Command { satisfied: true });
     assert_eq!(obs[9], Observed::Command { satisfied: false });
+    assert!(
+        Command::new("sh")
+            .args(["-c", "command -v sysctl"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false),
+        "the probe reads kernel parameters with sysctl: apt-get install procps"
+    );
     assert_eq!(
         obs[10],
         Observed::Sysctl {
