@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod lab;
+mod render;
 
 /// kbz developer tasks.
 #[derive(Debug, Parser)]
@@ -21,6 +22,8 @@ enum Command {
     Lab(lab::Args),
     /// Measurements for closing notes (`plan`).
     Bench(bench::Args),
+    /// Render every component's config files for an inventory (default: the example).
+    RenderConfigs(render::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::RenderConfigs(args) => render::run(args),
     };
     match result {
         Ok(code) => code,
