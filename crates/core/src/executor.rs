@@ -138,7 +138,7 @@ pub enum ExecError {
         known_hosts: String,
     },
     /// The host is not in known_hosts.
-    #[error("host key of {host} is not in {known_hosts}: refusing to connect. Verify the fingerprint and add it (ssh-keyscan -H {host} >> {known_hosts}), or pass --accept-new-host-keys.")]
+    #[error("host key of {host} is not in {known_hosts}: refusing to connect. Verify the fingerprint and add it (ssh-keyscan -p PORT -H ADDRESS >> {known_hosts}), or pass --accept-new-host-keys.")]
     HostKeyUnknown {
         /// Host.
         host: String,

@@ -23,7 +23,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn put_file_script(path: &str, mode: u32, owner: &str) -> String {
     let p = quote(path);
     format!(
-        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nmv -f \"$t\" {p}\ntrap - EXIT\n",
+        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nmv -fT \"$t\" {p}\ntrap - EXIT\n",
         o = quote(owner)
     )
 }
