@@ -1,0 +1,337 @@
+//! `cargo xtask e2e`: the real installer against real lab hosts. Brings a 3-host lab up,
+//! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
+//! (0 changed), dry-runs (0 operations), proves rollback after a failure on one host,
+//! uninstalls, and tears the lab down. Prints timings for `bench lab`.
+
+use anyhow::{bail, ensure, Context as _, Result};
+use fs_err as fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use crate::lab::{self, LabInfo};
+
+/// `e2e` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the lab up afterwards (for debugging); `cargo xtask lab down` removes it.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Figures measured during the run, printed at the end (and by `bench lab`).
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Lab up, seconds.
+    pub lab_up: f64,
+    /// First install of every module, seconds.
+    pub first_install: f64,
+    /// Converged re-run, seconds.
+    pub rerun: f64,
+    /// SSH round trips of the converged re-run, per host.
+    pub rerun_round_trips_per_host: f64,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let figures = with_lab(args.keep, scenarios)?;
+    println!(
+        "e2e: all scenarios passed. lab up {:.1}s, first install {:.1}s, converged re-run {:.1}s, {:.1} SSH round trips per host on re-run",
+        figures.lab_up, figures.first_install, figures.rerun, figures.rerun_round_trips_per_host
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `f` on a fresh 3-host lab and always takes the lab down afterwards (unless `keep`).
+pub fn with_lab(
+    keep: bool,
+    f: impl FnOnce(&LabInfo, &mut Figures) -> Result<()>,
+) -> Result<Figures> {
+    let _session = lab::session_lock()?;
+    if lab::info()?.is_some() {
+        bail!("a lab is already up: take it down first with `cargo xtask lab down`");
+    }
+    let mut figures = Figures::default();
+    let t = Instant::now();
+    let info = lab::up(3)?;
+    figures.lab_up = t.elapsed().as_secs_f64();
+    let result = f(&info, &mut figures);
+    if keep {
+        eprintln!("e2e: lab kept up (--keep); remove it with `cargo xtask lab down`");
+        return result.map(|_| figures);
+    }
+    let down = lab::down();
+    result?;
+    down?;
+    Ok(figures)
+}
+
+fn step(name: &str) {
+    println!("\n== e2e: {name}");
+}
+
+/// The kbz-install binary of this workspace, built once.
+fn kbz_install() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "kbz-install"])
+        .current_dir(&root)
+        .status()
+        .context("cannot run cargo build")?;
+    ensure!(status.success(), "cargo build -p kbz-install failed");
+    Ok(root.join("target/debug/kbz-install"))
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn install(bin: &Path, args: &[&str]) -> Result<Run> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .context("cannot run kbz-install")?;
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    Ok(r)
+}
+
+fn on(host: &str, script: &str) -> Result<String> {
+    let out = lab::output(host, script)?;
+    ensure!(
+        out.status.success(),
+        "on {host}: `{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn json(r: &Run) -> Result<serde_json::Value> {
+    serde_json::from_str(&r.stdout).with_context(|| {
+        format!(
+            "kbz-install printed no JSON report:\n{}\n{}",
+            r.stdout, r.stderr
+        )
+    })
+}
+
+fn changed(report: &serde_json::Value) -> u64 {
+    report["hosts"]
+        .as_object()
+        .map(|h| h.values().map(|v| v["changed"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+/// Everything module 1 promises, checked on one host.
+fn assert_base(host: &str, info: &LabInfo) -> Result<()> {
+    ensure!(on(host, "hostname")? == host, "{host}: hostname not set");
+    let hosts = on(host, "cat /etc/hosts")?;
+    for h in &info.hosts {
+        ensure!(
+            hosts.contains(&format!("{}\t{}", h.ip, h.name)),
+            "{host}: /etc/hosts lacks {}",
+            h.name
+        );
+    }
+    for (key, want) in kbz_base::SYSCTLS {
+        let got = on(host, &format!("sysctl -n {key}"))?;
+        ensure!(
+            got.split_whitespace().collect::<Vec<_>>().join(" ") == *want,
+            "{host}: {key} = {got}, want {want}"
+        );
+    }
+    for m in kbz_base::MODULES {
+        on(host, &format!("test -d /sys/module/{m}"))?;
+    }
+    ensure!(
+        on(host, "tail -n +2 /proc/swaps")?.is_empty(),
+        "{host}: swap is on"
+    );
+    ensure!(
+        on(host, &format!("cat {}", kbz_base::APT_PROXY_FILE))?.contains(&info.apt_proxy),
+        "{host}: apt proxy not configured"
+    );
+    on(
+        host,
+        "dpkg-query -W -f '${Status}' chrony | grep -q 'install ok installed'",
+    )?;
+    Ok(())
+}
+
+/// A fingerprint of everything module 1 touches on a host: file hashes and modes, installed
+/// packages, service states.
+fn fingerprint(host: &str) -> Result<String> {
+    on(
+        host,
+        &format!(
+            "for f in /etc/hosts /etc/hostname /etc/fstab {} {} {} {}; do if [ -e \"$f\" ]; then echo \"$f $(stat -c '%F %a %U:%G' \"$f\") $(sha256sum < \"$f\" 2>/dev/null | cut -d' ' -f1)\"; else echo \"$f absent\"; fi; done; \
+             dpkg-query -W -f '${{Package}} ${{Status}}\\n' | sort | sha256sum; \
+             for s in chrony ssh; do echo \"$s $(systemctl is-enabled $s 2>&1) $(systemctl is-active $s 2>&1)\"; done",
+            kbz_base::SYSCTL_FILE,
+            kbz_base::MODULES_FILE,
+            kbz_base::APT_PROXY_FILE,
+            kbz_base::CHRONY_FILE
+        ),
+    )
+}
+
+fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
+    let bin = kbz_install()?;
+    let inv = info.servers_tsv.display().to_string();
+    let names: Vec<&str> = info.hosts.iter().map(|h| h.name.as_str()).collect();
+
+    step("first install over SSH with verified host keys");
+    let t = Instant::now();
+    let r = install(&bin, &["--inventory", &inv, "--yes"])?;
+    fig.first_install = t.elapsed().as_secs_f64();
+    ensure!(
+        r.code == 0,
+        "first install failed ({}):\n{}\n{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    println!("{}", r.stdout.trim_end());
+    for h in &names {
+        assert_base(h, info)?;
+    }
+
+    step("second run changes nothing");
+    let t = Instant::now();
+    let r = install(&bin, &["--inventory", &inv, "--yes", "--json"])?;
+    fig.rerun = t.elapsed().as_secs_f64();
+    ensure!(
+        r.code == 0,
+        "second run failed:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let report = json(&r)?;
+    ensure!(
+        changed(&report) == 0,
+        "second run changed {} operations:\n{}",
+        changed(&report),
+        r.stdout
+    );
+    fig.rerun_round_trips_per_host =
+        report["round_trips"].as_f64().unwrap_or(0.0) / names.len() as f64;
+    println!(
+        "0 changed in {:.1}s, {} round trips",
+        fig.rerun, report["round_trips"]
+    );
+
+    step("dry-run against the converged lab plans 0 operations");
+    let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;
+    ensure!(r.code == 0, "dry-run failed:\n{}\n{}", r.stdout, r.stderr);
+    ensure!(
+        r.stdout.contains("0 operations would change on 0 hosts"),
+        "dry-run planned work:\n{}",
+        r.stdout
+    );
+
+    step("a failure on one host rolls every host back");
+    rollback_scenario(&bin, info, &names)?;
+
+    step("uninstall");
+    let r = install(&bin, &["uninstall", "--inventory", &inv, "--yes"])?;
+    ensure!(r.code == 0, "uninstall failed:\n{}\n{}", r.stdout, r.stderr);
+    for h in &names {
+        for f in [
+            kbz_base::SYSCTL_FILE,
+            kbz_base::MODULES_FILE,
+            kbz_base::APT_PROXY_FILE,
+        ] {
+            on(h, &format!("test ! -e {f}"))
+                .with_context(|| format!("{h}: {f} left after uninstall"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `10.77.0.1` from `http://10.77.0.1:3142`: the controller, an NTP server no host can use,
+/// which is fine for a configuration change.
+fn proxy_host(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    rest.split([':', '/']).next().unwrap_or(rest).to_string()
+}
+
+/// Adds a package and NTP servers in a second config; on host 2 the chrony sources path is
+/// made a directory so writing the file fails midway. Every host must end as it began.
+fn rollback_scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> {
+    let inv = info.servers_tsv.display().to_string();
+    let cfg = fs::read_to_string(&info.config)?;
+    ensure!(
+        cfg.contains("[cluster]\n"),
+        "lab kbz.toml has no [cluster] table"
+    );
+    let changed_cfg = cfg.replacen(
+        "[cluster]\n",
+        &format!(
+            "[cluster]\nextra_packages = [\"tree\"]\nntp_servers = [\"{}\"]\n",
+            proxy_host(&info.apt_proxy)
+        ),
+        1,
+    );
+    let cfg_path = info.dir.join("kbz-rollback.toml");
+    fs::write(&cfg_path, changed_cfg)?;
+    let victim = names[1];
+    on(victim, &format!("mkdir -p {}", kbz_base::CHRONY_FILE))?;
+    let before: Vec<String> = names
+        .iter()
+        .map(|h| fingerprint(h))
+        .collect::<Result<_>>()?;
+
+    let r = install(
+        bin,
+        &[
+            "--inventory",
+            &inv,
+            "--config",
+            &cfg_path.display().to_string(),
+            "--yes",
+        ],
+    )?;
+    ensure!(
+        r.code == 1,
+        "the run should have failed and rolled back (exit 1), got {}:\n{}\n{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    ensure!(
+        r.stderr.contains("E022"),
+        "the failure should be E022 (file write):\n{}",
+        r.stderr
+    );
+    ensure!(
+        r.stderr.contains("rolled back"),
+        "no rollback reported:\n{}",
+        r.stderr
+    );
+    let after: Vec<String> = names
+        .iter()
+        .map(|h| fingerprint(h))
+        .collect::<Result<_>>()?;
+    for ((h, b), a) in names.iter().zip(&before).zip(&after) {
+        ensure!(
+            b == a,
+            "{h} differs after rollback:\nbefore:\n{b}\nafter:\n{a}"
+        );
+    }
+    for h in names {
+        ensure!(
+            on(h, "dpkg-query -W -f '${Status}' tree 2>/dev/null || true")?
+                != "install ok installed",
+            "{h}: tree still installed"
+        );
+    }
+    on(victim, &format!("rmdir {}", kbz_base::CHRONY_FILE))?;
+    println!("failure on {victim} (E022), every host identical to before the run");
+    Ok(())
+}
