@@ -64,7 +64,7 @@ async fn attempt(
     // it is not worth more than an empty excerpt.
     let text = response.text().await.unwrap_or_default();
     let retry = classify(status, header_wait.or_else(|| retry_after_body(&text)));
-    let excerpt = excerpt(&ctx.redactor.redact(&text));
+    let excerpt = excerpt(&ctx.redactor.redact(&error_text(&text)));
     let reason = status.canonical_reason().unwrap_or("");
     let detail = match (reason.is_empty(), excerpt.is_empty()) {
         (true, true) => String::new(),
@@ -143,6 +143,19 @@ fn retry_after_body(text: &str) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
+/// The useful part of an error body: Telegram's `description`, Discord's `message`, a
+/// generic `error`, or the whole text (Slack answers in plain text: `invalid_token`).
+fn error_text(body: &str) -> String {
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(body) {
+        for key in ["description", "message", "error"] {
+            if let Some(Value::String(s)) = map.get(key) {
+                return s.clone();
+            }
+        }
+    }
+    body.to_string()
+}
+
 /// One line of at most [`BODY_EXCERPT`] characters.
 fn excerpt(text: &str) -> String {
     let line = one_line(text);
@@ -198,6 +211,22 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         assert_eq!(retry_after_body("nope"), None);
+    }
+
+    #[test]
+    fn error_bodies_are_reduced_to_their_message() {
+        assert_eq!(
+            error_text(
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#
+            ),
+            "Bad Request: chat not found"
+        );
+        assert_eq!(
+            error_text(r#"{"message":"Unknown Webhook","code":10015}"#),
+            "Unknown Webhook"
+        );
+        assert_eq!(error_text("invalid_token"), "invalid_token");
+        assert_eq!(error_text(r#"{"ok":false}"#), r#"{"ok":false}"#);
     }
 
     #[test]

@@ -246,29 +246,48 @@ async fn send(
     };
     let no_headers = HeaderMap::new();
     match &target.channel {
-        Channel::Slack(c) => {
-            let body = slack::payload(msg, c.username.as_deref());
+        Channel::Slack(c) if c.channels.is_empty() => {
+            let body = slack::payload(msg, c.username.as_deref(), None);
             http::post_json(ctx, &c.endpoint.url, &no_headers, &body).await
+        }
+        Channel::Slack(c) => {
+            // Every channel gets its chance; the first failure is reported.
+            let mut first_failure = None;
+            for channel in &c.channels {
+                let body = slack::payload(msg, c.username.as_deref(), Some(channel));
+                if let Err(g) = http::post_json(ctx, &c.endpoint.url, &no_headers, &body).await {
+                    first_failure.get_or_insert(GaveUp {
+                        error: annotate_channel(g.error, channel),
+                        attempts: g.attempts,
+                    });
+                }
+            }
+            first_failure.map_or(Ok(()), Err)
         }
         Channel::Discord(c) => {
             let body = discord::payload(msg, c.username.as_deref());
             http::post_json(ctx, &c.endpoint.url, &no_headers, &body).await
         }
         Channel::Telegram(c) => {
+            // Every chat gets its chance even when an earlier one fails; the first failure
+            // is reported.
             let parts = telegram::parts(msg);
             let n = parts.len();
+            let mut first_failure = None;
             for chat in &c.chat_ids {
                 for (i, part) in parts.iter().enumerate() {
                     let body = telegram::payload(chat, part);
-                    http::post_json(ctx, &c.endpoint.url, &no_headers, &body)
-                        .await
-                        .map_err(|g| GaveUp {
+                    if let Err(g) = http::post_json(ctx, &c.endpoint.url, &no_headers, &body).await
+                    {
+                        first_failure.get_or_insert(GaveUp {
                             error: annotate(g.error, chat, i + 1, n),
                             attempts: g.attempts,
-                        })?;
+                        });
+                        break;
+                    }
                 }
             }
-            Ok(())
+            first_failure.map_or(Ok(()), Err)
         }
         Channel::Email(c) => {
             email::send(
@@ -295,6 +314,16 @@ fn annotate(error: NotifyError, chat: &str, part: usize, parts: usize) -> Notify
     } else {
         format!(" (chat {chat})")
     };
+    append(error, &where_)
+}
+
+/// Says which Slack channel failed.
+fn annotate_channel(error: NotifyError, channel: &str) -> NotifyError {
+    append(error, &format!(" (channel {channel})"))
+}
+
+/// Appends `where_` to the detail of a delivery error.
+fn append(error: NotifyError, where_: &str) -> NotifyError {
     match error {
         NotifyError::Status { status, detail } => NotifyError::Status {
             status,

@@ -314,6 +314,21 @@ mod tests {
     }
 
     #[test]
+    fn slack_whole_webhook_in_one_secret_with_channels() {
+        let mut s = secrets();
+        s.set("slack_webhook", Secret::new("T0/B1/C2"));
+        let t = Target::from_config(&cfg("slack://{secret:slack_webhook}/#ops/@alice/dev"), &s)
+            .expect("parse");
+        assert_eq!(url_of(&t), "https://hooks.slack.com/services/T0/B1/C2");
+        match &t.channel {
+            Channel::Slack(c) => assert_eq!(c.channels, vec!["#ops", "@alice", "#dev"]),
+            _ => unreachable!(),
+        }
+        let e = Target::from_config(&cfg("slack://{secret:slack_webhook}/#o!ps"), &s).unwrap_err();
+        assert!(e.to_string().contains("channel `#o!ps`"), "{e}");
+    }
+
+    #[test]
     fn slack_bad() {
         let e = parse("slack://T000/BBB").unwrap_err();
         assert!(e.to_string().contains("three tokens"), "{e}");

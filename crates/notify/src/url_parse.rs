@@ -119,9 +119,6 @@ impl Apprise {
         {
             return Err("the URL scheme is not valid".into());
         }
-        if rest.contains('#') {
-            return Err("`#` is not allowed in a notify URL; percent-encode it as `%23`".into());
-        }
         let (main, query_text) = match rest.split_once('?') {
             Some((m, q)) => (m, Some(q)),
             None => (rest, None),
@@ -164,14 +161,21 @@ impl Apprise {
     }
 
     /// The authority followed by the path segments, all decoded: the token list of
-    /// `slack://A/B/C`, `discord://ID/TOKEN` and `tgram://TOKEN/CHAT`.
+    /// `slack://A/B/C`, `discord://ID/TOKEN` and `tgram://TOKEN/CHAT`. A part that decodes
+    /// to several `/`-separated tokens is split, so one secret may hold `A/B/C` whole
+    /// (`slack://{secret:slack_webhook}`).
     pub(crate) fn tokens(&self) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
+        let mut parts = Vec::new();
         if !self.authority.is_empty() {
-            out.push(percent_decode(&self.authority)?);
+            parts.push(percent_decode(&self.authority)?);
         }
-        out.extend(self.segments.iter().cloned());
-        Ok(out)
+        parts.extend(self.segments.iter().cloned());
+        Ok(parts
+            .iter()
+            .flat_map(|p| p.split('/'))
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// The authority as `host` and optional `port` (IPv6 in brackets allowed).
@@ -247,6 +251,12 @@ mod tests {
     }
 
     #[test]
+    fn one_part_may_hold_several_tokens() {
+        let a = Apprise::split("slack://T1%2FB2%2FC3/#ops").expect("split");
+        assert_eq!(a.tokens().expect("tokens"), vec!["T1", "B2", "C3", "#ops"]);
+    }
+
+    #[test]
     fn ipv6_hosts() {
         let a = Apprise::split("mailto://[::1]:25").expect("split");
         assert_eq!(a.host_port().expect("hp"), ("::1".to_string(), Some(25)));
@@ -258,7 +268,6 @@ mod tests {
             .unwrap_err()
             .contains("scheme://"));
         assert!(Apprise::split("sl ack://a").unwrap_err().contains("scheme"));
-        assert!(Apprise::split("slack://a/b#c").unwrap_err().contains("%23"));
         let a = Apprise::split("mailto://host:99999").expect("split");
         assert!(a.host_port().unwrap_err().contains("port"));
         let a = Apprise::split("mailto://user@").expect("split");

@@ -26,9 +26,11 @@ pub(crate) const OPTIONS: &[&str] = &["api_base", "username"];
 pub(crate) struct Slack {
     pub endpoint: Endpoint,
     pub username: Option<String>,
+    /// Channel overrides (`#ops`, `@alice`); empty posts to the webhook's own channel.
+    pub channels: Vec<String>,
 }
 
-/// `slack://[botname@]TokenA/TokenB/TokenC`.
+/// `slack://[botname@]TokenA/TokenB/TokenC[/#channel...]`.
 pub(crate) fn from_apprise(
     target: &str,
     a: &Apprise,
@@ -39,14 +41,15 @@ pub(crate) fn from_apprise(
         target: target.to_string(),
         reason,
     };
-    let tokens = a.tokens().map_err(&bad)?;
-    if tokens.len() != 3 {
+    let mut tokens = a.tokens().map_err(&bad)?;
+    if tokens.len() < 3 {
         return Err(bad(format!(
             "slack:// needs three tokens, `slack://TokenA/TokenB/TokenC` (the last three parts \
              of https://hooks.slack.com/services/TokenA/TokenB/TokenC); found {}",
             tokens.len()
         )));
     }
+    let channels = tokens.split_off(3);
     for t in &tokens {
         redactor.add(t);
     }
@@ -56,11 +59,28 @@ pub(crate) fn from_apprise(
             i + 1
         )));
     }
+    let channels = channels
+        .into_iter()
+        .map(|c| {
+            let (prefix, name) = match c.chars().next() {
+                Some(p @ ('#' | '@')) => (p, c[1..].to_string()),
+                _ => ('#', c.clone()),
+            };
+            if token_ok(&name, "-_.") {
+                Ok(format!("{prefix}{name}"))
+            } else {
+                Err(bad(format!(
+                    "slack:// channel `{c}` is not a channel (`#ops`) or user (`@alice`) name"
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let base = api_base(target, opts.take("api_base"), DEFAULT_API)?;
     let url = format!("{base}/services/{}/{}/{}", tokens[0], tokens[1], tokens[2]);
     Ok(Slack {
         endpoint: Endpoint::new(target, &url)?,
         username: opts.take("username").or_else(|| a.user.clone()),
+        channels,
     })
 }
 
@@ -78,11 +98,12 @@ pub(crate) fn from_https(
     Ok(Slack {
         endpoint,
         username: opts.take("username"),
+        channels: Vec::new(),
     })
 }
 
-/// The webhook payload.
-pub(crate) fn payload(msg: &Message, username: Option<&str>) -> Value {
+/// The webhook payload, for the webhook's own channel or for `channel`.
+pub(crate) fn payload(msg: &Message, username: Option<&str>, channel: Option<&str>) -> Value {
     let title = escape_html(&truncate_visible(&msg.title, TITLE_LIMIT));
     let text = escape_html(&truncate_visible(&msg.text, TEXT_LIMIT));
     let server = escape_html(&msg.server);
@@ -105,6 +126,9 @@ pub(crate) fn payload(msg: &Message, username: Option<&str>) -> Value {
     if let Some(name) = username {
         body["username"] = Value::String(name.to_string());
     }
+    if let Some(channel) = channel {
+        body["channel"] = Value::String(channel.to_string());
+    }
     body
 }
 
@@ -117,7 +141,7 @@ mod tests {
     #[test]
     fn long_text_is_visibly_truncated_and_escaped() {
         let msg = Message::new(Level::Warn, "a <b>", &"x".repeat(5000), "srv");
-        let p = payload(&msg, None);
+        let p = payload(&msg, None, None);
         let text = p["attachments"][0]["text"].as_str().expect("text");
         assert_eq!(text.chars().count(), TEXT_LIMIT);
         let kept = text.chars().take_while(|c| *c == 'x').count();

@@ -209,3 +209,21 @@ async fn level_filter_and_disabled_targets() {
     assert_eq!(all_rx.requests().len(), 2);
     assert!(off_rx.requests().is_empty());
 }
+
+#[tokio::test]
+async fn slack_webhook_in_one_secret_posts_once_per_channel() {
+    let rx = Receiver::ok();
+    let t = with_option(
+        target("slack", "slack://{secret:slack_webhook}/#ops/@oncall"),
+        "api_base",
+        &rx.base(),
+    );
+    let s = secrets(&[("slack_webhook", "T0001/B0002/CCCC")]);
+    let d = notifiers(&[t], &s).notify(Level::Warn, "t", "m").await;
+    assert_eq!(d[0].result, Ok(()));
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs.iter().all(|r| r.path == "/services/T0001/B0002/CCCC"));
+    assert_eq!(reqs[0].json()["channel"], "#ops");
+    assert_eq!(reqs[1].json()["channel"], "@oncall");
+}

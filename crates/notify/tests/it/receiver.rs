@@ -43,7 +43,7 @@ pub enum Reply {
     Hang,
 }
 
-type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+type Script = Arc<dyn Fn(usize, &Recorded) -> Reply + Send + Sync>;
 
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
@@ -58,8 +58,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver answering request `n` (0-based) with `script(n)`.
-    pub fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Receiver {
+    /// Starts a receiver answering request `n` (0-based) with `script(n, &request)`.
+    pub fn start(script: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static) -> Receiver {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             script: Arc::new(script),
@@ -100,7 +100,7 @@ impl Receiver {
 
     /// Always 200 with a Telegram-like `{"ok":true}` body.
     pub fn ok() -> Receiver {
-        Receiver::start(|_| Reply::Status(200, r#"{"ok":true}"#))
+        Receiver::start(|_, _| Reply::Status(200, r#"{"ok":true}"#))
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -129,7 +129,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let n = {
+    let (n, recorded) = {
         let mut reqs = shared.requests.lock().expect("lock");
         reqs.push(Recorded {
             method: method.to_string(),
@@ -143,10 +143,10 @@ async fn handle(
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
         });
-        reqs.len() - 1
+        (reqs.len() - 1, reqs[reqs.len() - 1].clone())
     };
     let path = uri.path().to_string();
-    match (shared.script)(n) {
+    match (shared.script)(n, &recorded) {
         Reply::EchoPath(code) => (
             StatusCode::from_u16(code).expect("status"),
             format!("no such hook: {path}"),

@@ -55,10 +55,10 @@ async fn no_secret_in_logs_debug_or_errors() {
         .set_default();
 
     // Endpoints that fail in different ways, some echoing the (token-bearing) path back.
-    let slack = Receiver::start(|_| Reply::EchoPath(404));
-    let telegram = Receiver::start(|_| Reply::EchoPath(500));
+    let slack = Receiver::start(|_, _| Reply::EchoPath(404));
+    let telegram = Receiver::start(|_, _| Reply::EchoPath(500));
     let discord = Receiver::ok();
-    let hanging = Receiver::start(|_| Reply::Hang);
+    let hanging = Receiver::start(|_, _| Reply::Hang);
     let refused_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
