@@ -1,8 +1,8 @@
 //! `cargo xtask lab`: a throwaway fleet of Debian 12 hosts on this machine (systemd-nspawn
 //! containers, each in its own network namespace, on one bridge), for end-to-end tests.
 //!
-//! The functions [`up`], [`down`], [`status`], [`exec`], [`output`], [`kill`], [`start`],
-//! [`partition`], [`heal`], [`info`] and [`session_lock`] are the API `cargo xtask e2e` calls;
+//! The functions [`up`], [`down`], [`status`], [`exec`], [`output`], [`ssh_command`], [`kill`],
+//! [`start`], [`partition`], [`heal`], [`info`] and [`session_lock`] are the API `cargo xtask e2e` calls;
 //! the CLI below is a thin layer over them. Everything the lab creates is recorded in
 //! `target/lab/state.json` before it is created, and `down` removes exactly that. See
 //! docs/lab.md.
@@ -39,6 +39,8 @@ const SUBNET: &str = "10.77.0.0/24";
 const PREFIX: u8 = 24;
 /// apt-cacher-ng's port.
 const APT_PROXY_PORT: u16 = 3142;
+/// Where `ip netns` keeps its namespaces' mount points.
+const RUN_NETNS: &str = "/run/netns";
 /// The interface name inside each host's namespace.
 const INNER_IF: &str = "host0";
 /// The SSH host key types each host gets.
@@ -232,6 +234,7 @@ struct Paths {
     config: PathBuf,
     hosts: PathBuf,
     logs: PathBuf,
+    pids: PathBuf,
 }
 
 /// `target/lab` of this workspace.
@@ -252,6 +255,7 @@ fn paths() -> Paths {
         config: dir.join("kbz.toml"),
         hosts: dir.join("hosts"),
         logs: dir.join("logs"),
+        pids: dir.join("pids"),
         dir,
     }
 }
@@ -397,6 +401,7 @@ pub fn up(count: u8) -> Result<LabInfo> {
             dir: None,
             upper: p.hosts.join(&name).join("upper"),
             log: p.logs.join(format!("{name}.log")),
+            pidfile: p.pids.join(format!("{name}.pid")),
             nspawn: None,
             leader: None,
             power: Power::On,
@@ -408,7 +413,8 @@ pub fn up(count: u8) -> Result<LabInfo> {
     match bring_up(&p, &base, &mut state) {
         Ok((t_prepare, t_boot)) => {
             println!(
-                "lab up: {count} hosts in {} (prerequisites {}, base {}{}, prepare {}, boot to SSH {})",
+                "lab up: {count} host{} in {} (prerequisites {}, base {}{}, prepare {}, boot to SSH {})",
+                if count == 1 { "" } else { "s" },
                 secs(started.elapsed()),
                 secs(t_prereq),
                 secs(t_base),
@@ -513,18 +519,20 @@ fn bring_up(p: &Paths, base: &Path, state: &mut State) -> Result<(Duration, Dura
     fs_err::write(&p.known_hosts, known_hosts)?;
 
     // Network: one namespace and veth pair per host.
-    let had_run_netns = net::mount_points()?.contains(&PathBuf::from("/run/netns"));
+    // `ip netns add` makes /run/netns a mount point of its own if it is not one yet.
+    let run_netns = PathBuf::from(RUN_NETNS);
+    if !net::mount_points()?.contains(&run_netns) {
+        state.mounts.push(run_netns);
+    }
     for i in 0..state.hosts.len() {
         let (name, index, ip) = {
             let h = &state.hosts[i];
             (h.name.clone(), h.index, h.ip)
         };
         state.hosts[i].netns = Some(name.clone());
+        state.mounts.push(Path::new(RUN_NETNS).join(&name));
         state.save(&p.state)?;
         net::create_netns(&name)?;
-        if !had_run_netns && !state.run_netns_mount {
-            state.run_netns_mount = net::mount_points()?.contains(&PathBuf::from("/run/netns"));
-        }
         let veth = veth_name(index);
         state.hosts[i].veth = Some(veth.clone());
         state.save(&p.state)?;
@@ -631,7 +639,17 @@ fn random_hex(bytes: usize) -> Result<String> {
 fn ensure_apt_proxy(p: &Paths, state: &mut State) -> Result<()> {
     let addr = SocketAddr::from((BRIDGE_IP, APT_PROXY_PORT));
     if tcp_open(addr, Duration::from_millis(500)) {
+        // Not ours (a system apt-cacher-ng listening on every address, say): use it, but say
+        // so loudly if it cannot fetch what the hosts will ask it for.
         println!("lab: using the apt proxy already listening on {addr}");
+        if let Err(e) = probe_apt_proxy(addr) {
+            eprintln!(
+                "lab: WARNING: the apt proxy on {addr} is not the lab's and fails a Debian fetch \
+                 ({e:#}); package installs on the hosts will fail. Stop it (the lab then starts \
+                 its own) or point it at {}.",
+                base::MIRROR
+            );
+        }
         return Ok(());
     }
     let program = base::which("apt-cacher-ng").context("apt-cacher-ng is not installed")?;
@@ -647,7 +665,10 @@ fn ensure_apt_proxy(p: &Paths, state: &mut State) -> Result<()> {
     )?;
     let log = p.logs.join("apt-cacher-ng.log");
     let argv: Vec<OsString> = vec![program.into(), "-c".into(), run_dir.into()];
-    let id = procs::spawn_detached(&argv, &log)?;
+    let pidfile = p.pids.join("apt-cacher-ng.pid");
+    state.apt_cacher_ng_pidfile = Some(pidfile.clone());
+    state.save(&p.state)?;
+    let id = procs::spawn_detached(&argv, &[], &log, &pidfile)?;
     state.apt_cacher_ng = Some(id);
     state.save(&p.state)?;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -668,6 +689,33 @@ fn ensure_apt_proxy(p: &Paths, state: &mut State) -> Result<()> {
         sleep(Duration::from_millis(100));
     }
     println!("lab: started apt-cacher-ng on {addr} (pid {})", id.pid);
+    Ok(())
+}
+
+/// Fetches the Debian release file through the proxy, as a host's apt would.
+fn probe_apt_proxy(addr: SocketAddr) -> Result<()> {
+    use std::io::{Read, Write};
+    let url = format!("{}/dists/bookworm/Release", base::MIRROR);
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {url} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: kbz-lab\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    let status = status.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status.split_whitespace().nth(1) == Some("200"),
+        "GET {url} answered {status:?}"
+    );
     Ok(())
 }
 
@@ -693,11 +741,16 @@ fn boot(p: &Paths, base: &Path, state: &mut State, i: usize) -> Result<()> {
         "--register=no".into(),
         "--keep-unit".into(),
         "--console=read-only".into(),
+        // A real host manages its own network: addresses (keepalived's VIPs), routes, and the
+        // per-namespace net.* sysctls (writable below). Its namespace is its own, so none of
+        // this reaches the controller.
+        "--capability=CAP_NET_ADMIN".into(),
         "-M".into(),
         h.name.clone().into(),
         format!("--network-namespace-path=/run/netns/{netns}").into(),
     ];
-    let id = procs::spawn_detached(&argv, &h.log)?;
+    let env = [("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")];
+    let id = procs::spawn_detached(&argv, &env, &h.log, &h.pidfile)?;
     let h = &mut state.hosts[i];
     h.nspawn = Some(id);
     h.leader = None;
@@ -1020,12 +1073,12 @@ fn stop_host(h: &HostState) -> Result<()> {
 /// Removes everything the lab recorded, then verifies nothing of it is left. A no-op success
 /// if no lab is up. Fails (keeping the state file for another try) if anything remains.
 pub fn down() -> Result<()> {
-    require_root()?;
     let p = paths();
     if !p.state.exists() {
         println!("lab down: no lab is up");
         return Ok(());
     }
+    require_root()?;
     let _lock = change_lock(&p)?;
     let Some(mut state) = State::load(&p.state)? else {
         println!("lab down: no lab is up");
@@ -1038,6 +1091,20 @@ pub fn down() -> Result<()> {
 }
 
 fn teardown(p: &Paths, state: &mut State) -> Result<()> {
+    // A launch whose pid did not make it into the state (the caller died right then) is
+    // found by the pid file its launcher wrote.
+    for h in state.hosts.iter_mut() {
+        if let Some(id) = procs::adopt(&h.pidfile, &["-M", &h.name]) {
+            h.nspawn = Some(id);
+        }
+    }
+    if let Some(pidfile) = &state.apt_cacher_ng_pidfile {
+        let conf_dir = p.dir.join("apt-cacher-ng").display().to_string();
+        if let Some(id) = procs::adopt(pidfile, &["-c", &conf_dir]) {
+            state.apt_cacher_ng = Some(id);
+        }
+    }
+
     let mut errors: Vec<String> = Vec::new();
     let mut note = |what: &str, r: Result<()>| {
         if let Err(e) = r {
@@ -1070,6 +1137,22 @@ fn teardown(p: &Paths, state: &mut State) -> Result<()> {
             acng.stop("TERM", Duration::from_secs(5)),
         );
     }
+    // Anything still inside a lab host's network namespace belongs to that host.
+    for ns in state.hosts.iter().filter_map(|h| h.netns.as_ref()) {
+        let inside = procs::in_netns(&Path::new(RUN_NETNS).join(ns));
+        if !inside.is_empty() {
+            println!(
+                "lab down: killing {} processes left in namespace {ns}",
+                inside.len()
+            );
+        }
+        for id in &inside {
+            note(
+                &format!("kill {} in {ns}", id.pid),
+                id.stop("KILL", Duration::from_secs(5)),
+            );
+        }
+    }
 
     // Network.
     for h in &state.hosts {
@@ -1084,31 +1167,29 @@ fn teardown(p: &Paths, state: &mut State) -> Result<()> {
         note(&format!("link {bridge}"), net::delete_link(bridge));
     }
 
-    // Mounts: the namespaces' mount points, and /run/netns if the lab created that mount and
-    // nobody else has a namespace there now.
-    let mounts = net::mount_points().unwrap_or_default();
-    for ns in state.hosts.iter().filter_map(|h| h.netns.as_ref()) {
-        let m = Path::new("/run/netns").join(ns);
-        if mounts.contains(&m) {
-            note(&format!("unmount {}", m.display()), net::unmount(&m));
+    // Mounts, deepest first. /run/netns is shared by every `ip netns` user: it goes only if
+    // the lab created it and no namespace of anyone is left in it.
+    let mounted = net::mount_points().unwrap_or_default();
+    let mut recorded = state.mounts.clone();
+    recorded.sort();
+    for m in recorded.iter().rev() {
+        if m == Path::new(RUN_NETNS) {
+            if mounted.contains(m) && dir_is_empty(m) {
+                note("unmount /run/netns", net::unmount(m));
+                note(
+                    "remove /run/netns",
+                    fs_err::remove_dir(m).map_err(Into::into),
+                );
+            }
+            continue;
         }
-        if m.exists() {
+        if mounted.contains(m) {
+            note(&format!("unmount {}", m.display()), net::unmount(m));
+        }
+        if m.is_file() {
             note(
                 &format!("remove {}", m.display()),
-                fs_err::remove_file(&m).map_err(Into::into),
-            );
-        }
-    }
-    if state.run_netns_mount {
-        let run_netns = Path::new("/run/netns");
-        let empty = fs_err::read_dir(run_netns)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if empty && mounts.iter().any(|m| m == run_netns) {
-            note("unmount /run/netns", net::unmount(run_netns));
-            note(
-                "remove /run/netns",
-                fs_err::remove_dir(run_netns).map_err(Into::into),
+                fs_err::remove_file(m).map_err(Into::into),
             );
         }
     }
@@ -1123,6 +1204,25 @@ fn teardown(p: &Paths, state: &mut State) -> Result<()> {
         note(
             "remove hosts dir",
             fs_err::remove_dir(&p.hosts).map_err(Into::into),
+        );
+    }
+    for f in state
+        .hosts
+        .iter()
+        .map(|h| &h.pidfile)
+        .chain(&state.apt_cacher_ng_pidfile)
+    {
+        if f.exists() {
+            note(
+                &format!("remove {}", f.display()),
+                fs_err::remove_file(f).map_err(Into::into),
+            );
+        }
+    }
+    if p.pids.is_dir() && dir_is_empty(&p.pids) {
+        note(
+            "remove pids dir",
+            fs_err::remove_dir(&p.pids).map_err(Into::into),
         );
     }
     for f in &state.files {
@@ -1157,7 +1257,46 @@ fn teardown(p: &Paths, state: &mut State) -> Result<()> {
         bail!(msg);
     }
     fs_err::remove_file(&p.state)?;
+    // Dead processes stay in the process table until their parent (usually init) reaps
+    // them; give it a moment so `ps` shows nothing of the lab either.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut zombies = recorded_procs(state);
+    zombies.retain(|(_, id)| id.exists());
+    while !zombies.is_empty() && Instant::now() < deadline {
+        sleep(Duration::from_millis(100));
+        zombies.retain(|(_, id)| id.exists());
+    }
+    for (what, id) in zombies {
+        println!(
+            "lab down: note: process {} ({what}) is dead but not yet reaped by its parent",
+            id.pid
+        );
+    }
     Ok(())
+}
+
+/// Every process the lab recorded, with what it is.
+fn recorded_procs(state: &State) -> Vec<(String, ProcId)> {
+    let mut procs: Vec<(String, ProcId)> = Vec::new();
+    for h in &state.hosts {
+        procs.extend(
+            h.nspawn
+                .map(|n| (format!("systemd-nspawn of {}", h.name), n)),
+        );
+        procs.extend(h.leader.map(|n| (format!("init of {}", h.name), n)));
+    }
+    procs.extend(
+        state
+            .apt_cacher_ng
+            .map(|a| ("apt-cacher-ng".to_string(), a)),
+    );
+    procs
+}
+
+fn dir_is_empty(dir: &Path) -> bool {
+    fs_err::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
 /// What of the recorded lab still exists: namespaces, links, mounts, processes.
@@ -1180,29 +1319,16 @@ fn leftovers(state: &State) -> Result<Vec<String>> {
     }
     let lab_dirs: Vec<&PathBuf> = state.hosts.iter().filter_map(|h| h.dir.as_ref()).collect();
     for m in net::mount_points()? {
-        let netns_mount = state
-            .hosts
-            .iter()
-            .filter_map(|h| h.netns.as_ref())
-            .any(|ns| m == Path::new("/run/netns").join(ns));
-        if netns_mount || lab_dirs.iter().any(|d| m.starts_with(d)) {
+        let ours = if m == Path::new(RUN_NETNS) {
+            state.mounts.contains(&m) && dir_is_empty(&m)
+        } else {
+            state.mounts.contains(&m)
+        };
+        if ours || lab_dirs.iter().any(|d| m.starts_with(d)) {
             left.push(format!("mount {}", m.display()));
         }
     }
-    let mut procs: Vec<(String, ProcId)> = Vec::new();
-    for h in &state.hosts {
-        procs.extend(
-            h.nspawn
-                .map(|n| (format!("systemd-nspawn of {}", h.name), n)),
-        );
-        procs.extend(h.leader.map(|n| (format!("init of {}", h.name), n)));
-    }
-    procs.extend(
-        state
-            .apt_cacher_ng
-            .map(|a| ("apt-cacher-ng".to_string(), a)),
-    );
-    for (what, id) in procs {
+    for (what, id) in recorded_procs(state) {
         if id.alive() {
             left.push(format!("process {} ({what})", id.pid));
         }

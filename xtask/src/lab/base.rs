@@ -26,6 +26,7 @@ const PREREQUISITES: &[(&str, &str)] = &[
     ("ssh-keygen", "openssh-client"),
     ("ip", "iproute2"),
     ("setsid", "util-linux"),
+    ("kill", "procps"),
 ];
 
 /// Finds a program on PATH or in the sbin directories (which a non-login root PATH may lack).

@@ -131,7 +131,12 @@ pub fn link_is_up(name: &str) -> Result<bool> {
 /// Deletes a link if it exists.
 pub fn delete_link(name: &str) -> Result<()> {
     if link_exists(name) {
-        ip(&["link", "del", name]).with_context(|| format!("cannot delete link {name}"))?;
+        // A veth also vanishes on its own when its peer's namespace goes: only an error if
+        // the link is still there.
+        let r = ip(&["link", "del", name]);
+        if r.is_err() && link_exists(name) {
+            r.with_context(|| format!("cannot delete link {name}"))?;
+        }
     }
     Ok(())
 }
@@ -139,7 +144,10 @@ pub fn delete_link(name: &str) -> Result<()> {
 /// Deletes a named network namespace if it exists.
 pub fn delete_netns(name: &str) -> Result<()> {
     if netns_exists(name)? {
-        ip(&["netns", "del", name]).with_context(|| format!("cannot delete netns {name}"))?;
+        let r = ip(&["netns", "del", name]);
+        if r.is_err() && netns_exists(name)? {
+            r.with_context(|| format!("cannot delete netns {name}"))?;
+        }
     }
     Ok(())
 }

@@ -57,6 +57,11 @@ impl ProcId {
         matches!(stat(self.pid), Some(st) if st.start_time == self.start_time && st.state != 'Z')
     }
 
+    /// True while this process has a process table entry, even as a zombie.
+    pub fn exists(&self) -> bool {
+        matches!(stat(self.pid), Some(st) if st.start_time == self.start_time)
+    }
+
     /// Sends a signal (`KILL`, `TERM`, ...) if the process is still this one.
     pub fn signal(&self, sig: &str) -> Result<()> {
         if !self.alive() {
@@ -122,15 +127,32 @@ impl ProcId {
 
 /// Starts `argv` in its own session, detached from the caller (so the caller never has to reap
 /// it and Ctrl-C in the caller's terminal does not reach it), with stdin from /dev/null and
-/// stdout and stderr appended to `log`. Returns its identity once it runs `argv[0]`.
-pub fn spawn_detached(argv: &[OsString], log: &Path) -> Result<ProcId> {
+/// stdout and stderr appended to `log`. The launching shell writes the pid to `pidfile` even if
+/// the caller dies meanwhile, so a launch is never lost (see [`adopt`]). Returns the identity
+/// once the process runs `argv[0]`.
+pub fn spawn_detached(
+    argv: &[OsString],
+    env: &[(&str, &str)],
+    log: &Path,
+    pidfile: &Path,
+) -> Result<ProcId> {
     let program = argv.first().context("empty command")?;
+    if let Some(dir) = pidfile.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
     let out = Command::new("sh")
         .arg("-c")
-        .arg(r#"log="$1"; shift; setsid "$@" >>"$log" 2>&1 </dev/null & echo $!"#)
+        .arg(
+            r#"log="$1"; pidfile="$2"; shift 2
+setsid "$@" >>"$log" 2>&1 </dev/null &
+echo $! >"$pidfile.tmp" && mv "$pidfile.tmp" "$pidfile"
+echo $!"#,
+        )
         .arg("sh")
         .arg(log)
+        .arg(pidfile)
         .args(argv)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -164,6 +186,41 @@ pub fn spawn_detached(argv: &[OsString], log: &Path) -> Result<ProcId> {
         }
         sleep(Duration::from_millis(10));
     }
+}
+
+/// The process a pid file written by [`spawn_detached`] names, if it still runs and its
+/// command line holds `expect` (consecutive arguments), which rules out a recycled pid.
+pub fn adopt(pidfile: &Path, expect: &[&str]) -> Option<ProcId> {
+    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let id = ProcId::of(pid).ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let matches = args
+        .windows(expect.len())
+        .any(|w| w.iter().zip(expect).all(|(a, e)| *a == e.as_bytes()));
+    (id.alive() && matches).then_some(id)
+}
+
+/// Every process whose network namespace is the one mounted at `netns` (a `/run/netns/NAME`):
+/// identified by the namespace's inode, not by any name.
+pub fn in_netns(netns: &Path) -> Vec<ProcId> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(netns) else {
+        return Vec::new();
+    };
+    let want = format!("net:[{}]", meta.ino());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|l| l.as_os_str() == want.as_str())
+        })
+        .filter_map(|pid| ProcId::of(pid).ok())
+        .filter(ProcId::alive)
+        .collect()
 }
 
 #[cfg(test)]

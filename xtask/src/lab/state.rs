@@ -17,10 +17,14 @@ pub struct State {
     pub version: u32,
     /// The bridge, once the lab decided to create it.
     pub bridge: Option<String>,
-    /// True if `ip netns add` created the `/run/netns` mount point for the lab.
-    pub run_netns_mount: bool,
+    /// Mount points in the controller's mount namespace the lab causes: each namespace's
+    /// `/run/netns/NAME`, and `/run/netns` itself if it was not a mount point before. (The
+    /// containers' overlay mounts live in their own mount namespaces and die with them.)
+    pub mounts: Vec<PathBuf>,
     /// The apt-cacher-ng process, only if the lab started it.
     pub apt_cacher_ng: Option<ProcId>,
+    /// Where its launcher writes apt-cacher-ng's pid (recorded before the launch).
+    pub apt_cacher_ng_pidfile: Option<PathBuf>,
     /// Files the lab wrote that describe this lab (servers.tsv, kbz.toml, known_hosts).
     pub files: Vec<PathBuf>,
     /// The hosts.
@@ -58,6 +62,8 @@ pub struct HostState {
     pub upper: PathBuf,
     /// Console log of systemd-nspawn.
     pub log: PathBuf,
+    /// Where the launcher writes systemd-nspawn's pid (recorded before the launch).
+    pub pidfile: PathBuf,
     /// The systemd-nspawn process.
     pub nspawn: Option<ProcId>,
     /// The container's init (pid 1 inside), the child of systemd-nspawn.
@@ -74,8 +80,9 @@ impl State {
         State {
             version: STATE_VERSION,
             bridge: None,
-            run_netns_mount: false,
+            mounts: Vec::new(),
             apt_cacher_ng: None,
+            apt_cacher_ng_pidfile: None,
             files: Vec::new(),
             hosts: Vec::new(),
         }
@@ -147,6 +154,7 @@ mod tests {
                 dir: None,
                 upper: PathBuf::new(),
                 log: PathBuf::new(),
+                pidfile: PathBuf::new(),
                 nspawn: None,
                 leader: None,
                 power: Power::On,
