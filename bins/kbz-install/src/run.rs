@@ -9,6 +9,8 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
+use kbz_notify::{Event, Notifiers};
+
 use crate::inputs::{self, Inputs};
 use crate::{exit, ui, Global};
 
@@ -97,7 +99,7 @@ fn connector(i: &Inputs, g: &Global) -> Result<Arc<dyn Connector>, u8> {
     Ok(Arc::new(kbz_exec::ssh::SshConnector::new(opts)))
 }
 
-fn prepare(g: &Global, dry_run: bool) -> Result<(Inputs, Context), u8> {
+fn prepare(g: &Global, dry_run: bool) -> Result<(Inputs, Context, Notifiers), u8> {
     let i = inputs::load(g).map_err(|d| {
         ui::diagnostics(&d, g.json);
         exit::INPUT
@@ -113,8 +115,14 @@ fn prepare(g: &Global, dry_run: bool) -> Result<(Inputs, Context), u8> {
     if let Some(dir) = &i.state_dir {
         ui::init_log(dir, g.verbose);
     }
+    let notifiers = Notifiers::new(&i.config.notify, &secrets)
+        .map_err(|e| {
+            ui::diagnostics(&[e.to_diagnostic()], g.json);
+            exit::INPUT
+        })?
+        .with_server(&i.config.cluster.name);
     let ctx = Context::new(i.inventory.clone(), i.config.clone(), secrets);
-    Ok((i, ctx))
+    Ok((i, ctx, notifiers))
 }
 
 pub fn install(g: &Global, mode: Mode) -> u8 {
@@ -123,7 +131,7 @@ pub fn install(g: &Global, mode: Mode) -> u8 {
     if bundled && !g.json {
         eprintln!("kbz-install: no --inventory given: planning the bundled example inventory (examples/servers.tsv) in dry-run mode, offline; nothing is contacted or changed.");
     }
-    let (i, ctx) = match prepare(g, dry_run) {
+    let (i, ctx, notifiers) = match prepare(g, dry_run) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -176,8 +184,19 @@ pub fn install(g: &Global, mode: Mode) -> u8 {
         }
     }
 
+    // Operators hear about real runs where they already look; a dry-run stays quiet.
+    let notifiers = Some(notifiers).filter(|n| !dry_run && n.has_enabled());
+    let cluster = i.config.cluster.name.clone();
     tracing::info!(dry_run, ?mode, hosts = i.inventory.hosts.len(), "run start");
     let started = Instant::now();
+    if let Some(n) = &notifiers {
+        let modules: Vec<&str> = engine
+            .select(&opts)
+            .map(|c| c.iter().map(|c| c.name()).collect())
+            .unwrap_or_default();
+        let event = Event::install_started(&cluster, i.inventory.hosts.len(), &modules);
+        warn_failed(rt.block_on(n.send(&event)));
+    }
     let result = rt.block_on(engine.run(&opts));
     bars.clear();
     match result {
@@ -187,10 +206,30 @@ pub fn install(g: &Global, mode: Mode) -> u8 {
                 ms = started.elapsed().as_millis() as u64,
                 "run done"
             );
+            if let Some(n) = &notifiers {
+                let event = Event::install_succeeded(&cluster, started.elapsed(), report.changed());
+                warn_failed(rt.block_on(n.send(&event)));
+            }
             ui::report(&report, started.elapsed(), g.json);
             exit::OK
         }
-        Err(e) => fail(&e, g),
+        Err(e) => {
+            if let Some(n) = &notifiers {
+                let event = Event::install_failed(&cluster, &e.diagnostic(), started.elapsed());
+                warn_failed(rt.block_on(n.send(&event)));
+            }
+            fail(&e, g)
+        }
+    }
+}
+
+/// A notification that could not be delivered is a warning, never a failure of the run.
+fn warn_failed(deliveries: Vec<kbz_core::notifier::Delivery>) {
+    for d in deliveries {
+        if let Err(reason) = d.result {
+            tracing::warn!(target_name = %d.target, %reason, "notification failed");
+            eprintln!("warning: notification `{}` failed: {reason}", d.target);
+        }
     }
 }
 
@@ -225,7 +264,7 @@ pub fn rollback(g: &Global) -> u8 {
         ui::diagnostics(&[d], g.json);
         return exit::INPUT;
     }
-    let (i, ctx) = match prepare(g, true) {
+    let (i, ctx, _) = match prepare(g, true) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -255,11 +294,21 @@ pub fn rollback(g: &Global) -> u8 {
 }
 
 pub fn notify_test(g: &Global) -> u8 {
-    let d = Diagnostic::new(
-        Code::E010,
-        "notify test: no notification support in this build yet",
-    );
-    ui::diagnostics(&[d], g.json);
-    let _ = g;
-    exit::INPUT
+    let (_, _, notifiers) = match prepare(g, true) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let report = runtime().block_on(notifiers.test_all());
+    if report.results.is_empty() {
+        println!("No [[notify]] targets in the config: nothing to test.");
+        return exit::OK;
+    }
+    for line in report.lines() {
+        println!("{line}");
+    }
+    if report.all_delivered() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }

@@ -1,0 +1,145 @@
+//! The kbz-install binary as a user runs it: the bundled dry-run, bad input with E-codes and
+//! exit codes, `explain`, and `notify test` against a real HTTP receiver on loopback.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kbz(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kbz-install"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run kbz-install")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bundled_dry_run_prints_the_plan_and_the_count() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = kbz(&["--dry-run"], dir.path());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("bundled example inventory"), "{err}");
+    assert!(out.contains("== db1 · module 1 base"), "{out}");
+    let last = out.lines().last().unwrap_or("");
+    assert!(
+        last.ends_with("operations would change on 14 hosts"),
+        "{last}"
+    );
+    assert!(
+        !dir.path().join(".kbz").exists(),
+        "a bundled dry-run must write nothing"
+    );
+}
+
+#[test]
+fn invalid_inventory_reports_every_problem_with_codes_and_lines() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = dir.path().join("servers.tsv");
+    std::fs::write(&inv, "hostname\tip\troles\nweb1\t10.0.0.1\tlb\nweb1\t10.0.0.2\tlb\nweb3\t10.0.0.300\tlb\nweb4 10.0.0.4 lb\n")
+        .expect("write");
+    let o = kbz(&["validate", "--inventory", "servers.tsv"], dir.path());
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("E004") && err.contains("servers.tsv:3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("E005") && err.contains("servers.tsv:4"),
+        "{err}"
+    );
+    assert!(
+        err.contains("E002") && err.contains("servers.tsv:5"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_inventory_is_e001_and_json_errors_are_machine_readable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = kbz(
+        &["--inventory", "nope.tsv", "--dry-run", "--json"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["errors"][0]["code"], "E001");
+}
+
+#[test]
+fn explain_prints_fixes_and_rejects_unknown_codes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = kbz(&["explain", "E014"], dir.path());
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out.contains("E014") && out.contains("1. "), "{out}");
+    let o = kbz(&["explain", "E999"], dir.path());
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("E001 to E060"), "{err}");
+}
+
+#[test]
+fn real_run_without_yes_off_a_terminal_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("servers.tsv"), "n1\t127.0.0.1\tlb\n").expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_kbz-install"))
+        .args(["--inventory", "servers.tsv"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("E010") && err.contains("--yes"), "{err}");
+}
+
+#[test]
+fn notify_test_reports_each_target_and_fails_if_one_fails() {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("receiver");
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let receiver = std::thread::spawn(move || {
+        let mut req = server.recv().expect("one request");
+        let mut body = String::new();
+        req.as_reader().read_to_string(&mut body).expect("body");
+        let path = req.url().to_string();
+        req.respond(tiny_http::Response::empty(200))
+            .expect("respond");
+        (path, body)
+    });
+    // A closed port for the failing target: bind, read the port, drop the listener.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("servers.tsv"), "n1\t127.0.0.1\tlb\n").expect("write");
+    std::fs::write(
+        dir.path().join("kbz.toml"),
+        format!(
+            "[[notify]]\nname = \"ops-hook\"\nurl = \"json://127.0.0.1:{port}/hook\"\n\n[[notify]]\nname = \"dead\"\nurl = \"json://127.0.0.1:{closed}/hook\"\ntimeout_secs = 2\n"
+        ),
+    )
+    .expect("write");
+    let o = kbz(
+        &["notify", "test", "--inventory", "servers.tsv"],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("✓ ops-hook")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("✗ dead")), "{out}");
+    let (path, body) = receiver.join().expect("receiver");
+    assert_eq!(path, "/hook");
+    assert!(body.contains("test"), "{body}");
+}
