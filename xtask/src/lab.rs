@@ -434,6 +434,30 @@ pub fn up(count: u8) -> Result<LabInfo> {
     }
 }
 
+/// The controller's current values of the kernel-global sysctls module 1 sets.
+fn global_sysctls() -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (key, _) in kbz_base::SYSCTLS
+        .iter()
+        .filter(|(k, _)| !k.starts_with("net."))
+    {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        if let Ok(v) = fs_err::read_to_string(&path) {
+            out.push((key.to_string(), v.trim().to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes back the kernel-global sysctls recorded by `up`.
+fn restore_sysctls(state: &State) -> Result<()> {
+    for (key, value) in &state.sysctls {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        fs_err::write(&path, format!("{value}\n")).with_context(|| format!("restore {key}"))?;
+    }
+    Ok(())
+}
+
 /// Refuses to start if any name or the subnet the lab would use is taken already.
 fn preflight(count: u8) -> Result<()> {
     let hint = "it is a leftover of an earlier lab or belongs to someone else; remove it";
@@ -479,6 +503,7 @@ fn ensure_key(p: &Paths) -> Result<()> {
 /// SSH. Returns the prepare and boot durations.
 fn bring_up(p: &Paths, base: &Path, state: &mut State) -> Result<(Duration, Duration)> {
     let t = Instant::now();
+    state.sysctls = global_sysctls()?;
     state.bridge = Some(BRIDGE.into());
     state.save(&p.state)?;
     net::create_bridge(BRIDGE, BRIDGE_IP, PREFIX)?;
@@ -749,7 +774,9 @@ fn boot(p: &Paths, base: &Path, state: &mut State, i: usize) -> Result<()> {
         h.name.clone().into(),
         format!("--network-namespace-path=/run/netns/{netns}").into(),
     ];
-    let env = [("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")];
+    // Writable /proc/sys: module 1 sets kernel-global sysctls (vm.*, fs.*) as on a real host.
+    // They are the controller's; `up` recorded them and `down` restores them.
+    let env = [("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "yes")];
     let id = procs::spawn_detached(&argv, &env, &h.log, &h.pidfile)?;
     let h = &mut state.hosts[i];
     h.nspawn = Some(id);
@@ -1131,6 +1158,7 @@ fn teardown(p: &Paths, state: &mut State) -> Result<()> {
     for (name, r) in stops {
         note(&format!("stop {name}"), r);
     }
+    note("restore kernel sysctls", restore_sysctls(state));
     if let Some(acng) = state.apt_cacher_ng {
         note(
             "stop apt-cacher-ng",

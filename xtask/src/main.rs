@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod e2e;
 mod lab;
 mod render;
 
@@ -22,6 +23,8 @@ enum Command {
     Lab(lab::Args),
     /// Measurements for closing notes (`plan`).
     Bench(bench::Args),
+    /// The real installer against a fresh 3-host lab (root only; CI runs it).
+    E2e(e2e::Args),
     /// Render every component's config files for an inventory (default: the example).
     RenderConfigs(render::Args),
 }
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::E2e(args) => e2e::run(args),
         Command::RenderConfigs(args) => render::run(args),
     };
     match result {

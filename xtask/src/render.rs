@@ -24,8 +24,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let inv_path = args.inventory.unwrap_or_else(|| root.join("examples/servers.tsv"));
-    let cfg_path = args.config.unwrap_or_else(|| root.join("examples/kbz.toml"));
+    let inv_path = args
+        .inventory
+        .unwrap_or_else(|| root.join("examples/servers.tsv"));
+    let cfg_path = args
+        .config
+        .unwrap_or_else(|| root.join("examples/kbz.toml"));
     let inventory = Inventory::load(&inv_path).map_err(diagnostics)?;
     let config = Config::load(&cfg_path).map_err(diagnostics)?;
     let count = render_all(inventory, config, &args.out)?;
@@ -48,7 +52,13 @@ pub fn render_all(inventory: Inventory, config: Config, out: &Path) -> Result<us
                 .desired(&ctx, host)
                 .map_err(|e| anyhow!("{} on {}: {e}", comp.name(), host.hostname))?;
             for r in resources {
-                if let Resource::File { path, content, present: true, .. } = r {
+                if let Resource::File {
+                    path,
+                    content,
+                    present: true,
+                    ..
+                } = r
+                {
                     let dest = out.join(&host.hostname).join(path.trim_start_matches('/'));
                     if let Some(dir) = dest.parent() {
                         fs::create_dir_all(dir)?;
@@ -63,5 +73,9 @@ pub fn render_all(inventory: Inventory, config: Config, out: &Path) -> Result<us
 }
 
 fn diagnostics(ds: Vec<kbz_errors::Diagnostic>) -> anyhow::Error {
-    anyhow!(ds.iter().map(|d| d.render_plain()).collect::<Vec<_>>().join("\n"))
+    anyhow!(ds
+        .iter()
+        .map(|d| d.render_plain())
+        .collect::<Vec<_>>()
+        .join("\n"))
 }

@@ -115,9 +115,15 @@ pub fn probe_script(resources: &[Resource]) -> String {
                 ));
             }
             Resource::KernelModule { name } => {
+                // Loaded, or built into the kernel (then it may have no /sys/module entry).
+                let n = quote(name);
+                let evidence = match name.as_str() {
+                    "br_netfilter" => " || [ -d /proc/sys/net/bridge ]",
+                    "overlay" => " || grep -qw overlay /proc/filesystems",
+                    _ => "",
+                };
                 s.push_str(&format!(
-                    "if [ -d /sys/module/{n} ]; then echo \"@@ {i} module loaded\"; else echo \"@@ {i} module absent\"; fi\n",
-                    n = quote(name)
+                    "if [ -d /sys/module/{n} ] || grep -qs \"/{name}.ko\" \"/lib/modules/$(uname -r)/modules.builtin\"{evidence}; then echo \"@@ {i} module loaded\"; else echo \"@@ {i} module absent\"; fi\n"
                 ));
             }
             Resource::SwapOff => {

@@ -29,6 +29,10 @@ pub struct State {
     pub files: Vec<PathBuf>,
     /// The hosts.
     pub hosts: Vec<HostState>,
+    /// Kernel-global sysctls (not per network namespace) as they were before the lab: hosts
+    /// share the controller's kernel and module 1 sets them, so `down` writes these back.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Whether a host's container is running.
@@ -85,6 +89,7 @@ impl State {
             apt_cacher_ng_pidfile: None,
             files: Vec::new(),
             hosts: Vec::new(),
+            sysctls: Vec::new(),
         }
     }
 
