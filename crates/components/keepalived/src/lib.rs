@@ -1,1 +1,472 @@
-//! kbz-keepalived (in progress).
+//! kbz-keepalived (module 2): one VRRP instance per VIP of kbz.toml `[vips]` on the hosts
+//! with the `lb` role, with unicast peers, PASS authentication and a track script, so each
+//! VIP sits on exactly one load balancer whose HAProxy is healthy.
+//!
+//! Failover design (see also the header of the rendered keepalived.conf):
+//! - Every instance is `state BACKUP` + `nopreempt`, `advert_int 1`. When the holder dies,
+//!   a peer takes over after `3 * advert_int + skew` (about 3.5 s). A recovered host does not
+//!   take the VIP back, so a failure moves each VIP once, not twice.
+//! - `chk_haproxy` (interval 1, fall 2, rise 2) has weight 0: a failing check puts the
+//!   instance in FAULT, and keepalived sends a priority-0 advert when it leaves MASTER, so a
+//!   peer takes over after only the skew time (about 2.5 s from HAProxy's death). A negative
+//!   weight would not work with `nopreempt`: a backup with `nopreempt` ignores lower-priority
+//!   adverts, so the VIP would stay on the host whose HAProxy is down.
+//! - Priorities follow inventory order among lb hosts (150, 140, ...); with `nopreempt` they
+//!   only order the election when nobody holds a VIP (first start, all peers restarted).
+//! - `virtual_router_id` is `51 + position of the VIP name` in
+//!   [`kbz_core::config::VIP_NAMES`] (postgres 51, redis 52, rabbitmq 53, mariadb 54,
+//!   k8s_api 55), stable when VIPs are added or removed. Another VRRP router on the same LAN
+//!   with one of these ids collides (E037); move kbz's range with the `vrid_base` label on the
+//!   lb hosts (same value on each, e.g. `vrid_base=120`).
+
+mod probe;
+mod vrrp;
+
+pub use probe::{observe_script, parse_observation, LbView, VipHolders};
+pub use vrrp::{instances, priority, render_config, VipInstance};
+
+use async_trait::async_trait;
+use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::{Context, Host, Resource, Role};
+use kbz_errors::{Code, Diagnostic};
+use std::time::{Duration, Instant};
+
+/// The keepalived configuration file.
+pub const CONFIG_PATH: &str = "/etc/keepalived/keepalived.conf";
+/// The track script run by `chk_haproxy`.
+pub const CHECK_SCRIPT_PATH: &str = "/etc/keepalived/kbz_check_haproxy.sh";
+/// The secret whose first 8 characters are the VRRP `auth_pass`.
+pub const AUTH_SECRET: &str = "keepalived_auth_pass";
+/// The first `virtual_router_id` (the `postgres` VIP) unless the `vrid_base` label says
+/// otherwise.
+pub const VRID_BASE_DEFAULT: u8 = 51;
+/// The lb-host label that moves kbz's `virtual_router_id` range.
+pub const VRID_LABEL: &str = "vrid_base";
+/// Package and service name.
+pub const SERVICE: &str = "keepalived";
+
+const CHECK_SCRIPT: &str = include_str!("../templates/check_haproxy.sh");
+
+/// Module 2: keepalived VIPs on the `lb` hosts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Keepalived;
+
+impl Keepalived {
+    /// The track script's content.
+    pub fn check_script() -> &'static str {
+        CHECK_SCRIPT
+    }
+}
+
+#[async_trait]
+impl Component for Keepalived {
+    fn name(&self) -> &'static str {
+        "keepalived"
+    }
+
+    fn module(&self) -> u8 {
+        2
+    }
+
+    fn secret_names(&self) -> Vec<String> {
+        vec![AUTH_SECRET.to_string()]
+    }
+
+    fn applies_to(&self, host: &Host) -> bool {
+        host.has(Role::Lb)
+    }
+
+    fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        let conf = render_config(ctx, host)?;
+        Ok(vec![
+            Resource::package(SERVICE),
+            Resource::Directory {
+                path: "/etc/keepalived".into(),
+                mode: 0o755,
+                owner: "root:root".into(),
+            },
+            // Root-owned and not writable by others: `enable_script_security` refuses it else.
+            Resource::file(CHECK_SCRIPT_PATH, CHECK_SCRIPT, 0o755),
+            Resource::file(CONFIG_PATH, conf, 0o640),
+            // keepalived checks the script's security when it loads its config, so a new
+            // script is a reason to restart too.
+            Resource::service(SERVICE, &[CONFIG_PATH, CHECK_SCRIPT_PATH]),
+        ])
+    }
+
+    /// One host at a time: a restarting holder hands its VIPs to a running peer (priority-0
+    /// advert) instead of every peer restarting at once and nobody holding them.
+    fn rolling(&self) -> bool {
+        true
+    }
+
+    async fn host_ready(
+        &self,
+        ctx: &Context,
+        host: &HostExec,
+        changed: bool,
+    ) -> Result<(), ComponentError> {
+        if !changed {
+            return Ok(());
+        }
+        kbz_core::wait::until_ok(
+            host.exec.as_ref(),
+            "systemctl is-active --quiet keepalived",
+            "keepalived to run",
+            Duration::from_secs(ctx.config.timeouts.readiness),
+            Duration::from_secs(1),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        Ok(vec![
+            Resource::Service {
+                name: SERVICE.into(),
+                enabled: false,
+                running: false,
+                restart_on: Vec::new(),
+            },
+            Resource::Package {
+                name: SERVICE.into(),
+                present: false,
+            },
+            Resource::absent_file(CONFIG_PATH),
+            Resource::absent_file(CHECK_SCRIPT_PATH),
+        ])
+    }
+
+    /// Waits until keepalived runs on every lb host and every VIP has exactly one holder.
+    /// Read-only: it only looks at `systemctl is-active` and `ip -o addr show`.
+    async fn converge_cluster(
+        &self,
+        ctx: &Context,
+        hosts: &[HostExec],
+    ) -> Result<(), ComponentError> {
+        let vips = instances(ctx)?;
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let timeout = Duration::from_secs(ctx.config.timeouts.readiness);
+        let interval = Duration::from_secs(1);
+        let start = Instant::now();
+        loop {
+            let views = probe::observe_all(hosts).await;
+            let mut views_ok = Vec::new();
+            for (name, v) in views {
+                views_ok.push((name, v?));
+            }
+            let inactive: Vec<&str> = views_ok
+                .iter()
+                .filter(|(_, v)| !v.keepalived_active)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let holders = probe::holders(&vips, &views_ok);
+            let bad: Vec<&VipHolders> = holders.iter().filter(|h| !h.ok()).collect();
+            if inactive.is_empty() && bad.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() + interval > timeout {
+                if !bad.is_empty() {
+                    let lines: Vec<String> = bad.iter().map(|h| h.describe()).collect();
+                    return Err(ComponentError::Input(
+                        Diagnostic::new(
+                            Code::E037,
+                            format!("after {}s: {}", timeout.as_secs(), lines.join("; ")),
+                        )
+                        .hint(
+                            "check `journalctl -u keepalived -n 100` on the lb hosts, that VRRP \
+                             (IP protocol 112) passes between them, and that no other router on \
+                             the LAN uses the same virtual_router_id (move kbz's range with the \
+                             `vrid_base` label)",
+                        ),
+                    ));
+                }
+                return Err(ComponentError::Readiness {
+                    what: format!("keepalived to run on {}", inactive.join(", ")),
+                    secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// Per lb host: keepalived active. Per VIP: exactly one holder (E037 otherwise).
+    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
+        let mut out = Vec::new();
+        let vips = match instances(ctx) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(HealthCheck {
+                    host: "-".into(),
+                    check: "keepalived config".into(),
+                    ok: false,
+                    detail: e.to_string(),
+                });
+                return out;
+            }
+        };
+        let mut views = Vec::new();
+        let mut unreachable = Vec::new();
+        for (name, v) in probe::observe_all(hosts).await {
+            match v {
+                Ok(v) => {
+                    out.push(HealthCheck {
+                        host: name.clone(),
+                        check: "keepalived active".into(),
+                        ok: v.keepalived_active,
+                        detail: if v.keepalived_active {
+                            "active".into()
+                        } else {
+                            format!(
+                                "{}: keepalived is not active: systemctl status keepalived",
+                                Code::E040
+                            )
+                        },
+                    });
+                    views.push((name, v));
+                }
+                Err(e) => {
+                    out.push(HealthCheck {
+                        host: name.clone(),
+                        check: "keepalived active".into(),
+                        ok: false,
+                        detail: format!("{}: cannot ask the host: {e}", Code::E040),
+                    });
+                    unreachable.push(name);
+                }
+            }
+        }
+        for h in probe::holders(&vips, &views) {
+            let mut detail = h.describe();
+            if !unreachable.is_empty() {
+                detail.push_str(&format!(" (not asked: {})", unreachable.join(", ")));
+            }
+            out.push(HealthCheck {
+                host: if h.holders.is_empty() {
+                    "-".into()
+                } else {
+                    h.holders.join(",")
+                },
+                check: format!("VIP {} {}", h.key, h.vip),
+                ok: h.ok(),
+                detail,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbz_core::{Config, Inventory, Secrets};
+    use std::path::Path;
+
+    fn example() -> Context {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+        let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
+        let cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
+        Context::new(inv, cfg, Secrets::placeholders(Keepalived.secret_names()))
+    }
+
+    fn conf(ctx: &Context, host: &str) -> String {
+        let h = ctx.inventory.host(host).expect("host").clone();
+        let r = Keepalived.desired(ctx, &h).expect("desired");
+        r.iter()
+            .find_map(|r| match r {
+                Resource::File { path, content, .. } if path == CONFIG_PATH => {
+                    Some(String::from_utf8(content.clone()).expect("utf8"))
+                }
+                _ => None,
+            })
+            .expect("config file")
+    }
+
+    #[test]
+    fn applies_to_lb_hosts_only() {
+        let ctx = example();
+        let names: Vec<&str> = ctx
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| Keepalived.applies_to(h))
+            .map(|h| h.hostname.as_str())
+            .collect();
+        assert_eq!(names, ["lb1", "lb2"]);
+    }
+
+    #[test]
+    fn priorities_follow_inventory_order() {
+        let ctx = example();
+        let lb1 = ctx.inventory.host("lb1").expect("lb1");
+        let lb2 = ctx.inventory.host("lb2").expect("lb2");
+        assert_eq!(priority(&ctx, lb1).expect("p"), 150);
+        assert_eq!(priority(&ctx, lb2).expect("p"), 140);
+        assert!(conf(&ctx, "lb1").contains("    priority 150\n"));
+        assert!(conf(&ctx, "lb2").contains("    priority 140\n"));
+    }
+
+    #[test]
+    fn unicast_peers_are_the_other_lb_hosts() {
+        let ctx = example();
+        let c = conf(&ctx, "lb1");
+        assert!(c.contains("unicast_src_ip 192.0.2.11\n"), "{c}");
+        assert!(
+            c.contains("unicast_peer {\n        192.0.2.12\n    }"),
+            "{c}"
+        );
+        let c = conf(&ctx, "lb2");
+        assert!(c.contains("unicast_src_ip 192.0.2.12\n"), "{c}");
+        assert!(
+            c.contains("unicast_peer {\n        192.0.2.11\n    }"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn one_instance_per_configured_vip_with_stable_ids() {
+        let mut ctx = example();
+        let mut cfg = (*ctx.config).clone();
+        cfg.vips.remove("redis");
+        cfg.vips.remove("k8s_api");
+        ctx.config = std::sync::Arc::new(cfg);
+        let v = instances(&ctx).expect("instances");
+        let got: Vec<(&str, u8)> = v.iter().map(|i| (i.key.as_str(), i.vrid)).collect();
+        // Removing redis does not renumber rabbitmq or mariadb.
+        assert_eq!(got, [("postgres", 51), ("rabbitmq", 53), ("mariadb", 54)]);
+        let c = conf(&ctx, "lb1");
+        assert_eq!(c.matches("vrrp_instance ").count(), 3, "{c}");
+        assert!(!c.contains("192.0.2.101"), "{c}");
+        assert!(c.contains("192.0.2.100/32 dev eth0"), "{c}");
+    }
+
+    #[test]
+    fn no_vips_means_no_instances() {
+        let mut ctx = example();
+        let mut cfg = (*ctx.config).clone();
+        cfg.vips.clear();
+        ctx.config = std::sync::Arc::new(cfg);
+        let c = conf(&ctx, "lb1");
+        assert!(!c.contains("vrrp_instance"), "{c}");
+    }
+
+    #[test]
+    fn interface_label_overrides_the_default() {
+        let ctx = example();
+        let mut lb1 = ctx.inventory.host("lb1").expect("lb1").clone();
+        lb1.labels.insert("iface".into(), "ens18".into());
+        let r = Keepalived.desired(&ctx, &lb1).expect("desired");
+        let c = r
+            .iter()
+            .find_map(|r| match r {
+                Resource::File { path, content, .. } if path == CONFIG_PATH => {
+                    Some(String::from_utf8_lossy(content).into_owned())
+                }
+                _ => None,
+            })
+            .expect("conf");
+        assert!(c.contains("interface ens18\n"), "{c}");
+        assert!(c.contains("192.0.2.100/32 dev ens18\n"), "{c}");
+        assert!(!c.contains("eth0"), "{c}");
+    }
+
+    #[test]
+    fn auth_pass_is_the_first_8_characters_of_the_secret() {
+        let ctx = example();
+        let c = conf(&ctx, "lb1");
+        // The placeholder is `keepalived_auth_pass-PLACEHOLDER`.
+        assert!(c.contains("auth_pass keepaliv\n"), "{c}");
+        assert_eq!(c.matches("auth_type PASS").count(), 5);
+    }
+
+    #[test]
+    fn vrid_base_label_moves_the_range_and_must_agree() {
+        let mut ctx = example();
+        let mut inv = (*ctx.inventory).clone();
+        for h in inv.hosts.iter_mut().filter(|h| h.has(Role::Lb)) {
+            h.labels.insert(VRID_LABEL.into(), "120".into());
+        }
+        ctx.inventory = std::sync::Arc::new(inv.clone());
+        let v = instances(&ctx).expect("instances");
+        assert_eq!(v[0].vrid, 120);
+        assert_eq!(v.last().map(|i| i.vrid), Some(124));
+
+        inv.hosts
+            .iter_mut()
+            .find(|h| h.hostname == "lb2")
+            .expect("lb2")
+            .labels
+            .insert(VRID_LABEL.into(), "130".into());
+        ctx.inventory = std::sync::Arc::new(inv.clone());
+        let e = instances(&ctx).expect_err("disagreeing labels");
+        assert!(e.to_string().contains("vrid_base"), "{e}");
+
+        for h in inv.hosts.iter_mut().filter(|h| h.has(Role::Lb)) {
+            h.labels.insert(VRID_LABEL.into(), "253".into());
+        }
+        ctx.inventory = std::sync::Arc::new(inv);
+        let e = instances(&ctx).expect_err("out of range");
+        assert!(e.to_string().contains("255"), "{e}");
+    }
+
+    #[test]
+    fn single_lb_has_no_unicast_block() {
+        let mut ctx = example();
+        let mut inv = (*ctx.inventory).clone();
+        inv.hosts.retain(|h| h.hostname != "lb2");
+        ctx.inventory = std::sync::Arc::new(inv);
+        let c = conf(&ctx, "lb1");
+        assert!(!c.contains("unicast"), "{c}");
+        assert!(c.contains("priority 150"), "{c}");
+    }
+
+    #[test]
+    fn resources_in_apply_order_and_uninstall_removes_everything() {
+        let ctx = example();
+        let lb1 = ctx.inventory.host("lb1").expect("lb1").clone();
+        let ids: Vec<String> = Keepalived
+            .desired(&ctx, &lb1)
+            .expect("desired")
+            .iter()
+            .map(Resource::id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "package:keepalived",
+                "dir:/etc/keepalived",
+                "file:/etc/keepalived/kbz_check_haproxy.sh",
+                "file:/etc/keepalived/keepalived.conf",
+                "service:keepalived"
+            ]
+        );
+        let r = Keepalived.desired(&ctx, &lb1).expect("desired");
+        assert!(matches!(&r[3], Resource::File { mode: 0o640, owner, .. } if owner == "root:root"));
+        assert!(
+            matches!(&r[4], Resource::Service { restart_on, .. } if restart_on.contains(&CONFIG_PATH.to_string()))
+        );
+        let u = Keepalived.uninstall(&ctx, &lb1).expect("uninstall");
+        assert!(u.contains(&Resource::Service {
+            name: "keepalived".into(),
+            enabled: false,
+            running: false,
+            restart_on: vec![]
+        }));
+        assert!(u.contains(&Resource::Package {
+            name: "keepalived".into(),
+            present: false
+        }));
+        assert!(u.contains(&Resource::absent_file(CONFIG_PATH)));
+    }
+
+    #[test]
+    fn missing_secret_is_reported() {
+        let mut ctx = example();
+        ctx.secrets = std::sync::Arc::new(Secrets::in_memory());
+        let lb1 = ctx.inventory.host("lb1").expect("lb1").clone();
+        let e = Keepalived.desired(&ctx, &lb1).expect_err("no secret");
+        assert!(matches!(e, ComponentError::MissingSecret(_)), "{e}");
+    }
+}
