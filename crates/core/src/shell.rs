@@ -316,7 +316,12 @@ pub fn op_cmd(op: &Op) -> Cmd {
         Op::WriteFile {
             path, mode, owner, ..
         } => put_file_script(path, *mode, owner),
-        Op::RemoveFile { path } => format!("rm -f {}", quote(path)),
+        // Only files: a directory in the way was never written by kbz (the probe reports it
+        // as no file), so undoing a failed write must leave it alone.
+        Op::RemoveFile { path } => {
+            let p = quote(path);
+            format!("if [ -d {p} ] && [ ! -L {p} ]; then :; else rm -f {p}; fi")
+        }
         Op::EnsureDir { path, mode, owner } => {
             let p = quote(path);
             format!(
