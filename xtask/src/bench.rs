@@ -11,7 +11,7 @@ use std::time::Instant;
 /// `bench` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// What to measure: `plan` (module 1 for a fake fleet).
+    /// What to measure: `plan` (module 1 for a fake fleet) or `lab` (real hosts, root only).
     what: String,
     /// Fleet size for `plan`.
     #[arg(long, default_value_t = 1000)]
@@ -21,7 +21,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.what.as_str() {
         "plan" => plan(args.hosts),
-        other => bail!("unknown benchmark `{other}`: use `plan`"),
+        "lab" => lab(),
+        other => bail!("unknown benchmark `{other}`: use `plan` or `lab`"),
     }
 }
 
@@ -63,5 +64,18 @@ fn plan(n: usize) -> Result<ExitCode> {
     }
     println!("bench plan: module 1 for {n} fake hosts: {ops} operations planned in {:.3} s (best of 3, {} build)",
         best, if cfg!(debug_assertions) { "debug" } else { "release" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lab up (warm cache), first install, converged re-run and its round trips on 3 lab hosts.
+fn lab() -> Result<ExitCode> {
+    let f = crate::e2e::with_lab(false, |info, fig| {
+        let bin = crate::e2e::kbz_install()?;
+        crate::e2e::install_and_rerun(&bin, info, fig)
+    })?;
+    println!(
+        "bench lab: lab up {:.1} s, first install {:.1} s, converged re-run {:.2} s, {:.1} SSH round trips per host on the re-run",
+        f.lab_up, f.first_install, f.rerun, f.rerun_round_trips_per_host
+    );
     Ok(ExitCode::SUCCESS)
 }

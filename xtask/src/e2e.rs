@@ -70,7 +70,7 @@ fn step(name: &str) {
 }
 
 /// The kbz-install binary of this workspace, built once.
-fn kbz_install() -> Result<PathBuf> {
+pub fn kbz_install() -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -184,14 +184,12 @@ fn fingerprint(host: &str) -> Result<String> {
     )
 }
 
-fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
-    let bin = kbz_install()?;
+/// The first install and the converged re-run (0 changed), timed: shared with `bench lab`.
+pub fn install_and_rerun(bin: &Path, info: &LabInfo, fig: &mut Figures) -> Result<()> {
     let inv = info.servers_tsv.display().to_string();
-    let names: Vec<&str> = info.hosts.iter().map(|h| h.name.as_str()).collect();
-
     step("first install over SSH with verified host keys");
     let t = Instant::now();
-    let r = install(&bin, &["--inventory", &inv, "--yes"])?;
+    let r = install(bin, &["--inventory", &inv, "--yes"])?;
     fig.first_install = t.elapsed().as_secs_f64();
     ensure!(
         r.code == 0,
@@ -201,13 +199,10 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         r.stderr
     );
     println!("{}", r.stdout.trim_end());
-    for h in &names {
-        assert_base(h, info)?;
-    }
 
     step("second run changes nothing");
     let t = Instant::now();
-    let r = install(&bin, &["--inventory", &inv, "--yes", "--json"])?;
+    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
     fig.rerun = t.elapsed().as_secs_f64();
     ensure!(
         r.code == 0,
@@ -223,11 +218,22 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         r.stdout
     );
     fig.rerun_round_trips_per_host =
-        report["round_trips"].as_f64().unwrap_or(0.0) / names.len() as f64;
+        report["round_trips"].as_f64().unwrap_or(0.0) / info.hosts.len() as f64;
     println!(
         "0 changed in {:.1}s, {} round trips",
         fig.rerun, report["round_trips"]
     );
+    Ok(())
+}
+
+fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
+    let bin = kbz_install()?;
+    let inv = info.servers_tsv.display().to_string();
+    let names: Vec<&str> = info.hosts.iter().map(|h| h.name.as_str()).collect();
+    install_and_rerun(&bin, info, fig)?;
+    for h in &names {
+        assert_base(h, info)?;
+    }
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;
