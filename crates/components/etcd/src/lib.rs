@@ -1,1 +1,534 @@
-//! kbz-etcd (in progress).
+//! kbz-etcd (module 4): a three-member etcd 3.4 cluster on the hosts with the `etcd` role,
+//! the store Patroni keeps its leader lock and cluster state in.
+//!
+//! Design:
+//! - Debian's `etcd-server` reads `/etc/default/etcd` as the environment of `etcd.service`.
+//!   kbz writes that file *before* the package is installed. The file is a conffile and kbz
+//!   installs with `--force-confold`, so dpkg keeps it, and the start in the package's postinst
+//!   already uses the cluster settings: no member ever bootstraps as Debian's default
+//!   single-node cluster. The data directory is kbz's own ([`DATA_DIR`]), so a host where
+//!   Debian's default member already ran (in `/var/lib/etcd/default`) still joins the new
+//!   cluster with an empty directory; the old directory is left alone.
+//! - A first member blocks until a quorum of members runs, and Debian's unit is
+//!   `Type=notify` (etcd notifies only once it has quorum). A drop-in makes it `Type=exec`, so
+//!   `systemctl start` returns once etcd runs, whatever order and pace hosts are installed in;
+//!   [`Etcd::converge_cluster`] then waits (polling) for `etcdctl endpoint health --cluster`.
+//! - Members are not rolled: every member must start before any can serve. A change of the
+//!   environment file restarts etcd on every member of the run (etcd restarts in well under a
+//!   second, and Patroni rides out DCS outages shorter than its `retry_timeout`).
+//! - Peer and client URLs are on the hosts' inventory addresses; clients may also use
+//!   127.0.0.1:2379. `initial-cluster` lists every `etcd` host, the state is `new`, and the
+//!   token is derived from `[cluster] name`. The v2 API is off: Patroni's `etcd3` store speaks v3.
+//! - Members named in the inventory are only read at the first bootstrap: adding or removing a
+//!   member later needs `etcdctl member add/remove`, and kbz reports the mismatch (E035).
+//! - Uninstall purges the packages; Debian's purge of `etcd-server` removes `/var/lib/etcd`
+//!   (the DCS only holds Patroni's leader lock and dynamic config, which Patroni writes again).
+
+mod health;
+
+pub use health::{
+    member_differences, parse_endpoint_health, parse_member_list, verdict, EndpointHealth,
+    Expected, Member, Verdict,
+};
+
+use async_trait::async_trait;
+use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
+use kbz_errors::{Code, Diagnostic};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Environment of `etcd.service` (Debian's `EnvironmentFile=-/etc/default/%p`).
+pub const ENV_FILE: &str = "/etc/default/etcd";
+/// systemd drop-in that makes the unit `Type=exec`.
+pub const DROPIN_FILE: &str = "/etc/systemd/system/etcd.service.d/kbz.conf";
+/// Data directory (etcd creates it, mode 0700, inside Debian's `/var/lib/etcd`).
+pub const DATA_DIR: &str = "/var/lib/etcd/kbz";
+/// Client port.
+pub const CLIENT_PORT: u16 = 2379;
+/// Peer port.
+pub const PEER_PORT: u16 = 2380;
+/// Packages: the daemon and `etcdctl`.
+pub const PACKAGES: &[&str] = &["etcd-server", "etcd-client"];
+/// The systemd unit.
+pub const SERVICE: &str = "etcd";
+
+const ENV_TEMPLATE: &str = include_str!("../templates/etcd.env.hbs");
+const DROPIN: &str = include_str!("../templates/etcd.service.kbz.conf");
+
+/// How often readiness polls run.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// One `etcdctl` call: dial 2 s plus command 5 s, with room to spare.
+const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Module 4: etcd on the `etcd` hosts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Etcd;
+
+/// `http://IP:PORT`, with brackets around an IPv6 address.
+pub fn url(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("http://{a}:{port}"),
+        IpAddr::V6(a) => format!("http://[{a}]:{port}"),
+    }
+}
+
+/// A name safe in tokens and key paths: lowercase ASCII letters, digits and `-`.
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() {
+        "kbz".into()
+    } else {
+        s
+    }
+}
+
+impl Etcd {
+    /// The etcd members: hosts with the `etcd` role, in inventory order.
+    pub fn members(ctx: &Context) -> Vec<&Host> {
+        ctx.inventory.with_role(Role::Etcd)
+    }
+
+    /// Name and advertised URLs of every member.
+    pub fn expected(ctx: &Context) -> Vec<Expected> {
+        Etcd::members(ctx)
+            .into_iter()
+            .map(|h| Expected {
+                name: h.hostname.clone(),
+                client_url: url(h.ip, CLIENT_PORT),
+                peer_url: url(h.ip, PEER_PORT),
+            })
+            .collect()
+    }
+
+    /// Every member's client URL, comma separated (`etcdctl --endpoints`).
+    pub fn endpoints(ctx: &Context) -> String {
+        Etcd::expected(ctx)
+            .into_iter()
+            .map(|e| e.client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `initial-cluster-token`: stable for the cluster, distinct between clusters.
+    pub fn token(ctx: &Context) -> String {
+        format!("kbz-{}", slug(&ctx.config.cluster.name))
+    }
+
+    /// `/etc/default/etcd` for one member.
+    pub fn env_file(ctx: &Context, host: &Host) -> Result<String, ComponentError> {
+        let members = Etcd::expected(ctx);
+        if !members.iter().any(|m| m.name == host.hostname) {
+            return Err(ComponentError::Render {
+                template: "etcd.env.hbs".into(),
+                reason: format!("{} does not have the etcd role", host.hostname),
+            });
+        }
+        let initial = ctx.shared("etcd/initial-cluster", || {
+            members
+                .iter()
+                .map(|m| format!("{}={}", m.name, m.peer_url))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let client = url(host.ip, CLIENT_PORT);
+        let loopback = url(IpAddr::from([127, 0, 0, 1]), CLIENT_PORT);
+        let listen_client = if client == loopback {
+            client.clone()
+        } else {
+            format!("{client},{loopback}")
+        };
+        kbz_core::template::render(
+            "etcd.env.hbs",
+            ENV_TEMPLATE,
+            &serde_json::json!({
+                "name": host.hostname,
+                "data_dir": DATA_DIR,
+                "peer_url": url(host.ip, PEER_PORT),
+                "client_url": client,
+                "listen_client_urls": listen_client,
+                "initial_cluster": &*initial,
+                "token": Etcd::token(ctx),
+            }),
+        )
+    }
+
+    /// The systemd drop-in.
+    pub fn dropin() -> &'static str {
+        DROPIN
+    }
+
+    /// `etcdctl` against every member with short timeouts; stderr merged into stdout.
+    pub fn etcdctl(ctx: &Context, args: &str) -> String {
+        format!(
+            "ETCDCTL_API=3 etcdctl --endpoints={} --dial-timeout=2s --command-timeout=5s {args} 2>&1",
+            Etcd::endpoints(ctx)
+        )
+    }
+
+    /// The health probe: `endpoint health --cluster`.
+    pub fn health_script(ctx: &Context) -> String {
+        Etcd::etcdctl(ctx, "endpoint health --cluster")
+    }
+
+    /// The member list.
+    pub fn member_list_script(ctx: &Context) -> String {
+        Etcd::etcdctl(ctx, "member list")
+    }
+}
+
+/// Runs a read-only script on the first host that answers; `Err` when none does.
+async fn run_on_any(hosts: &[HostExec], script: &str) -> Result<(String, Output), ComponentError> {
+    let mut last = None;
+    for hx in hosts {
+        match hx
+            .exec
+            .run(&Cmd::new(script).timeout(ETCDCTL_TIMEOUT))
+            .await
+        {
+            Ok(out) => return Ok((hx.host.hostname.clone(), out)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => ComponentError::Exec(e),
+        None => ComponentError::Bootstrap {
+            component: "etcd".into(),
+            reason: "no etcd host is connected".into(),
+        },
+    })
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", out.stdout_str(), out.stderr_str())
+}
+
+/// The E036 error for a cluster without quorum.
+fn no_quorum(host: &str, v: &Verdict, total: usize, secs: u64) -> ComponentError {
+    ComponentError::Input(
+        Diagnostic::new(
+            Code::E036,
+            format!(
+                "etcd has no quorum after waiting {secs}s: {}",
+                v.describe(total)
+            ),
+        )
+        .on_host(host)
+        .hint(
+            "on each member named: `systemctl status etcd` and `journalctl -u etcd -n 100`; \
+             members must reach each other on ports 2379-2380",
+        ),
+    )
+}
+
+#[async_trait]
+impl Component for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn module(&self) -> u8 {
+        4
+    }
+
+    fn applies_to(&self, host: &Host) -> bool {
+        host.has(Role::Etcd)
+    }
+
+    fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        let env = Etcd::env_file(ctx, host)?;
+        let mut r = vec![
+            // The drop-in and the environment come before the package, so the postinst's
+            // first start already runs as a member of the three-node cluster.
+            Resource::file(DROPIN_FILE, DROPIN, 0o644),
+            Resource::Command {
+                id: "etcd-unit-reload".into(),
+                script: "systemctl daemon-reload".into(),
+                unless: Some(
+                    "[ \"$(systemctl show -p Type --value etcd.service)\" = exec ]".into(),
+                ),
+                creates: None,
+                undo: Some("systemctl daemon-reload".into()),
+            },
+            Resource::file(ENV_FILE, env, 0o644),
+        ];
+        r.extend(PACKAGES.iter().map(|p| Resource::package(p)));
+        r.push(Resource::service(SERVICE, &[ENV_FILE, DROPIN_FILE]));
+        Ok(r)
+    }
+
+    fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        let mut r = vec![Resource::Service {
+            name: SERVICE.into(),
+            enabled: false,
+            running: false,
+            restart_on: Vec::new(),
+        }];
+        r.extend(PACKAGES.iter().map(|p| Resource::Package {
+            name: (*p).into(),
+            present: false,
+        }));
+        r.push(Resource::absent_file(ENV_FILE));
+        r.push(Resource::absent_file(DROPIN_FILE));
+        Ok(r)
+    }
+
+    async fn converge_cluster(
+        &self,
+        ctx: &Context,
+        hosts: &[HostExec],
+    ) -> Result<(), ComponentError> {
+        let expected = Etcd::expected(ctx);
+        if expected.is_empty() || hosts.is_empty() {
+            return Ok(());
+        }
+        let secs = ctx.config.timeouts.readiness;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let script = Etcd::health_script(ctx);
+        loop {
+            let (on, out) = run_on_any(hosts, &script).await?;
+            let v = verdict(&parse_endpoint_health(&text(&out)), &expected);
+            if v == Verdict::Healthy {
+                break;
+            }
+            if Instant::now() + POLL_INTERVAL > deadline {
+                return Err(match v {
+                    Verdict::NoQuorum { .. } => no_quorum(&on, &v, expected.len(), secs),
+                    _ => ComponentError::Readiness {
+                        what: format!(
+                            "every etcd member to report healthy ({})",
+                            v.describe(expected.len())
+                        ),
+                        secs,
+                    },
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        let (_, out) = run_on_any(hosts, &Etcd::member_list_script(ctx)).await?;
+        let diffs = member_differences(&parse_member_list(&out.stdout_str()), &expected);
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(ComponentError::Bootstrap {
+                component: "etcd".into(),
+                reason: format!(
+                    "the member list differs from the inventory: {}. etcd reads the inventory's \
+                     member list only at its first bootstrap; change members with `etcdctl \
+                     member add` / `member remove`, one at a time",
+                    diffs.join("; ")
+                ),
+            })
+        }
+    }
+
+    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
+        let expected = Etcd::expected(ctx);
+        if expected.is_empty() {
+            return Vec::new();
+        }
+        let (on, out) = match run_on_any(hosts, &Etcd::health_script(ctx)).await {
+            Ok(r) => r,
+            Err(e) => {
+                return vec![HealthCheck {
+                    host: hosts
+                        .first()
+                        .map(|h| h.host.hostname.clone())
+                        .unwrap_or_default(),
+                    check: "etcd endpoint health".into(),
+                    ok: false,
+                    detail: format!("could not run etcdctl: {e}"),
+                }]
+            }
+        };
+        let h = parse_endpoint_health(&text(&out));
+        let v = verdict(&h, &expected);
+        let mut checks: Vec<HealthCheck> = expected
+            .iter()
+            .map(|m| {
+                let ok = h.healthy.contains(&m.client_url);
+                let detail = if ok {
+                    "healthy: committed a proposal".to_string()
+                } else {
+                    h.unhealthy
+                        .iter()
+                        .find(|(u, _)| *u == m.client_url)
+                        .map(|(_, r)| format!("unhealthy: {r}"))
+                        .unwrap_or_else(|| "no answer".into())
+                };
+                HealthCheck {
+                    host: m.name.clone(),
+                    check: "etcd endpoint health".into(),
+                    ok,
+                    detail,
+                }
+            })
+            .collect();
+        let quorum = !matches!(v, Verdict::NoQuorum { .. });
+        checks.push(HealthCheck {
+            host: on.clone(),
+            check: "etcd quorum".into(),
+            ok: quorum,
+            detail: if quorum {
+                v.describe(expected.len())
+            } else {
+                format!("E036 quorum lost: {}", v.describe(expected.len()))
+            },
+        });
+        if let Ok((on, out)) = run_on_any(hosts, &Etcd::member_list_script(ctx)).await {
+            let diffs = member_differences(&parse_member_list(&out.stdout_str()), &expected);
+            checks.push(HealthCheck {
+                host: on,
+                check: "etcd member list".into(),
+                ok: diffs.is_empty(),
+                detail: if diffs.is_empty() {
+                    format!("{} members, as in the inventory", expected.len())
+                } else {
+                    diffs.join("; ")
+                },
+            });
+        }
+        checks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbz_core::{Config, Inventory, Secrets};
+
+    fn ctx() -> Context {
+        let inv = Inventory {
+            path: "servers.tsv".into(),
+            hosts: vec![
+                Host::new("lb1", "10.0.0.5".parse().expect("ip"), &[Role::Lb]),
+                Host::new("db1", "10.0.0.11".parse().expect("ip"), &[Role::Etcd]),
+                Host::new("db2", "10.0.0.12".parse().expect("ip"), &[Role::Etcd]),
+                Host::new("db3", "fd00::13".parse().expect("ip"), &[Role::Etcd]),
+            ],
+        };
+        let mut cfg = Config::default();
+        cfg.cluster.name = "Prod EU".into();
+        Context::new(inv, cfg, Secrets::in_memory())
+    }
+
+    fn env_of(text: &str, key: &str) -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("{key} missing in\n{text}"))
+    }
+
+    #[test]
+    fn env_file_describes_this_member_and_the_cluster() {
+        let c = ctx();
+        let host = c.inventory.host("db2").expect("db2").clone();
+        let env = Etcd::env_file(&c, &host).expect("render");
+        assert_eq!(env_of(&env, "ETCD_NAME"), "db2");
+        assert_eq!(env_of(&env, "ETCD_DATA_DIR"), DATA_DIR);
+        assert_eq!(
+            env_of(&env, "ETCD_LISTEN_PEER_URLS"),
+            "http://10.0.0.12:2380"
+        );
+        assert_eq!(
+            env_of(&env, "ETCD_INITIAL_ADVERTISE_PEER_URLS"),
+            "http://10.0.0.12:2380"
+        );
+        assert_eq!(
+            env_of(&env, "ETCD_LISTEN_CLIENT_URLS"),
+            "http://10.0.0.12:2379,http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            env_of(&env, "ETCD_ADVERTISE_CLIENT_URLS"),
+            "http://10.0.0.12:2379"
+        );
+        assert_eq!(
+            env_of(&env, "ETCD_INITIAL_CLUSTER"),
+            "db1=http://10.0.0.11:2380,db2=http://10.0.0.12:2380,db3=http://[fd00::13]:2380"
+        );
+        assert_eq!(env_of(&env, "ETCD_INITIAL_CLUSTER_STATE"), "new");
+        assert_eq!(env_of(&env, "ETCD_INITIAL_CLUSTER_TOKEN"), "kbz-prod-eu");
+        assert_eq!(env_of(&env, "ETCD_ENABLE_V2"), "false");
+        // Every setting is a valid `KEY="value"` line for systemd's EnvironmentFile.
+        for l in env.lines().filter(|l| !l.starts_with('#')) {
+            let (k, v) = l.split_once('=').expect("KEY=value");
+            assert!(
+                k.starts_with("ETCD_")
+                    && k.chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()),
+                "{l}"
+            );
+            assert!(
+                v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                "{l}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_member_urls_are_bracketed() {
+        let c = ctx();
+        let host = c.inventory.host("db3").expect("db3").clone();
+        let env = Etcd::env_file(&c, &host).expect("render");
+        assert_eq!(
+            env_of(&env, "ETCD_ADVERTISE_CLIENT_URLS"),
+            "http://[fd00::13]:2379"
+        );
+    }
+
+    #[test]
+    fn host_without_the_role_is_refused() {
+        let c = ctx();
+        let host = c.inventory.host("lb1").expect("lb1").clone();
+        let e = Etcd::env_file(&c, &host).expect_err("not a member");
+        assert_eq!(kbz_errors::HasCode::code(&e), Code::E034);
+    }
+
+    #[test]
+    fn config_files_come_before_the_package() {
+        let c = ctx();
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let r = Etcd.desired(&c, &host).expect("desired");
+        let pos = |id: &str| r.iter().position(|x| x.id() == id).expect(id);
+        assert!(pos("file:/etc/default/etcd") < pos("package:etcd-server"));
+        assert!(pos(&format!("file:{DROPIN_FILE}")) < pos("package:etcd-server"));
+        assert!(pos("package:etcd-server") < pos("service:etcd"));
+        match &r[pos("service:etcd")] {
+            Resource::Service { restart_on, .. } => {
+                assert!(restart_on.contains(&ENV_FILE.to_string()))
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn dropin_makes_the_start_non_blocking() {
+        let d = Etcd::dropin();
+        assert!(d.contains("[Service]\nType=exec\n"), "{d}");
+    }
+
+    #[test]
+    fn etcdctl_keeps_stderr_and_uses_every_endpoint() {
+        let s = Etcd::health_script(&ctx());
+        assert!(s.starts_with("ETCDCTL_API=3 etcdctl --endpoints=http://10.0.0.11:2379,http://10.0.0.12:2379,http://[fd00::13]:2379 "), "{s}");
+        assert!(s.ends_with("endpoint health --cluster 2>&1"), "{s}");
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Prod EU"), "prod-eu");
+        assert_eq!(slug("--"), "kbz");
+        assert_eq!(slug("example"), "example");
+    }
+}

@@ -1,0 +1,169 @@
+//! Engine runs of the etcd component on fake Debian hosts: a fresh fleet converges, a second
+//! run changes nothing, and a cluster that never reaches quorum fails with E036 and is rolled
+//! back to the exact prior state.
+
+use kbz_core::engine::RollbackOutcome;
+use kbz_core::{
+    Component, Config, Context, Engine, EngineError, Host, Inventory, Output, Role, RunOptions,
+    Secrets,
+};
+use kbz_errors::{Code, HasCode};
+use kbz_etcd::{Etcd, DATA_DIR, DROPIN_FILE, ENV_FILE};
+use kbz_exec::FakeConnector;
+use std::sync::Arc;
+
+fn inventory() -> Inventory {
+    Inventory {
+        path: "servers.tsv".into(),
+        hosts: (1..=3)
+            .map(|i| {
+                Host::new(
+                    &format!("db{i}"),
+                    format!("192.0.2.2{i}").parse().expect("ip"),
+                    &[Role::Etcd, Role::Postgres],
+                )
+            })
+            .collect(),
+    }
+}
+
+fn out(text: &str, status: i32) -> Output {
+    Output {
+        status,
+        stdout: text.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    }
+}
+
+const HEALTHY: &str = "\
+http://192.0.2.21:2379 is healthy: successfully committed proposal: took = 4.6ms
+http://192.0.2.22:2379 is healthy: successfully committed proposal: took = 4.7ms
+http://192.0.2.23:2379 is healthy: successfully committed proposal: took = 5.9ms
+";
+
+const MEMBERS: &str = "\
+14d8f6338ed85f35, started, db2, http://192.0.2.22:2380, http://192.0.2.22:2379, false
+52a03a2d90fd8ab5, started, db1, http://192.0.2.21:2380, http://192.0.2.21:2379, false
+53f3e24528a7f24c, started, db3, http://192.0.2.23:2380, http://192.0.2.23:2379, false
+";
+
+const NO_QUORUM: &str = "\
+http://192.0.2.23:2379 is unhealthy: failed to commit proposal: context deadline exceeded
+http://192.0.2.22:2379 is unhealthy: failed to commit proposal: context deadline exceeded
+http://192.0.2.21:2379 is unhealthy: failed to commit proposal: context deadline exceeded
+Error: unhealthy cluster
+";
+
+fn setup(health: &str, members: &str) -> (Engine, Arc<FakeConnector>) {
+    let inv = inventory();
+    let fleet = FakeConnector::debian_fleet(&inv.hosts);
+    for (_, h) in fleet.hosts() {
+        // Debian's postinst enables and starts etcd.
+        h.package_units("etcd-server", &["etcd"]);
+        let status = if health == HEALTHY { 0 } else { 1 };
+        h.script("endpoint health --cluster", out(health, status));
+        h.script("member list", out(members, 0));
+    }
+    let fleet = Arc::new(fleet);
+    let mut cfg = Config::default();
+    cfg.cluster.name = "example".into();
+    cfg.timeouts.readiness = 1;
+    let ctx = Context::new(inv, cfg, Secrets::placeholders(Etcd.secret_names()));
+    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Etcd)];
+    (Engine::new(ctx, comps, fleet.clone()), fleet)
+}
+
+#[tokio::test]
+async fn fresh_fleet_converges_and_rerun_changes_nothing() {
+    let (engine, fleet) = setup(HEALTHY, MEMBERS);
+    let first = engine.run(&RunOptions::default()).await.expect("first run");
+    assert!(first.changed() > 0);
+    for (name, h) in fleet.hosts() {
+        let s = h.state();
+        assert!(s.packages.contains("etcd-server") && s.packages.contains("etcd-client"));
+        let svc = s.services.get("etcd").expect("etcd unit");
+        assert!(svc.enabled && svc.active, "{name}: etcd not running");
+        let env = String::from_utf8_lossy(&s.files[ENV_FILE].content).into_owned();
+        assert!(env.contains(&format!("ETCD_NAME=\"{name}\"")), "{env}");
+        assert!(env.contains(&format!("ETCD_DATA_DIR=\"{DATA_DIR}\"")));
+        assert!(s.files.contains_key(DROPIN_FILE));
+        // The environment was written before the package was installed.
+        let applied = h.applied();
+        let write = applied
+            .iter()
+            .position(|o| o.describe().starts_with(&format!("write {ENV_FILE} ")))
+            .expect("env written");
+        let install = applied
+            .iter()
+            .position(|o| o.describe().starts_with("install packages"))
+            .expect("installed");
+        assert!(write < install, "{name}: {applied:?}");
+    }
+    let db1 = fleet.host("db1").expect("db1");
+    assert!(
+        db1.ran()
+            .iter()
+            .any(|s| s.contains("endpoint health --cluster")),
+        "readiness was never checked"
+    );
+    let second = engine
+        .run(&RunOptions::default())
+        .await
+        .expect("second run");
+    assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    for (name, h) in fleet.hosts() {
+        assert_eq!(h.restarts("etcd"), 0, "{name}: etcd restarted");
+    }
+}
+
+#[tokio::test]
+async fn no_quorum_is_e036_and_rolls_back() {
+    let (engine, fleet) = setup(NO_QUORUM, MEMBERS);
+    let before: Vec<_> = fleet.hosts().map(|(_, h)| h.state()).collect();
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("no quorum");
+    assert_eq!(err.code(), Code::E036, "{err}");
+    assert!(err.to_string().contains("0 of 3 members healthy"), "{err}");
+    match &err {
+        EngineError::Failed { rollback, .. } => assert_eq!(*rollback, RollbackOutcome::RolledBack),
+        e => panic!("unexpected {e:?}"),
+    }
+    let after: Vec<_> = fleet.hosts().map(|(_, h)| h.state()).collect();
+    assert_eq!(before, after, "rollback did not restore the hosts");
+}
+
+#[tokio::test]
+async fn foreign_member_list_is_a_bootstrap_error() {
+    let stale = "\
+52a03a2d90fd8ab5, started, db1, http://192.0.2.21:2380, http://192.0.2.21:2379, false
+";
+    let (engine, _) = setup(HEALTHY, stale);
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("member mismatch");
+    assert_eq!(err.code(), Code::E035, "{err}");
+    assert!(err.to_string().contains("db2 is not a member"), "{err}");
+}
+
+#[tokio::test]
+async fn health_reports_each_member_quorum_and_member_list() {
+    let (engine, fleet) = setup(HEALTHY, MEMBERS);
+    engine.run(&RunOptions::default()).await.expect("install");
+    let inv = inventory();
+    let ctx = Context::new(inv.clone(), Config::default(), Secrets::in_memory());
+    let hosts: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| kbz_core::component::HostExec {
+            host: h.clone(),
+            exec: fleet.host(&h.hostname).expect("fake") as Arc<dyn kbz_core::Executor>,
+        })
+        .collect();
+    let checks = Etcd.health(&ctx, &hosts).await;
+    assert_eq!(checks.len(), 5, "{checks:?}");
+    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+    assert!(checks.iter().any(|c| c.check == "etcd quorum"));
+}
