@@ -1,1 +1,405 @@
-//! kbz-haproxy (in progress).
+//! kbz-haproxy (module 3): HAProxy on the `lb` hosts, with fronts on the keepalived VIPs.
+//!
+//! - PostgreSQL primary on `<vips.postgres>:5432` and replicas on `<vips.postgres>:5433`,
+//!   chosen by Patroni's REST API (`GET /primary`, `GET /replica` on port 8008, expecting
+//!   200). Patroni's `restapi.authentication` protects only the unsafe endpoints (PUT, POST,
+//!   PATCH, DELETE); GET endpoints such as `/primary` and `/replica` stay open without TLS
+//!   client certificates, so these checks need no credentials. If the postgres component
+//!   ever sets `restapi.verify_client: required`, these checks must present a certificate.
+//! - Redis master on `<vips.redis>:6379`: a tcp-check that authenticates, pings and expects
+//!   `role:master`. The Redis password therefore sits in haproxy.cfg, which is 0640
+//!   root:haproxy.
+//! - A stats page with basic auth on the host's private address, port 8404; `kbz-health`
+//!   reads its CSV and reports each backend (E040).
+//!
+//! A front exists only for a VIP that is configured and whose role has hosts. Every server is
+//! checked each second and marked down after 2 failures (up after 2 successes), and its
+//! sessions are cut when it goes down, so clients reconnect to the new primary or master
+//! within about 2 s of Patroni or Sentinel promoting it. A changed haproxy.cfg restarts
+//! HAProxy (the engine has no reload), which drops the sessions passing through that host.
+
+mod fronts;
+mod stats;
+
+pub use fronts::{addr, escape, fronts, render_config, Expect, Front};
+pub use stats::{parse_stats_csv, verdict, ServerState};
+
+use async_trait::async_trait;
+use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::{Cmd, Context, Host, Resource, Role};
+use kbz_errors::Code;
+use std::time::Duration;
+
+/// The HAProxy configuration file.
+pub const CONFIG_PATH: &str = "/etc/haproxy/haproxy.cfg";
+/// Package and service name.
+pub const SERVICE: &str = "haproxy";
+/// Stats page port, on each lb host's private address.
+pub const STATS_PORT: u16 = 8404;
+/// Stats page user.
+pub const STATS_USER: &str = "admin";
+/// The secret holding the stats page password.
+pub const STATS_SECRET: &str = "haproxy_stats_password";
+/// The Redis password (owned by the redis component; the master check authenticates).
+pub const REDIS_SECRET: &str = "redis_password";
+/// PostgreSQL primary port on the VIP (and the servers' port).
+pub const POSTGRES_PORT: u16 = 5432;
+/// PostgreSQL replicas port on the VIP.
+pub const POSTGRES_REPLICAS_PORT: u16 = 5433;
+/// Patroni REST API port on the PostgreSQL hosts.
+pub const PATRONI_REST_PORT: u16 = 8008;
+/// Redis port on the VIP and the servers.
+pub const REDIS_PORT: u16 = 6379;
+
+/// Module 3: HAProxy on the `lb` hosts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Haproxy;
+
+/// The stats page URL of one lb host (CSV export).
+pub fn stats_url(host: &Host) -> String {
+    format!("http://{}/stats;csv", addr(host.ip, STATS_PORT))
+}
+
+/// A curl config line (read on stdin with `-K -`) carrying the stats credentials, so the
+/// password never appears on a command line.
+fn curl_auth(password: &str) -> String {
+    let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("user = \"{STATS_USER}:{quoted}\"\n")
+}
+
+/// Passes once HAProxy is active and its stats page answers (401 without credentials).
+fn ready_script(host: &Host) -> String {
+    format!(
+        "systemctl is-active --quiet haproxy && [ \"$(curl -gs -o /dev/null -w '%{{http_code}}' \
+         --max-time 2 'http://{}/stats')\" = 401 ]",
+        addr(host.ip, STATS_PORT)
+    )
+}
+
+#[async_trait]
+impl Component for Haproxy {
+    fn name(&self) -> &'static str {
+        "haproxy"
+    }
+
+    fn module(&self) -> u8 {
+        3
+    }
+
+    fn secret_names(&self) -> Vec<String> {
+        vec![STATS_SECRET.to_string(), REDIS_SECRET.to_string()]
+    }
+
+    fn applies_to(&self, host: &Host) -> bool {
+        host.has(Role::Lb)
+    }
+
+    fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        let cfg = render_config(ctx, host)?;
+        Ok(vec![
+            // The package first: it creates the haproxy group that owns the config.
+            Resource::package(SERVICE),
+            Resource::File {
+                path: CONFIG_PATH.into(),
+                content: cfg.into_bytes(),
+                mode: 0o640,
+                owner: "root:haproxy".into(),
+                present: true,
+            },
+            Resource::service(SERVICE, &[CONFIG_PATH]),
+        ])
+    }
+
+    fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        Ok(vec![
+            Resource::Service {
+                name: SERVICE.into(),
+                enabled: false,
+                running: false,
+                restart_on: Vec::new(),
+            },
+            Resource::Package {
+                name: SERVICE.into(),
+                present: false,
+            },
+            Resource::absent_file(CONFIG_PATH),
+        ])
+    }
+
+    /// Waits until HAProxy runs and its stats page answers on every lb host (E031). The
+    /// backends are not required to be up: PostgreSQL and Redis come in later modules.
+    async fn converge_cluster(
+        &self,
+        ctx: &Context,
+        hosts: &[HostExec],
+    ) -> Result<(), ComponentError> {
+        let timeout = Duration::from_secs(ctx.config.timeouts.readiness);
+        let mut set = tokio::task::JoinSet::new();
+        for h in hosts.iter().cloned() {
+            set.spawn(async move {
+                kbz_core::wait::until_ok(
+                    h.exec.as_ref(),
+                    &ready_script(&h.host),
+                    "HAProxy and its stats page on port 8404",
+                    timeout,
+                    Duration::from_secs(1),
+                )
+                .await
+                .map(|_| ())
+            });
+        }
+        let mut first_err = None;
+        while let Some(j) = set.join_next().await {
+            let r = j.map_err(|e| ComponentError::Bootstrap {
+                component: "haproxy".into(),
+                reason: format!("readiness task failed: {e}"),
+            });
+            if let Err(e) | Ok(Err(e)) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Per lb host: the stats page answers, and each front's backend has the servers it
+    /// needs up (exactly one primary or master, at least one replica); E040 otherwise.
+    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
+        let fronts = fronts(ctx);
+        let auth = match ctx.secret(STATS_SECRET) {
+            Ok(s) => curl_auth(s.expose()),
+            Err(e) => {
+                return vec![HealthCheck {
+                    host: "-".into(),
+                    check: "haproxy stats".into(),
+                    ok: false,
+                    detail: format!("{}: {e}", Code::E040),
+                }]
+            }
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (i, h) in hosts.iter().cloned().enumerate() {
+            let cmd = Cmd::new(format!(
+                "curl -gfsS --max-time 5 -K - '{}'",
+                stats_url(&h.host)
+            ))
+            .stdin(auth.clone())
+            .timeout(Duration::from_secs(15));
+            set.spawn(async move {
+                let out = h.exec.run(&cmd).await;
+                (i, h.host.hostname, out)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(j) = set.join_next().await {
+            if let Ok(a) = j {
+                answers.push(a);
+            }
+        }
+        answers.sort_by_key(|a| a.0);
+        let mut out = Vec::new();
+        for (_, host, answer) in answers {
+            let rows = match answer {
+                Ok(o) if o.success() => parse_stats_csv(&o.stdout_str()),
+                Ok(o) => Err(format!(
+                    "curl exited {}: {}",
+                    o.status,
+                    o.stderr_str().trim()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            match rows {
+                Ok(rows) => {
+                    out.push(HealthCheck {
+                        host: host.clone(),
+                        check: "haproxy stats".into(),
+                        ok: true,
+                        detail: format!("{} servers reported", rows.len()),
+                    });
+                    for f in &fronts {
+                        let (ok, detail) = verdict(f, &rows);
+                        out.push(HealthCheck {
+                            host: host.clone(),
+                            check: format!("haproxy {} ({})", f.backend, addr(f.vip, f.port)),
+                            ok,
+                            detail,
+                        });
+                    }
+                }
+                Err(reason) => out.push(HealthCheck {
+                    host: host.clone(),
+                    check: "haproxy stats".into(),
+                    ok: false,
+                    detail: format!(
+                        "{}: the stats page did not answer ({reason}): systemctl status haproxy",
+                        Code::E040
+                    ),
+                }),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbz_core::{Config, Inventory, Secrets};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn example() -> Context {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+        let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
+        let cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
+        Context::new(inv, cfg, Secrets::placeholders(Haproxy.secret_names()))
+    }
+
+    fn cfg(ctx: &Context, host: &str) -> String {
+        let h = ctx.inventory.host(host).expect("host");
+        render_config(ctx, h).expect("render")
+    }
+
+    #[test]
+    fn fronts_for_the_example() {
+        let ctx = example();
+        let f = fronts(&ctx);
+        let names: Vec<&str> = f.iter().map(|f| f.backend).collect();
+        assert_eq!(
+            names,
+            ["postgres_primary", "postgres_replicas", "redis_master"]
+        );
+        let servers: Vec<&str> = f[0].servers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(servers, ["db1", "db2", "db3"]);
+        assert_eq!((f[1].port, f[1].server_port), (5433, 5432));
+    }
+
+    #[test]
+    fn only_configured_vips_with_hosts_get_fronts() {
+        let mut ctx = example();
+        let mut cfg = (*ctx.config).clone();
+        cfg.vips.remove("redis");
+        ctx.config = Arc::new(cfg);
+        let c = self::cfg(&ctx, "lb1");
+        assert!(c.contains("backend postgres_primary"), "{c}");
+        assert!(!c.contains("redis"), "{c}");
+        assert!(!c.contains("redis_password-PLACEHOLDER"), "{c}");
+
+        // A VIP whose role has no hosts gets no front.
+        let mut ctx = example();
+        let mut inv = (*ctx.inventory).clone();
+        for h in &mut inv.hosts {
+            h.roles.remove(&Role::Postgres);
+        }
+        ctx.inventory = Arc::new(inv);
+        let c = self::cfg(&ctx, "lb1");
+        assert!(!c.contains("postgres"), "{c}");
+        assert!(c.contains("backend redis_master"), "{c}");
+    }
+
+    #[test]
+    fn stats_bind_the_private_address_with_auth() {
+        let ctx = example();
+        let c = cfg(&ctx, "lb2");
+        assert!(c.contains("    bind 192.0.2.12:8404\n"), "{c}");
+        assert!(!c.contains("0.0.0.0"), "{c}");
+        assert!(
+            c.contains("stats auth admin:haproxy_stats_password-PLACEHOLDER\n"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn postgres_checks_patroni_rest() {
+        let c = cfg(&example(), "lb1");
+        assert!(c.contains("bind 192.0.2.100:5432\n"), "{c}");
+        assert!(c.contains("bind 192.0.2.100:5433\n"), "{c}");
+        assert!(c.contains("http-check send meth GET uri /primary\n"), "{c}");
+        assert!(c.contains("http-check send meth GET uri /replica\n"), "{c}");
+        assert_eq!(c.matches("http-check expect status 200\n").count(), 2);
+        assert_eq!(
+            c.matches("server db2 192.0.2.22:5432 check port 8008\n")
+                .count(),
+            2,
+            "{c}"
+        );
+        assert_eq!(
+            c.matches("default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n")
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn redis_check_authenticates_and_wants_the_master() {
+        let c = cfg(&example(), "lb1");
+        let want = "    tcp-check send AUTH\\ redis_password-PLACEHOLDER\\r\\n
+    tcp-check expect string +OK
+    tcp-check send PING\\r\\n
+    tcp-check expect string +PONG
+    tcp-check send info\\ replication\\r\\n
+    tcp-check expect string role:master
+    tcp-check send QUIT\\r\\n
+    tcp-check expect string +OK
+";
+        assert!(c.contains(want), "{c}");
+        assert!(c.contains("bind 192.0.2.101:6379\n"), "{c}");
+        assert!(c.contains("server db3 192.0.2.23:6379 check\n"), "{c}");
+    }
+
+    #[test]
+    fn secrets_are_escaped_for_haproxy() {
+        assert_eq!(escape("abc123").as_deref(), Some("abc123"));
+        assert_eq!(escape("a b#c\\d\"").as_deref(), Some("a\\ b\\#c\\\\d\\\""));
+        assert_eq!(escape("a\nb"), None);
+        let mut ctx = example();
+        let mut s = Secrets::placeholders(Haproxy.secret_names());
+        s.set(REDIS_SECRET, kbz_core::Secret::new("p w"));
+        ctx.secrets = Arc::new(s);
+        assert!(cfg(&ctx, "lb1").contains("tcp-check send AUTH\\ p\\ w\\r\\n"));
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed() {
+        assert_eq!(
+            addr("2001:db8::1".parse().expect("ip"), 5432),
+            "[2001:db8::1]:5432"
+        );
+        assert_eq!(
+            addr("192.0.2.1".parse().expect("ip"), 5432),
+            "192.0.2.1:5432"
+        );
+    }
+
+    #[test]
+    fn resources_and_uninstall() {
+        let ctx = example();
+        let lb1 = ctx.inventory.host("lb1").expect("lb1").clone();
+        let r = Haproxy.desired(&ctx, &lb1).expect("desired");
+        let ids: Vec<String> = r.iter().map(Resource::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "package:haproxy",
+                "file:/etc/haproxy/haproxy.cfg",
+                "service:haproxy"
+            ]
+        );
+        assert!(
+            matches!(&r[1], Resource::File { mode: 0o640, owner, .. } if owner == "root:haproxy")
+        );
+        assert_eq!(r[2], Resource::service("haproxy", &[CONFIG_PATH]));
+        let u = Haproxy.uninstall(&ctx, &lb1).expect("uninstall");
+        assert_eq!(u.len(), 3);
+        assert!(u.contains(&Resource::absent_file(CONFIG_PATH)));
+        assert!(!Haproxy.applies_to(ctx.inventory.host("db1").expect("db1")));
+    }
+
+    #[test]
+    fn stats_password_stays_off_the_command_line() {
+        let auth = curl_auth("s3\"cr\\t");
+        assert_eq!(auth, "user = \"admin:s3\\\"cr\\\\t\"\n");
+        let lb1 = example().inventory.host("lb1").expect("lb1").clone();
+        assert_eq!(stats_url(&lb1), "http://192.0.2.11:8404/stats;csv");
+        assert!(ready_script(&lb1).contains("'http://192.0.2.11:8404/stats'"));
+    }
+}

@@ -195,6 +195,9 @@ impl Component for Keepalived {
     /// Per lb host: keepalived active. Per VIP: exactly one holder (E037 otherwise).
     async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
         let mut out = Vec::new();
+        if hosts.is_empty() {
+            return out;
+        }
         let vips = match instances(ctx) {
             Ok(v) => v,
             Err(e) => {

@@ -100,7 +100,7 @@ pub(crate) async fn observe_all(
         set.spawn(async move {
             let r = h
                 .exec
-                .run(&Cmd::new(observe_script()))
+                .run(&Cmd::new(observe_script()).timeout(std::time::Duration::from_secs(15)))
                 .await
                 .map_err(ComponentError::from)
                 .and_then(|out| {

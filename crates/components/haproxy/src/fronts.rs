@@ -1,0 +1,206 @@
+//! Pure planning of the HAProxy fronts (which VIPs get a front, which hosts serve it, how
+//! each backend is health-checked) and the rendered haproxy.cfg.
+
+use kbz_core::component::ComponentError;
+use kbz_core::{Context, Host, Role};
+use kbz_errors::{Code, Diagnostic};
+use serde::Serialize;
+use std::net::IpAddr;
+
+use crate::{
+    PATRONI_REST_PORT, POSTGRES_PORT, POSTGRES_REPLICAS_PORT, REDIS_PORT, REDIS_SECRET, STATS_PORT,
+    STATS_SECRET, STATS_USER,
+};
+
+const TEMPLATE: &str = include_str!("../templates/haproxy.cfg.hbs");
+
+/// How many servers of a backend must be up for it to be healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// Exactly one (a primary, a master): none is an outage, two is a split brain.
+    ExactlyOne,
+    /// At least one (a pool of replicas).
+    AtLeastOne,
+}
+
+/// One front: a VIP and port, and the backend behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Front {
+    /// Backend name in haproxy.cfg and the stats (`postgres_primary`).
+    pub backend: &'static str,
+    /// The `[vips]` key it binds (`postgres`).
+    pub vip_key: &'static str,
+    /// The VIP.
+    pub vip: IpAddr,
+    /// Port on the VIP.
+    pub port: u16,
+    /// Port the servers serve on.
+    pub server_port: u16,
+    /// `(hostname, ip)` of the servers, in inventory order.
+    pub servers: Vec<(String, IpAddr)>,
+    /// Health rule for the backend.
+    pub expect: Expect,
+}
+
+/// The fronts for this inventory and config: one per VIP that is configured and whose role
+/// has hosts. PostgreSQL gets two (primary on 5432, replicas on 5433), Redis one (6379).
+pub fn fronts(ctx: &Context) -> Vec<Front> {
+    let servers = |role: Role| -> Vec<(String, IpAddr)> {
+        ctx.inventory
+            .with_role(role)
+            .iter()
+            .map(|h| (h.hostname.clone(), h.ip))
+            .collect()
+    };
+    let mut out = Vec::new();
+    let pg = servers(Role::Postgres);
+    if let (Some(vip), false) = (ctx.config.vips.get("postgres"), pg.is_empty()) {
+        out.push(Front {
+            backend: "postgres_primary",
+            vip_key: "postgres",
+            vip: *vip,
+            port: POSTGRES_PORT,
+            server_port: POSTGRES_PORT,
+            servers: pg.clone(),
+            expect: Expect::ExactlyOne,
+        });
+        out.push(Front {
+            backend: "postgres_replicas",
+            vip_key: "postgres",
+            vip: *vip,
+            port: POSTGRES_REPLICAS_PORT,
+            server_port: POSTGRES_PORT,
+            servers: pg,
+            expect: Expect::AtLeastOne,
+        });
+    }
+    let redis = servers(Role::Redis);
+    if let (Some(vip), false) = (ctx.config.vips.get("redis"), redis.is_empty()) {
+        out.push(Front {
+            backend: "redis_master",
+            vip_key: "redis",
+            vip: *vip,
+            port: REDIS_PORT,
+            server_port: REDIS_PORT,
+            servers: redis,
+            expect: Expect::ExactlyOne,
+        });
+    }
+    out
+}
+
+/// `ip:port`, with brackets around IPv6 addresses.
+pub fn addr(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// Escapes a value for one haproxy.cfg word: backslash, space, quotes and `#` get a
+/// backslash. Control characters cannot be carried: `None`.
+pub fn escape(value: &str) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_control() {
+            return None;
+        }
+        if matches!(c, '\\' | ' ' | '"' | '\'' | '#') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
+fn secret_word(ctx: &Context, name: &str) -> Result<String, ComponentError> {
+    let s = ctx.secret(name)?;
+    escape(s.expose()).filter(|e| !e.is_empty()).ok_or_else(|| {
+        ComponentError::Input(
+            Diagnostic::new(
+                Code::E052,
+                format!("secret `{name}` is empty or holds control characters"),
+            )
+            .hint(format!(
+                "set `{name}` to letters and digits in the secrets file, or delete the line \
+                     to have one generated (services that use it must get the new value too)"
+            )),
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct ServerData {
+    name: String,
+    addr: String,
+    rest_port: u16,
+}
+
+#[derive(Serialize)]
+struct PostgresData {
+    primary_bind: String,
+    replicas_bind: String,
+    servers: Vec<ServerData>,
+}
+
+#[derive(Serialize)]
+struct RedisData {
+    bind: String,
+    password: String,
+    servers: Vec<ServerData>,
+}
+
+#[derive(Serialize)]
+struct CfgData {
+    hostname: String,
+    stats_bind: String,
+    stats_user: &'static str,
+    stats_password: String,
+    postgres: Option<PostgresData>,
+    redis: Option<RedisData>,
+}
+
+/// Renders /etc/haproxy/haproxy.cfg for one lb host.
+pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentError> {
+    let fronts = fronts(ctx);
+    let find = |backend: &str| fronts.iter().find(|f| f.backend == backend);
+    let servers = |f: &Front, rest_port: u16| -> Vec<ServerData> {
+        f.servers
+            .iter()
+            .map(|(name, ip)| ServerData {
+                name: name.clone(),
+                addr: addr(*ip, f.server_port),
+                rest_port,
+            })
+            .collect()
+    };
+    let postgres = match (find("postgres_primary"), find("postgres_replicas")) {
+        (Some(p), Some(r)) => Some(PostgresData {
+            primary_bind: addr(p.vip, p.port),
+            replicas_bind: addr(r.vip, r.port),
+            servers: servers(p, PATRONI_REST_PORT),
+        }),
+        _ => None,
+    };
+    let redis = match find("redis_master") {
+        Some(f) => Some(RedisData {
+            bind: addr(f.vip, f.port),
+            password: secret_word(ctx, REDIS_SECRET)?,
+            servers: servers(f, 0),
+        }),
+        None => None,
+    };
+    kbz_core::template::render(
+        "haproxy.cfg.hbs",
+        TEMPLATE,
+        &CfgData {
+            hostname: host.hostname.clone(),
+            stats_bind: addr(host.ip, STATS_PORT),
+            stats_user: STATS_USER,
+            stats_password: secret_word(ctx, STATS_SECRET)?,
+            postgres,
+            redis,
+        },
+    )
+}

@@ -1,0 +1,207 @@
+//! HAProxy on fake hosts through the real engine: a fresh fleet converges, a second run
+//! changes nothing, health reads the stats CSV without putting the password on a command
+//! line, and uninstall removes what install added.
+
+use kbz_core::component::HostExec;
+use kbz_core::engine::Mode;
+use kbz_core::{
+    Component, Config, Context, Engine, Executor, Inventory, Output, Role, RunOptions, Secrets,
+};
+use kbz_exec::FakeConnector;
+use kbz_haproxy::{Haproxy, CONFIG_PATH};
+use std::path::Path;
+use std::sync::Arc;
+
+fn example() -> Context {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
+    let mut cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
+    cfg.timeouts.readiness = 2;
+    Context::new(inv, cfg, Secrets::placeholders(Haproxy.secret_names()))
+}
+
+fn setup() -> (Engine, Arc<FakeConnector>, Context) {
+    let ctx = example();
+    let fleet = FakeConnector::debian_fleet(&ctx.inventory.hosts);
+    for name in ["lb1", "lb2"] {
+        fleet
+            .host(name)
+            .expect("lb")
+            .package_units("haproxy", &["haproxy"]);
+    }
+    let fleet = Arc::new(fleet);
+    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Haproxy)];
+    (Engine::new(ctx.clone(), comps, fleet.clone()), fleet, ctx)
+}
+
+fn lb_execs(fleet: &FakeConnector, ctx: &Context) -> Vec<HostExec> {
+    ctx.inventory
+        .with_role(Role::Lb)
+        .into_iter()
+        .map(|h| HostExec {
+            host: h.clone(),
+            exec: fleet.host(&h.hostname).expect("fake") as Arc<dyn Executor>,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn converges_and_a_second_run_changes_nothing() {
+    let (engine, fleet, _) = setup();
+    let first = engine.run(&RunOptions::default()).await.expect("first run");
+    assert!(first.changed() > 0);
+    for (name, h) in fleet.hosts() {
+        let s = h.state();
+        if !name.starts_with("lb") {
+            assert!(!s.packages.contains("haproxy"), "{name} is not an lb host");
+            continue;
+        }
+        assert!(s.packages.contains("haproxy"), "{name}");
+        let cfg = &s.files[CONFIG_PATH];
+        assert_eq!((cfg.mode, cfg.owner.as_str()), (0o640, "root:haproxy"));
+        let svc = s.services["haproxy"];
+        assert!(svc.enabled && svc.active, "{name}: {svc:?}");
+        // The readiness wait asked for the stats page on the host's own address.
+        assert!(
+            h.ran()
+                .iter()
+                .any(|s| s.contains(":8404/stats") && s.contains("is-active")),
+            "{name}: {:?}",
+            h.ran()
+        );
+    }
+    let restarts: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("haproxy")).collect();
+    let applied: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
+
+    let second = engine
+        .run(&RunOptions::default())
+        .await
+        .expect("second run");
+    assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    let restarts_after: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("haproxy")).collect();
+    assert_eq!(
+        restarts, restarts_after,
+        "a converged re-run restarted haproxy"
+    );
+    let applied_after: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
+    assert_eq!(
+        applied, applied_after,
+        "a converged re-run applied an operation"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_config_restarts_haproxy_once() {
+    let (engine, fleet, mut ctx) = setup();
+    engine.run(&RunOptions::default()).await.expect("install");
+    let before = fleet.host("lb1").expect("lb1").restarts("haproxy");
+    let mut cfg = (*ctx.config).clone();
+    cfg.vips.remove("redis");
+    ctx.config = Arc::new(cfg);
+    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Haproxy)];
+    let engine = Engine::new(ctx, comps, fleet.clone());
+    let report = engine.run(&RunOptions::default()).await.expect("rerun");
+    assert!(report.changed() > 0);
+    assert_eq!(
+        fleet.host("lb1").expect("lb1").restarts("haproxy"),
+        before + 1
+    );
+}
+
+const CSV: &str = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight
+stats,FRONTEND,,,1,1,4096,3,405,22153,0,0,0,,,,,OPEN,
+postgres_primary,db1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
+postgres_primary,db2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+postgres_primary,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+postgres_replicas,db1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+postgres_replicas,db2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
+postgres_replicas,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
+redis_master,db1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+redis_master,db2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+redis_master,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+";
+
+#[tokio::test]
+async fn health_reports_backends_and_keeps_the_password_off_the_command_line() {
+    let (_, fleet, ctx) = setup();
+    for name in ["lb1", "lb2"] {
+        fleet.host(name).expect("lb").script(
+            "stats;csv",
+            Output {
+                status: 0,
+                stdout: CSV.as_bytes().to_vec(),
+                stderr: Vec::new(),
+            },
+        );
+    }
+    let checks = Haproxy.health(&ctx, &lb_execs(&fleet, &ctx)).await;
+    assert_eq!(checks.len(), 2 * 4, "{checks:#?}");
+    let find = |host: &str, check: &str| {
+        checks
+            .iter()
+            .find(|c| c.host == host && c.check.starts_with(check))
+            .unwrap_or_else(|| panic!("no {check} on {host}: {checks:#?}"))
+    };
+    assert!(find("lb1", "haproxy stats").ok);
+    assert!(find("lb1", "haproxy postgres_primary").ok);
+    assert!(find("lb2", "haproxy postgres_replicas").ok);
+    let redis = find("lb2", "haproxy redis_master");
+    assert!(!redis.ok && redis.detail.starts_with("E040"), "{redis:?}");
+    for name in ["lb1", "lb2"] {
+        let ran = fleet.host(name).expect("lb").ran();
+        assert!(ran.iter().any(|s| s.contains("-K -")), "{ran:?}");
+        assert!(
+            ran.iter().all(|s| !s.contains("PLACEHOLDER")),
+            "a secret reached a command line: {ran:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_fails_with_e040_when_the_stats_page_does_not_answer() {
+    let (_, fleet, ctx) = setup();
+    for name in ["lb1", "lb2"] {
+        fleet.host(name).expect("lb").script(
+            "stats;csv",
+            Output {
+                status: 7,
+                stdout: Vec::new(),
+                stderr: b"curl: (7) Failed to connect".to_vec(),
+            },
+        );
+    }
+    let checks = Haproxy.health(&ctx, &lb_execs(&fleet, &ctx)).await;
+    assert_eq!(checks.len(), 2, "{checks:#?}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| !c.ok && c.detail.starts_with("E040") && c.detail.contains("curl exited 7")),
+        "{checks:#?}"
+    );
+}
+
+#[tokio::test]
+async fn uninstall_removes_service_package_and_config() {
+    let (engine, fleet, _) = setup();
+    engine.run(&RunOptions::default()).await.expect("install");
+    let report = engine
+        .run(&RunOptions {
+            mode: Mode::Uninstall,
+            ..RunOptions::default()
+        })
+        .await
+        .expect("uninstall");
+    assert!(report.changed() > 0);
+    for name in ["lb1", "lb2"] {
+        let s = fleet.host(name).expect("lb").state();
+        assert!(!s.packages.contains("haproxy"), "{name}");
+        assert!(!s.files.contains_key(CONFIG_PATH), "{name}");
+        assert!(
+            s.services
+                .get("haproxy")
+                .is_none_or(|u| !u.active && !u.enabled),
+            "{name}: {:?}",
+            s.services.get("haproxy")
+        );
+    }
+}
