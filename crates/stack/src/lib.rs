@@ -6,5 +6,10 @@ use std::sync::Arc;
 
 /// Every component, in module order.
 pub fn components() -> Vec<Arc<dyn Component>> {
-    vec![Arc::new(kbz_base::Base)]
+    vec![
+        Arc::new(kbz_base::Base),
+        Arc::new(kbz_keepalived::Keepalived),
+        Arc::new(kbz_haproxy::Haproxy),
+        Arc::new(kbz_etcd::Etcd),
+    ]
 }
