@@ -1,1 +1,802 @@
-//! kbz-postgres (in progress).
+//! kbz-postgres (module 5): PostgreSQL run by Patroni on the hosts with the `postgres` role,
+//! with etcd (module 4) as Patroni's store: one primary and streaming replicas, synchronous
+//! mode on by default, authenticated replication and REST API.
+//!
+//! Design:
+//! - Debian's default cluster: installing `postgresql-NN` normally creates and starts the
+//!   cluster `NN/main` on port 5432, which would fight Patroni for the port. kbz writes
+//!   `/etc/postgresql-common/createcluster.d/kbz.conf` (`create_main_cluster = false`) before
+//!   the packages are installed, so the default cluster is never created. On a host where one
+//!   already exists it is stopped and marked `disabled` in its `start.conf` (its data is kept:
+//!   kbz never deletes a database it did not create), and the `postgresql.service` umbrella
+//!   unit is stopped and disabled (not masked: masking breaks package upgrades).
+//! - Unit: Debian's `patroni.service` with `/etc/patroni/config.yml` (mode 0600, owner
+//!   postgres, it holds the passwords). The `patroni@.service` template and
+//!   `pg_createconfig_patroni` are not used: they tie Patroni to postgresql-common's cluster
+//!   registry, which this cluster deliberately stays out of.
+//! - Data lives in `/var/lib/postgresql/NN/kbz`, not registered with postgresql-common, so
+//!   `pg_lsclusters` does not show it and `uninstall` (which purges the packages) keeps it.
+//! - Bootstrap order: the component is rolling; after each host, [`Postgres::host_ready`]
+//!   waits until that member is the primary (the first host bootstraps the cluster) or a
+//!   replica whose WAL receiver streams. `converge_cluster` then checks `patronictl list`
+//!   (one leader, every other member a replica, a synchronous standby in synchronous mode) and
+//!   the primary's `pg_stat_replication` (every replica streaming), or fails with E038.
+//! - A changed config file is applied with `systemctl reload patroni` (SIGHUP), not a restart:
+//!   restarting Patroni on the leader would fail the cluster over. The reload is planned only
+//!   when Patroni already ran before the run (a Patroni started by the run reads the new file).
+//! - Failover timing: ttl 20 s, loop_wait 5 s, retry_timeout 5 s (see [`TTL`]).
+//! - No secret is ever on a command line: patronictl reads the config file, and psql runs as
+//!   the `postgres` OS user with peer authentication over the local socket.
+
+mod cluster;
+
+pub use cluster::{
+    check_members, check_replication, list_script, parse_members, parse_replication, psql_script,
+    ready_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
+};
+
+use async_trait::async_trait;
+use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::{Cmd, Context, Host, Resource, Role};
+use kbz_errors::{Code, Diagnostic};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Patroni's configuration file (read by Debian's `patroni.service`).
+pub const CONFIG_PATH: &str = "/etc/patroni/config.yml";
+/// postgresql-common drop-in that stops package installs creating `NN/main`.
+pub const CREATECLUSTER_PATH: &str = "/etc/postgresql-common/createcluster.d/kbz.conf";
+/// Password file Patroni writes for replication and rewind connections.
+pub const PGPASS_PATH: &str = "/var/lib/postgresql/.pgpass_patroni";
+/// PostgreSQL major version installed when `[versions] postgres` is not set.
+pub const DEFAULT_VERSION: &str = "15";
+/// PostgreSQL port.
+pub const PG_PORT: u16 = 5432;
+/// Patroni REST API port.
+pub const REST_PORT: u16 = 8008;
+/// The systemd unit.
+pub const SERVICE: &str = "patroni";
+
+/// Leader-key lifetime (s): a dead leader's key expires after at most this long, and a
+/// replica takes over within one more `loop_wait`. Patroni's minimum is 20.
+pub const TTL: u32 = 20;
+/// Seconds between Patroni's HA loop runs (minimum 1).
+pub const LOOP_WAIT: u32 = 5;
+/// Seconds DCS and PostgreSQL operations are retried before the leader demotes itself
+/// (minimum 3).
+pub const RETRY_TIMEOUT: u32 = 5;
+/// A replica lagging more than this many bytes does not take part in a leader race.
+pub const MAXIMUM_LAG_ON_FAILOVER: u64 = 1024 * 1024;
+
+/// Patroni's rule for its DCS timings: each at least its minimum (ttl 20, loop_wait 1,
+/// retry_timeout 3) and `loop_wait + 2 * retry_timeout <= ttl`. Outside it Patroni adjusts the
+/// values on its own, or a leader can lose its key while still retrying.
+pub const fn dcs_timing_ok(ttl: u32, loop_wait: u32, retry_timeout: u32) -> bool {
+    ttl >= 20 && loop_wait >= 1 && retry_timeout >= 3 && loop_wait + 2 * retry_timeout <= ttl
+}
+
+const _: () = assert!(dcs_timing_ok(TTL, LOOP_WAIT, RETRY_TIMEOUT));
+
+/// Secret: password of the REST API user `patroni`.
+pub const REST_PASSWORD: &str = "patroni_rest_password";
+/// Secret: password of the superuser `postgres`.
+pub const SUPERUSER_PASSWORD: &str = "postgres_superuser_password";
+/// Secret: password of the replication user `replicator`.
+pub const REPLICATION_PASSWORD: &str = "postgres_replication_password";
+/// Secret: password of `rewind_user`, which pg_rewind connects as.
+pub const REWIND_PASSWORD: &str = "postgres_rewind_password";
+
+const CONFIG_TEMPLATE: &str = include_str!("../templates/patroni.yml.hbs");
+const CREATECLUSTER: &str = include_str!("../templates/createcluster.conf");
+
+/// How often readiness polls run.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// One probe command.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Module 5: PostgreSQL + Patroni on the `postgres` hosts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Postgres;
+
+/// `IP:PORT`, with brackets around an IPv6 address.
+pub fn host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// A name safe as a DCS key component: lowercase ASCII letters, digits and `-`.
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() {
+        "kbz".into()
+    } else {
+        s
+    }
+}
+
+/// A YAML double-quoted scalar (a JSON string is one).
+fn yq(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// `pg_hba.conf` lines: peer for local socket users (Patroni and kbz's own checks run as the
+/// `postgres` OS user), passwords (SCRAM) for everything over TCP, replication only for the
+/// `replicator` user, and only from `[cluster] subnet` (or, without one, from the inventory's
+/// addresses). Anything else is rejected.
+pub fn pg_hba(ctx: &Context) -> Vec<String> {
+    let nets: Vec<String> = match ctx.config.cluster.subnet {
+        Some(net) => vec![net.to_string()],
+        None => ctx
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| match h.ip {
+                IpAddr::V4(a) => format!("{a}/32"),
+                IpAddr::V6(a) => format!("{a}/128"),
+            })
+            .collect(),
+    };
+    let mut v = vec![
+        "local all all peer".to_string(),
+        "host all all 127.0.0.1/32 scram-sha-256".to_string(),
+        "host all all ::1/128 scram-sha-256".to_string(),
+    ];
+    v.extend(
+        nets.iter()
+            .map(|n| format!("host replication replicator {n} scram-sha-256")),
+    );
+    v.extend(
+        nets.iter()
+            .map(|n| format!("host all all {n} scram-sha-256")),
+    );
+    v
+}
+
+impl Postgres {
+    /// The PostgreSQL major version: `[versions] postgres`, else [`DEFAULT_VERSION`].
+    pub fn version(ctx: &Context) -> Result<String, ComponentError> {
+        let v = ctx
+            .config
+            .versions
+            .get("postgres")
+            .map(|s| s.trim())
+            .unwrap_or(DEFAULT_VERSION);
+        match v.parse::<u32>() {
+            Ok(n) if n >= 10 && v.chars().all(|c| c.is_ascii_digit()) => Ok(v.to_string()),
+            _ => Err(ComponentError::Input(
+                Diagnostic::new(
+                    Code::E008,
+                    format!(
+                        "[versions] postgres = \"{v}\" is not a PostgreSQL major version (10 or later)"
+                    ),
+                )
+                .hint("write the major version only, e.g. `postgres = \"15\"` (Debian 12 ships 15)"),
+            )),
+        }
+    }
+
+    /// The members: hosts with the `postgres` role, in inventory order.
+    pub fn members(ctx: &Context) -> Vec<&Host> {
+        ctx.inventory.with_role(Role::Postgres)
+    }
+
+    /// Patroni's data directory.
+    pub fn data_dir(version: &str) -> String {
+        format!("/var/lib/postgresql/{version}/kbz")
+    }
+
+    /// The directory of `postgres`, `pg_ctl`, `initdb`.
+    pub fn bin_dir(version: &str) -> String {
+        format!("/usr/lib/postgresql/{version}/bin")
+    }
+
+    /// Packages of a member.
+    pub fn packages(version: &str) -> Vec<String> {
+        vec![
+            format!("postgresql-{version}"),
+            "patroni".into(),
+            // Patroni's etcd and etcd3 stores import python-etcd (Debian's patroni lists it
+            // only as one alternative among the stores).
+            "python3-etcd".into(),
+            // The readiness checks ask Patroni's REST API.
+            "curl".into(),
+        ]
+    }
+
+    /// The REST API base URL of a member.
+    pub fn rest_url(host: &Host) -> String {
+        format!("http://{}", host_port(host.ip, REST_PORT))
+    }
+
+    /// `/etc/patroni/config.yml` for one member.
+    pub fn config(ctx: &Context, host: &Host) -> Result<String, ComponentError> {
+        let version = Postgres::version(ctx)?;
+        let etcd: Vec<String> = ctx
+            .inventory
+            .with_role(Role::Etcd)
+            .iter()
+            .map(|h| yq(&host_port(h.ip, 2379)))
+            .collect();
+        if etcd.is_empty() {
+            return Err(ComponentError::Render {
+                template: "patroni.yml.hbs".into(),
+                reason: "no host has the etcd role: Patroni needs etcd (module 4) as its store; \
+                         add `etcd` to three hosts in the inventory"
+                    .into(),
+            });
+        }
+        let listen = match host.ip {
+            IpAddr::V4(a) if a.is_loopback() && a.octets() == [127, 0, 0, 1] => {
+                format!("127.0.0.1:{PG_PORT}")
+            }
+            ip => format!("{ip},127.0.0.1:{PG_PORT}"),
+        };
+        let secret = |n: &str| ctx.secret(n).map(|s| yq(s.expose()));
+        let hba: Vec<String> = pg_hba(ctx).iter().map(|l| yq(l)).collect();
+        kbz_core::template::render(
+            "patroni.yml.hbs",
+            CONFIG_TEMPLATE,
+            &serde_json::json!({
+                "scope": yq(&slug(&ctx.config.cluster.name)),
+                "name": yq(&host.hostname),
+                "rest_listen": yq(&host_port(host.ip, REST_PORT)),
+                "rest_connect": yq(&host_port(host.ip, REST_PORT)),
+                "rest_password": secret(REST_PASSWORD)?,
+                "etcd_hosts": etcd,
+                "ttl": TTL,
+                "loop_wait": LOOP_WAIT,
+                "retry_timeout": RETRY_TIMEOUT,
+                "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
+                "synchronous_mode": ctx.config.postgres.synchronous_mode,
+                "pg_hba": hba,
+                "pg_listen": yq(&listen),
+                "pg_connect": yq(&host_port(host.ip, PG_PORT)),
+                "data_dir": yq(&Postgres::data_dir(&version)),
+                "bin_dir": yq(&Postgres::bin_dir(&version)),
+                "pgpass": yq(PGPASS_PATH),
+                "superuser_password": secret(SUPERUSER_PASSWORD)?,
+                "replication_password": secret(REPLICATION_PASSWORD)?,
+                "rewind_password": secret(REWIND_PASSWORD)?,
+            }),
+        )
+    }
+
+    /// The postgresql-common drop-in.
+    pub fn createcluster() -> &'static str {
+        CREATECLUSTER
+    }
+
+    /// Stops and disables Debian's own PostgreSQL units: the umbrella `postgresql.service`,
+    /// and the default cluster `NN/main` if a previous install created one (kept, disabled).
+    fn debian_units_off(version: &str) -> Resource {
+        let conf = format!("/etc/postgresql/{version}/main/start.conf");
+        Resource::Command {
+            id: "postgresql-debian-units-off".into(),
+            script: format!(
+                "set -e\n\
+                 f={conf}\n\
+                 if [ -f \"$f\" ]; then\n\
+                 \x20 [ -e \"$f.kbz-orig\" ] || cp -p \"$f\" \"$f.kbz-orig\"\n\
+                 \x20 systemctl stop postgresql@{version}-main.service || true\n\
+                 \x20 printf '%s\\n' '# Disabled by kbz (module 5): Patroni runs PostgreSQL.' disabled > \"$f\"\n\
+                 fi\n\
+                 systemctl disable --now postgresql.service\n\
+                 systemctl daemon-reload\n"
+            ),
+            // Probed before anything is installed: the postgresql-common check keeps the
+            // command pending on a fresh host, so it runs after the packages arrive.
+            unless: Some(format!(
+                "dpkg-query -W -f='${{Status}}' postgresql-common 2>/dev/null | grep -q 'ok installed' \
+                 && ! systemctl is-enabled -q postgresql.service \
+                 && ! systemctl is-active -q postgresql.service \
+                 && {{ [ ! -f {conf} ] || grep -qx disabled {conf}; }}"
+            )),
+            creates: None,
+            undo: Some(format!(
+                "f={conf}; if [ -e \"$f.kbz-orig\" ]; then mv -f \"$f.kbz-orig\" \"$f\"; fi; \
+                 systemctl daemon-reload; systemctl enable --now postgresql.service || true"
+            )),
+        }
+    }
+}
+
+/// Runs a read-only script on a host; transport errors propagate.
+async fn run(hx: &HostExec, script: &str) -> Result<kbz_core::Output, ComponentError> {
+    Ok(hx
+        .exec
+        .run(&Cmd::new(script).timeout(PROBE_TIMEOUT))
+        .await?)
+}
+
+/// One look at the whole cluster: the leader's name when every check passes, else what is
+/// wrong.
+async fn observe(
+    ctx: &Context,
+    hosts: &[HostExec],
+) -> Result<Result<String, String>, ComponentError> {
+    let expected: Vec<String> = Postgres::members(ctx)
+        .iter()
+        .map(|h| h.hostname.clone())
+        .collect();
+    let sync = ctx.config.postgres.synchronous_mode;
+    let mut listed = None;
+    let mut last_err = String::from("no postgres host is connected");
+    for hx in hosts {
+        let out = run(hx, &list_script(CONFIG_PATH)).await?;
+        match parse_members(&out.stdout_str()) {
+            Ok(rows) => {
+                listed = Some(rows);
+                break;
+            }
+            Err(e) => {
+                let err = out.stderr_str();
+                last_err = format!("{} ({e}) {}", hx.host.hostname, err.trim());
+            }
+        }
+    }
+    let Some(rows) = listed else {
+        return Ok(Err(last_err));
+    };
+    let leader = match check_members(&rows, &expected, sync) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(lx) = hosts.iter().find(|h| h.host.hostname == leader) else {
+        return Ok(Err(format!("leader {leader} is not connected")));
+    };
+    let out = run(lx, &psql_script(REPLICATION_QUERY)).await?;
+    if !out.success() {
+        return Ok(Err(format!(
+            "cannot read pg_stat_replication on {leader}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    let replicas: Vec<String> = expected.into_iter().filter(|n| *n != leader).collect();
+    Ok(check_replication(&parse_replication(&out.stdout_str()), &replicas, sync).map(|()| leader))
+}
+
+fn replication_broken(what: String, secs: u64) -> ComponentError {
+    ComponentError::Input(
+        Diagnostic::new(
+            Code::E038,
+            format!("the PostgreSQL cluster is not replicating after {secs}s: {what}"),
+        )
+        .hint(
+            "see the cluster: `patronictl -c /etc/patroni/config.yml list`, and the members' \
+             logs: `journalctl -u patroni -n 100`",
+        ),
+    )
+}
+
+#[async_trait]
+impl Component for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn module(&self) -> u8 {
+        5
+    }
+
+    fn secret_names(&self) -> Vec<String> {
+        [
+            REST_PASSWORD,
+            SUPERUSER_PASSWORD,
+            REPLICATION_PASSWORD,
+            REWIND_PASSWORD,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn applies_to(&self, host: &Host) -> bool {
+        host.has(Role::Postgres)
+    }
+
+    fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        let version = Postgres::version(ctx)?;
+        let config = Postgres::config(ctx, host)?;
+        let hash = kbz_core::shell::sha256_hex(config.as_bytes());
+        // Guards are probed before anything changes. A reload is needed only when Patroni
+        // already runs with another config: a Patroni that starts in this run reads the new
+        // file anyway, and a SIGHUP sent while it is still starting up (before Python has
+        // installed its handler) would kill it.
+        let no_reload_needed = format!(
+            "[ \"$(sha256sum {CONFIG_PATH} 2>/dev/null | cut -d' ' -f1)\" = {hash} ] \
+             || ! systemctl is-active -q patroni.service"
+        );
+        let reload =
+            "if systemctl is-active -q patroni.service; then systemctl reload patroni.service; fi";
+        let mut r = vec![Resource::file(
+            CREATECLUSTER_PATH,
+            Postgres::createcluster(),
+            0o644,
+        )];
+        r.extend(
+            Postgres::packages(&version)
+                .iter()
+                .map(|p| Resource::package(p)),
+        );
+        r.push(Postgres::debian_units_off(&version));
+        r.push(Resource::Directory {
+            path: Postgres::data_dir(&version),
+            mode: 0o700,
+            owner: "postgres:postgres".into(),
+        });
+        // Planned with `patroni-reload`; it does nothing itself, but its undo reloads Patroni
+        // *after* a rollback has put the previous file back.
+        r.push(Resource::Command {
+            id: "patroni-reload-on-rollback".into(),
+            script: ":".into(),
+            unless: Some(no_reload_needed.clone()),
+            creates: None,
+            undo: Some(reload.into()),
+        });
+        r.push(Resource::File {
+            path: CONFIG_PATH.into(),
+            content: config.into_bytes(),
+            mode: 0o600,
+            owner: "postgres:postgres".into(),
+            present: true,
+        });
+        r.push(Resource::service(SERVICE, &[]));
+        // A changed config is applied with SIGHUP: a restart would fail the leader over.
+        // Nothing to undo here: `patroni-reload-on-rollback` reloads once the old file is back.
+        r.push(Resource::Command {
+            id: "patroni-reload".into(),
+            script: reload.into(),
+            unless: Some(no_reload_needed),
+            creates: None,
+            undo: Some(":".into()),
+        });
+        Ok(r)
+    }
+
+    fn rolling(&self) -> bool {
+        true
+    }
+
+    async fn host_ready(
+        &self,
+        ctx: &Context,
+        hx: &HostExec,
+        _changed: bool,
+    ) -> Result<(), ComponentError> {
+        let secs = ctx.config.timeouts.readiness;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let script = ready_script(&Postgres::rest_url(&hx.host));
+        let last = loop {
+            let out = run(hx, &script).await?;
+            if out.success() {
+                return Ok(());
+            }
+            if Instant::now() + POLL_INTERVAL > deadline {
+                break out.stdout_str().trim().to_string();
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        };
+        let name = &hx.host.hostname;
+        let first = Postgres::members(ctx)
+            .first()
+            .is_some_and(|h| &h.hostname == name);
+        Err(if last.starts_with("replica") {
+            replication_broken(format!("{name}: {last}"), secs)
+        } else if first {
+            ComponentError::Bootstrap {
+                component: "postgres".into(),
+                reason: format!(
+                    "Patroni on {name} did not become the primary within {secs}s ({last}); see \
+                     `journalctl -u patroni -n 100` on {name}"
+                ),
+            }
+        } else {
+            ComponentError::Readiness {
+                what: format!("Patroni on {name} to run PostgreSQL ({last})"),
+                secs,
+            }
+        })
+    }
+
+    async fn converge_cluster(
+        &self,
+        ctx: &Context,
+        hosts: &[HostExec],
+    ) -> Result<(), ComponentError> {
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let secs = ctx.config.timeouts.readiness;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let why = match observe(ctx, hosts).await? {
+                Ok(_) => return Ok(()),
+                Err(why) => why,
+            };
+            if Instant::now() + POLL_INTERVAL > deadline {
+                return Err(replication_broken(why, secs));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
+        let mut checks = Vec::new();
+        for hx in hosts {
+            let url = format!("{}/health", Postgres::rest_url(&hx.host));
+            let script = format!(
+                "curl -fsS -o /dev/null --max-time 3 -w '%{{http_code}}' {}",
+                kbz_core::shell::quote(&url)
+            );
+            let (ok, detail) = match run(hx, &script).await {
+                Ok(o) if o.success() => (true, "PostgreSQL running (Patroni /health 200)".into()),
+                Ok(o) => (
+                    false,
+                    format!(
+                        "Patroni /health answered {}",
+                        match o.stdout_str().trim() {
+                            "" | "000" => "nothing".to_string(),
+                            code => format!("HTTP {code}"),
+                        }
+                    ),
+                ),
+                Err(e) => (false, format!("cannot ask Patroni: {e}")),
+            };
+            checks.push(HealthCheck {
+                host: hx.host.hostname.clone(),
+                check: "patroni /health".into(),
+                ok,
+                detail,
+            });
+        }
+        let (ok, detail) = match observe(ctx, hosts).await {
+            Ok(Ok(leader)) => (true, format!("leader {leader}, every replica streaming")),
+            Ok(Err(why)) => (false, format!("E038 {why}")),
+            Err(e) => (false, format!("cannot read the cluster: {e}")),
+        };
+        checks.push(HealthCheck {
+            host: hosts
+                .first()
+                .map(|h| h.host.hostname.clone())
+                .unwrap_or_default(),
+            check: "patroni cluster".into(),
+            ok,
+            detail,
+        });
+        checks
+    }
+
+    fn uninstall(&self, ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
+        let version = Postgres::version(ctx)?;
+        let mut r = vec![Resource::Service {
+            name: SERVICE.into(),
+            enabled: false,
+            running: false,
+            restart_on: Vec::new(),
+        }];
+        r.extend(
+            Postgres::packages(&version)
+                .into_iter()
+                // curl is shared with module 1.
+                .filter(|p| p != "curl")
+                .map(|name| Resource::Package {
+                    name,
+                    present: false,
+                }),
+        );
+        r.push(Resource::absent_file(CONFIG_PATH));
+        r.push(Resource::absent_file(PGPASS_PATH));
+        r.push(Resource::absent_file(CREATECLUSTER_PATH));
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbz_core::{Config, Inventory, Secrets};
+
+    fn ctx(subnet: Option<&str>) -> Context {
+        let roles = [Role::Etcd, Role::Postgres];
+        let inv = Inventory {
+            path: "servers.tsv".into(),
+            hosts: vec![
+                Host::new("lb1", "10.0.0.5".parse().expect("ip"), &[Role::Lb]),
+                Host::new("db1", "10.0.0.11".parse().expect("ip"), &roles),
+                Host::new("db2", "10.0.0.12".parse().expect("ip"), &roles),
+                Host::new("db3", "10.0.0.13".parse().expect("ip"), &roles),
+            ],
+        };
+        let mut cfg = Config::default();
+        cfg.cluster.subnet = subnet.map(|s| s.parse().expect("net"));
+        Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()))
+    }
+
+    #[test]
+    fn failover_timings_keep_patronis_rule_and_minimums() {
+        assert!(dcs_timing_ok(TTL, LOOP_WAIT, RETRY_TIMEOUT));
+        // The rule itself: Patroni's defaults pass, a ttl too short for the retries does not.
+        assert!(dcs_timing_ok(30, 10, 10));
+        assert!(!dcs_timing_ok(20, 10, 10));
+        assert!(!dcs_timing_ok(15, 1, 3));
+        assert!(!dcs_timing_ok(20, 5, 2));
+        // The rendered values are these constants.
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let y = Postgres::config(&c, &host).expect("render");
+        assert!(y.contains(&format!("    ttl: {TTL}\n")), "{y}");
+        assert!(y.contains(&format!("    loop_wait: {LOOP_WAIT}\n")), "{y}");
+        assert!(
+            y.contains(&format!("    retry_timeout: {RETRY_TIMEOUT}\n")),
+            "{y}"
+        );
+    }
+
+    #[test]
+    fn pg_hba_from_the_subnet() {
+        let hba = pg_hba(&ctx(Some("10.0.0.0/24")));
+        assert_eq!(
+            hba,
+            vec![
+                "local all all peer",
+                "host all all 127.0.0.1/32 scram-sha-256",
+                "host all all ::1/128 scram-sha-256",
+                "host replication replicator 10.0.0.0/24 scram-sha-256",
+                "host all all 10.0.0.0/24 scram-sha-256",
+            ]
+        );
+        // Every TCP line uses SCRAM: no trust, no md5, no password in clear.
+        assert!(hba
+            .iter()
+            .filter(|l| l.starts_with("host"))
+            .all(|l| l.ends_with(" scram-sha-256")));
+    }
+
+    #[test]
+    fn pg_hba_without_a_subnet_lists_the_inventory_hosts() {
+        let hba = pg_hba(&ctx(None));
+        assert!(hba.contains(&"host replication replicator 10.0.0.12/32 scram-sha-256".into()));
+        assert!(hba.contains(&"host all all 10.0.0.5/32 scram-sha-256".into()));
+        assert!(!hba.iter().any(|l| l.contains("0.0.0.0/0")));
+    }
+
+    #[test]
+    fn config_names_this_member_and_every_etcd_host() {
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db2").expect("db2").clone();
+        let y = Postgres::config(&c, &host).expect("render");
+        for want in [
+            "name: \"db2\"\n",
+            "scope: \"kbz\"\n",
+            "  listen: \"10.0.0.12:8008\"\n",
+            "  connect_address: \"10.0.0.12:8008\"\n",
+            "  - \"10.0.0.11:2379\"\n  - \"10.0.0.12:2379\"\n  - \"10.0.0.13:2379\"\n",
+            "  listen: \"10.0.0.12,127.0.0.1:5432\"\n",
+            "  connect_address: \"10.0.0.12:5432\"\n",
+            "  data_dir: \"/var/lib/postgresql/15/kbz\"\n",
+            "  bin_dir: \"/usr/lib/postgresql/15/bin\"\n",
+            "    synchronous_mode: true\n",
+            "      password: \"postgres_replication_password-PLACEHOLDER\"\n",
+        ] {
+            assert!(y.contains(want), "missing {want:?} in\n{y}");
+        }
+    }
+
+    #[test]
+    fn synchronous_mode_follows_the_config() {
+        let mut c = ctx(Some("10.0.0.0/24"));
+        let mut cfg = (*c.config).clone();
+        cfg.postgres.synchronous_mode = false;
+        c.config = std::sync::Arc::new(cfg);
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let y = Postgres::config(&c, &host).expect("render");
+        assert!(y.contains("    synchronous_mode: false\n"), "{y}");
+    }
+
+    #[test]
+    fn version_pin() {
+        let mut c = ctx(None);
+        let mut cfg = (*c.config).clone();
+        cfg.versions.insert("postgres".into(), "16".into());
+        c.config = std::sync::Arc::new(cfg.clone());
+        assert_eq!(Postgres::version(&c).expect("16"), "16");
+        assert_eq!(Postgres::bin_dir("16"), "/usr/lib/postgresql/16/bin");
+        cfg.versions.insert("postgres".into(), "15.4".into());
+        c.config = std::sync::Arc::new(cfg);
+        let e = Postgres::version(&c).expect_err("minor version");
+        assert_eq!(kbz_errors::HasCode::code(&e), Code::E008);
+    }
+
+    #[test]
+    fn config_is_private_and_written_after_the_packages() {
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let r = Postgres.desired(&c, &host).expect("desired");
+        let pos = |id: &str| r.iter().position(|x| x.id() == id).expect(id);
+        assert!(pos(&format!("file:{CREATECLUSTER_PATH}")) < pos("package:postgresql-15"));
+        assert!(pos("package:patroni") < pos("command:postgresql-debian-units-off"));
+        assert!(pos("command:postgresql-debian-units-off") < pos("service:patroni"));
+        assert!(pos("command:patroni-reload-on-rollback") < pos(&format!("file:{CONFIG_PATH}")));
+        assert!(pos(&format!("file:{CONFIG_PATH}")) < pos("command:patroni-reload"));
+        match &r[pos(&format!("file:{CONFIG_PATH}"))] {
+            Resource::File { mode, owner, .. } => {
+                assert_eq!(*mode, 0o600);
+                assert_eq!(owner, "postgres:postgres");
+            }
+            o => panic!("{o:?}"),
+        }
+        // Patroni is reloaded, never restarted, by a config change.
+        match &r[pos("service:patroni")] {
+            Resource::Service { restart_on, .. } => assert!(restart_on.is_empty()),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn reload_only_when_patroni_already_runs_with_another_config() {
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let r = Postgres.desired(&c, &host).expect("desired");
+        let config = Postgres::config(&c, &host).expect("render");
+        let hash = kbz_core::shell::sha256_hex(config.as_bytes());
+        for id in ["patroni-reload", "patroni-reload-on-rollback"] {
+            let guard = r
+                .iter()
+                .find_map(|x| match x {
+                    Resource::Command { id: i, unless, .. } if i == id => unless.clone(),
+                    _ => None,
+                })
+                .expect(id);
+            assert!(guard.contains(&hash), "{id}: {guard}");
+            assert!(
+                guard.contains("|| ! systemctl is-active -q patroni.service"),
+                "{id}: {guard}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_secret_in_any_command() {
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db1").expect("db1").clone();
+        for r in Postgres.desired(&c, &host).expect("desired") {
+            if let Resource::Command {
+                script,
+                unless,
+                undo,
+                ..
+            } = r
+            {
+                let all = format!("{script}{unless:?}{undo:?}");
+                assert!(!all.contains("PLACEHOLDER"), "{all}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_etcd_hosts_rendering_says_what_to_add() {
+        let mut c = ctx(None);
+        let mut inv = (*c.inventory).clone();
+        for h in &mut inv.hosts {
+            h.roles.remove(&Role::Etcd);
+        }
+        c.inventory = std::sync::Arc::new(inv);
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let e = Postgres::config(&c, &host).expect_err("no etcd");
+        assert_eq!(kbz_errors::HasCode::code(&e), Code::E034);
+        assert!(e.to_string().contains("etcd role"), "{e}");
+    }
+}

@@ -1,0 +1,154 @@
+//! Integration tests of kbz-postgres: snapshots of every rendered file for the example
+//! inventory (`examples/servers.tsv` + `examples/kbz.toml`), Patroni's own validator on the
+//! rendered config, and engine runs on fake hosts (`engine`).
+
+#[path = "render/engine.rs"]
+mod engine;
+
+use kbz_core::{Component, Config, Context, Host, Inventory, Resource, Role, Secrets};
+use kbz_postgres::Postgres;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+fn example_context() -> Context {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("example inventory");
+    let cfg = Config::load(&root.join("examples/kbz.toml")).expect("example config");
+    Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()))
+}
+
+/// Every file resource of a host: a header line with path, mode, owner, then the content.
+fn files(resources: &[Resource]) -> String {
+    let mut out = String::new();
+    for r in resources {
+        if let Resource::File {
+            path,
+            content,
+            mode,
+            owner,
+            present,
+        } = r
+        {
+            out.push_str(&format!(
+                "=== {path} mode {mode:04o} {owner} present={present}\n"
+            ));
+            out.push_str(&String::from_utf8_lossy(content));
+        }
+    }
+    out
+}
+
+#[test]
+fn rendered_files_for_the_example_inventory() {
+    let ctx = example_context();
+    let members: Vec<_> = ctx
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| Postgres.applies_to(h))
+        .cloned()
+        .collect();
+    assert_eq!(
+        members
+            .iter()
+            .map(|h| h.hostname.as_str())
+            .collect::<Vec<_>>(),
+        ["db1", "db2", "db3"]
+    );
+    for host in &members {
+        let r = Postgres.desired(&ctx, host).expect("desired");
+        insta::assert_snapshot!(format!("postgres_files_{}", host.hostname), files(&r));
+    }
+}
+
+#[test]
+fn uninstall_removes_what_install_wrote_but_keeps_the_data() {
+    let ctx = example_context();
+    let host = ctx.inventory.host("db1").expect("db1").clone();
+    let desired = Postgres.desired(&ctx, &host).expect("desired");
+    let removed = Postgres.uninstall(&ctx, &host).expect("uninstall");
+    for r in &desired {
+        if let Resource::File { path, .. } = r {
+            assert!(
+                removed.contains(&Resource::absent_file(path)),
+                "{path} is not removed by uninstall"
+            );
+        }
+    }
+    assert!(removed.iter().any(|r| matches!(
+        r,
+        Resource::Service { name, enabled: false, running: false, .. } if name == "patroni"
+    )));
+    for p in ["patroni", "postgresql-16", "python3-etcd"] {
+        assert!(
+            removed.contains(&Resource::Package {
+                name: p.into(),
+                present: false
+            }),
+            "{p} stays installed"
+        );
+    }
+    assert!(!removed
+        .iter()
+        .any(|r| matches!(r, Resource::Directory { .. } | Resource::Command { .. })));
+}
+
+/// `patroni --validate-config` on the config rendered for a fleet on loopback addresses
+/// (127.0.0.21-23): the validator connects to the etcd hosts it is given and checks that the
+/// listen ports are free, so the test must not point it at any other address.
+#[test]
+fn patroni_validates_the_rendered_config() {
+    let found = Command::new("patroni").arg("--version").output();
+    let version = match found {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => panic!(
+            "`patroni` is not installed, so the rendered config cannot be validated: run \
+             `apt-get install -y --no-install-recommends patroni postgresql-15` (the validator \
+             also checks bin_dir /usr/lib/postgresql/15/bin)"
+        ),
+    };
+    let roles = [Role::Etcd, Role::Postgres];
+    let inv = Inventory {
+        path: "servers.tsv".into(),
+        hosts: (1..=3)
+            .map(|i| {
+                Host::new(
+                    &format!("db{i}"),
+                    format!("127.0.0.2{i}").parse().expect("ip"),
+                    &roles,
+                )
+            })
+            .collect(),
+    };
+    let mut cfg = Config::default();
+    cfg.cluster.name = "validate".into();
+    cfg.cluster.subnet = Some("127.0.0.0/8".parse().expect("net"));
+    let ctx = Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()));
+    // Something must answer on every etcd client address; a port already taken answers too.
+    let _etcd: Vec<Option<TcpListener>> = ctx
+        .inventory
+        .hosts
+        .iter()
+        .map(|h| TcpListener::bind((h.ip, 2379)).ok())
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for host in &ctx.inventory.hosts {
+        let yaml = Postgres::config(&ctx, host).expect("render");
+        let path = dir.path().join(format!("{}.yml", host.hostname));
+        std::fs::write(&path, &yaml).expect("write");
+        let mut cmd = Command::new("patroni");
+        cmd.arg("--validate-config").arg(&path);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PATRONI_")) {
+            cmd.env_remove(k);
+        }
+        let out = cmd.output().expect("run patroni");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{version} rejected the config of {}:\n{stdout}{stderr}\n--- config ---\n{yaml}",
+            host.hostname
+        );
+    }
+}
