@@ -525,6 +525,40 @@ mod tests {
         assert!(s.ends_with("endpoint health --cluster 2>&1"), "{s}");
     }
 
+    /// `sh -n` (parse only, runs nothing) accepts every script this component sends.
+    #[test]
+    fn every_script_is_valid_sh() {
+        let c = ctx();
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let mut scripts = vec![Etcd::health_script(&c), Etcd::member_list_script(&c)];
+        for r in Etcd.desired(&c, &host).expect("desired") {
+            if let Resource::Command {
+                script,
+                unless,
+                undo,
+                ..
+            } = r
+            {
+                scripts.push(script);
+                scripts.extend(unless);
+                scripts.extend(undo);
+            }
+        }
+        for s in scripts {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&s)
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "{}\n--- script ---\n{s}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     #[test]
     fn slugs() {
         assert_eq!(slug("Prod EU"), "prod-eu");

@@ -15,7 +15,11 @@
 //!   `pg_createconfig_patroni` are not used: they tie Patroni to postgresql-common's cluster
 //!   registry, which this cluster deliberately stays out of.
 //! - Data lives in `/var/lib/postgresql/NN/kbz`, not registered with postgresql-common, so
-//!   `pg_lsclusters` does not show it and `uninstall` (which purges the packages) keeps it.
+//!   `pg_lsclusters` does not show it and `uninstall` keeps it. Uninstall stops and disables
+//!   Patroni (which stops PostgreSQL), purges `patroni`, `postgresql-NN` and `python3-etcd`,
+//!   and removes kbz's files. Beware: Debian's purge of `postgresql-NN` drops every cluster
+//!   registered under `/etc/postgresql/NN`, which includes a pre-existing `NN/main` that the
+//!   install only disabled.
 //! - Bootstrap order: the component is rolling; after each host, [`Postgres::host_ready`]
 //!   waits until that member is the primary (the first host bootstraps the cluster) or a
 //!   replica whose WAL receiver streams. `converge_cluster` then checks `patronictl list`
@@ -764,6 +768,44 @@ mod tests {
             assert!(
                 guard.contains("|| ! systemctl is-active -q patroni.service"),
                 "{id}: {guard}"
+            );
+        }
+    }
+
+    /// `sh -n` (parse only, runs nothing) accepts every script this component sends.
+    #[test]
+    fn every_script_is_valid_sh() {
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let mut scripts = vec![
+            ready_script(&Postgres::rest_url(&host)),
+            list_script(CONFIG_PATH),
+            psql_script(REPLICATION_QUERY),
+        ];
+        for r in Postgres.desired(&c, &host).expect("desired") {
+            if let Resource::Command {
+                script,
+                unless,
+                undo,
+                ..
+            } = r
+            {
+                scripts.push(script);
+                scripts.extend(unless);
+                scripts.extend(undo);
+            }
+        }
+        for s in scripts {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&s)
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "{}\n--- script ---\n{s}",
+                String::from_utf8_lossy(&out.stderr)
             );
         }
     }

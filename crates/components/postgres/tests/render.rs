@@ -152,3 +152,66 @@ fn patroni_validates_the_rendered_config() {
         );
     }
 }
+
+/// A stub of Patroni's REST API on 127.0.0.1 that answers `/primary` and `/replica` with the
+/// given status codes, for as many requests as come.
+fn stub_rest(primary: u16, replica: u16) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let code = if line.contains(" /primary ") {
+                primary
+            } else if line.contains(" /replica ") {
+                replica
+            } else {
+                404
+            };
+            let mut s = &stream;
+            let _ = write!(
+                s,
+                "HTTP/1.0 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The readiness script, run for real with `sh` and `curl` against the stub: a primary is
+/// ready, a replica whose WAL receiver does not stream is not (no PostgreSQL runs here).
+#[test]
+fn readiness_script_against_a_stub_rest_api() {
+    let curl = Command::new("curl").arg("--version").output();
+    assert!(
+        curl.map(|o| o.status.success()).unwrap_or(false),
+        "`curl` is not installed: `apt-get install -y curl` (the readiness script uses it)"
+    );
+    let run = |url: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(kbz_postgres::ready_script(url))
+            .output()
+            .expect("sh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(run(&stub_rest(200, 503)), (true, "primary".to_string()));
+    let (ok, said) = run(&stub_rest(503, 200));
+    assert!(!ok, "{said}");
+    assert_eq!(said, "replica, WAL receiver not running");
+    let url = stub_rest(503, 503);
+    let (ok, said) = run(&url);
+    assert!(!ok);
+    assert_eq!(
+        said,
+        format!("Patroni at {url} reports neither a primary nor a running replica")
+    );
+}
