@@ -31,6 +31,8 @@ pub struct ConvergeOutcome {
     pub monitored: Vec<String>,
     /// Hosts whose Sentinel parameters were corrected.
     pub corrected: Vec<String>,
+    /// One line per action taken, with the state that caused it.
+    pub details: Vec<String>,
 }
 
 /// An E-coded failure of a cluster step, on a host when one is to blame.
@@ -196,6 +198,7 @@ pub async fn converge(
         replicaof: Vec::new(),
         monitored: Vec::new(),
         corrected: Vec::new(),
+        details: Vec::new(),
     };
     for (hx, v) in hosts.iter().zip(&views) {
         match replication_action(v, master) {
@@ -208,6 +211,9 @@ pub async fn converge(
                 )
                 .await?;
                 outcome.replicaof.push(hx.host.hostname.clone());
+                outcome
+                    .details
+                    .push(format!("{}: replicaof {m} (saw {:?})", hx.host.hostname, v.redis));
             }
             ReplicationAction::SplitBrain => {
                 return Err(failure(
@@ -260,6 +266,10 @@ pub async fn converge(
                     )
                 })?;
                 outcome.corrected.push(hx.host.hostname.clone());
+                outcome.details.push(format!(
+                    "{}: sentinel set {params:?} auth-pass={auth_pass} (saw {:?})",
+                    hx.host.hostname, v.sentinel
+                ));
             }
         }
     }

@@ -472,6 +472,7 @@ pub enum SentinelAction {
 pub fn sentinel_action(view: &SentinelView, master: IpAddr, want: &SentinelParams) -> SentinelAction {
     match view {
         SentinelView::NotMonitoring => SentinelAction::Monitor(master),
+        SentinelView::Monitoring(m) if m.ip != master => SentinelAction::Keep,
         SentinelView::Monitoring(m) => {
             let params = want.differing(m);
             let auth_pass = m.flags.iter().any(|f| f == "s_down");
