@@ -11,5 +11,6 @@ pub fn components() -> Vec<Arc<dyn Component>> {
         Arc::new(kbz_keepalived::Keepalived),
         Arc::new(kbz_haproxy::Haproxy),
         Arc::new(kbz_etcd::Etcd),
+        Arc::new(kbz_postgres::Postgres),
     ]
 }

@@ -80,7 +80,7 @@ fn uninstall_removes_what_install_wrote_but_keeps_the_data() {
         r,
         Resource::Service { name, enabled: false, running: false, .. } if name == "patroni"
     )));
-    for p in ["patroni", "postgresql-16", "python3-etcd"] {
+    for p in ["patroni", "postgresql-15", "python3-etcd"] {
         assert!(
             removed.contains(&Resource::Package {
                 name: p.into(),
