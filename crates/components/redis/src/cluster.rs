@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::layout::Layout;
 use crate::observe::{
-    self, ckquorum_ok, choose_master, replication_action, sentinel_action, MasterChoice,
+    self, choose_master, ckquorum_ok, replication_action, sentinel_action, MasterChoice,
     MasterSource, NodeRole, NodeView, ReplicationAction, SentinelAction, SentinelView,
 };
 use crate::{scripts, sentinel_params, MASTER_NAME};
@@ -44,7 +44,8 @@ fn failure(code: Code, msg: String, host: Option<&str>, hint: &str) -> Component
     ComponentError::Input(d)
 }
 
-const HINT_SENTINEL: &str = "ask each Sentinel, with the password from .kbz/secrets.toml typed at the prompt: \
+const HINT_SENTINEL: &str =
+    "ask each Sentinel, with the password from .kbz/secrets.toml typed at the prompt: \
      `read -rs REDISCLI_AUTH && export REDISCLI_AUTH && redis-cli -p 26379 SENTINEL CKQUORUM kbz`; \
      see `kbz-install explain E039`";
 const HINT_REPLICATION: &str = "check each node, with the password typed at the prompt: \
@@ -69,7 +70,11 @@ fn readiness(ctx: &Context) -> Duration {
 }
 
 /// Waits until the local Redis and Sentinel answer PING.
-pub async fn wait_ping(ctx: &Context, hx: &HostExec, layout: &Layout) -> Result<(), ComponentError> {
+pub async fn wait_ping(
+    ctx: &Context,
+    hx: &HostExec,
+    layout: &Layout,
+) -> Result<(), ComponentError> {
     wait::until_ok(
         hx.exec.as_ref(),
         &scripts::ping(layout, &hx.host),
@@ -179,8 +184,8 @@ pub async fn converge(
     }
     // Every daemon answers before anything is decided.
     let mut set = tokio::task::JoinSet::new();
-    for hx in hosts.iter().cloned() {
-        let (ctx, layout) = (ctx.clone(), layout.clone());
+    for hx in hosts {
+        let (hx, ctx, layout) = (hx.clone(), ctx.clone(), layout.clone());
         set.spawn(async move { wait_ping(&ctx, &hx, &layout).await });
     }
     while let Some(j) = set.join_next().await {
@@ -211,9 +216,10 @@ pub async fn converge(
                 )
                 .await?;
                 outcome.replicaof.push(hx.host.hostname.clone());
-                outcome
-                    .details
-                    .push(format!("{}: replicaof {m} (saw {:?})", hx.host.hostname, v.redis));
+                outcome.details.push(format!(
+                    "{}: replicaof {m} (saw {:?})",
+                    hx.host.hostname, v.redis
+                ));
             }
             ReplicationAction::SplitBrain => {
                 return Err(failure(
@@ -410,7 +416,10 @@ fn sentinel_check(v: &NodeView, master: Option<IpAddr>, no_master: &str, n: usiz
         ),
         (SentinelView::Monitoring(_), Some(_)) if !ckquorum_ok(&v.ckquorum) => (
             false,
-            format!("E039 CKQUORUM: {}", v.ckquorum.lines().next().unwrap_or("no answer")),
+            format!(
+                "E039 CKQUORUM: {}",
+                v.ckquorum.lines().next().unwrap_or("no answer")
+            ),
         ),
         (SentinelView::Monitoring(s), Some(_)) if (s.num_other_sentinels as usize) + 1 < n => (
             false,

@@ -37,8 +37,9 @@
 //! 5. The cluster step ends only when every replica streams from the master and every Sentinel
 //!    names the same master, knows the others and the replicas, and passes `SENTINEL CKQUORUM`.
 //!
-//! Uninstall stops and disables both services, purges the packages and removes kbz's files;
-//! the data in /var/lib/redis stays.
+//! Uninstall stops and disables both services, purges `redis-server` and `redis-sentinel` and
+//! removes kbz's files and the daemons' own configuration files. The data in /var/lib/redis
+//! stays, and so does `redis-tools` (Debian's purge of it deletes /var/lib/redis).
 
 pub mod cluster;
 pub mod layout;
@@ -72,8 +73,11 @@ pub const MIN_REPLICAS_TO_WRITE: u32 = 1;
 pub const MIN_REPLICAS_MAX_LAG: u32 = 10;
 /// Every node's replica priority; never 0, which would make a replica unpromotable.
 pub const REPLICA_PRIORITY: u32 = 100;
-/// Packages installed on Redis hosts.
+/// Packages installed on Redis hosts (`redis-tools` brings `redis-cli`, which kbz's scripts use).
 pub const PACKAGES: &[&str] = &["redis-server", "redis-sentinel", "redis-tools"];
+/// Packages purged by uninstall. `redis-tools` stays: Debian's purge of it deletes
+/// /var/lib/redis, /var/log/redis, /etc/redis and the `redis` user, and the data must stay.
+pub const UNINSTALLED_PACKAGES: &[&str] = &["redis-server", "redis-sentinel"];
 /// The Redis unit.
 pub const REDIS_SERVICE: &str = "redis-server";
 /// The Sentinel unit.
@@ -96,13 +100,7 @@ pub struct Redis;
 /// The command that writes a daemon's main file once, when it is not kbz's yet: stop the
 /// daemon (a running Sentinel would rewrite the file under us), keep the packaged file for
 /// rollback, write the marker file, start the daemon again.
-fn main_file_command(
-    id: &str,
-    path: &str,
-    marker: &str,
-    content: &str,
-    service: &str,
-) -> Resource {
+fn main_file_command(id: &str, path: &str, marker: &str, content: &str, service: &str) -> Resource {
     let f = quote(path);
     let orig = quote(&format!("{path}.kbz-orig"));
     let dir = quote(
@@ -250,13 +248,17 @@ impl Component for Redis {
                 restart_on: Vec::new(),
             });
         }
-        for p in PACKAGES {
+        for p in UNINSTALLED_PACKAGES {
             r.push(Resource::Package {
                 name: (*p).into(),
                 present: false,
             });
         }
+        // The daemons' own files hold copies of the passwords after CONFIG REWRITE; the purge
+        // removes them as conffiles, and these entries make sure of it.
         for f in [
+            layout::REDIS_MAIN,
+            layout::SENTINEL_MAIN,
             layout::REDIS_ACL,
             layout::REDIS_KBZ,
             layout::REDIS_PASS,
@@ -359,7 +361,11 @@ mod tests {
     }
 
     fn redis_hosts(c: &Context) -> Vec<Host> {
-        c.inventory.with_role(Role::Redis).into_iter().cloned().collect()
+        c.inventory
+            .with_role(Role::Redis)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     #[test]
@@ -386,7 +392,11 @@ mod tests {
             assert_eq!(id.len(), 1, "{s}");
             assert_eq!(id[0].len(), 40);
             assert!(id[0].chars().all(|c| c.is_ascii_hexdigit()));
-            assert!(ids.insert(id[0].to_string()), "duplicate myid on {}", h.hostname);
+            assert!(
+                ids.insert(id[0].to_string()),
+                "duplicate myid on {}",
+                h.hostname
+            );
         }
         assert_eq!(ids.len(), 3);
     }
@@ -407,9 +417,9 @@ mod tests {
                 let addrs: Vec<&str> = bind[0].split_whitespace().collect();
                 assert_eq!(addrs.first(), Some(&ip.as_str()), "{text}");
                 assert!(addrs.contains(&"127.0.0.1"));
-                assert!(addrs
-                    .iter()
-                    .any(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| !a.is_loopback())));
+                assert!(addrs.iter().any(|a| a
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| !a.is_loopback())));
                 // Addresses, never hostnames.
                 assert!(addrs.iter().all(|a| a.parse::<std::net::IpAddr>().is_ok()));
             }
@@ -437,7 +447,14 @@ mod tests {
             assert!(directive(rc, "replicaof").is_empty());
             assert!(directive(rc, "slaveof").is_empty());
             // Nothing that would accumulate with the copies CONFIG REWRITE appends.
-            for k in ["save", "user", "rename-command", "loadmodule", "include", "requirepass"] {
+            for k in [
+                "save",
+                "user",
+                "rename-command",
+                "loadmodule",
+                "include",
+                "requirepass",
+            ] {
                 assert!(directive(rc, k).is_empty(), "{k} in kbz-redis.conf");
             }
         }
@@ -489,7 +506,11 @@ mod tests {
                 [format!("\"{}\"", spw.expose()).as_str()]
             );
             // No per-master line: Sentinel's rewrite would duplicate it into sentinel.conf.
-            for k in ["sentinel monitor", "sentinel auth-pass", "sentinel known-replica"] {
+            for k in [
+                "sentinel monitor",
+                "sentinel auth-pass",
+                "sentinel known-replica",
+            ] {
                 assert!(directive(s, k).is_empty(), "{k} in kbz-sentinel.conf");
             }
             for p in [layout::REDIS_PASS, layout::SENTINEL_PASS] {
@@ -546,17 +567,22 @@ mod tests {
             let cmd = r.iter().find(|x| x.id() == format!("command:{id}"));
             match cmd {
                 Some(Resource::Command { unless, script, .. }) => {
-                    assert!(unless.as_deref().is_some_and(|u| u.starts_with("grep -qxF")));
+                    assert!(unless
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("grep -qxF")));
                     assert!(script.contains(path));
                 }
                 o => panic!("{id}: {o:?}"),
             }
-            assert!(!r.iter().any(|x| matches!(x, Resource::File { path: p, .. } if p == path)));
+            assert!(!r
+                .iter()
+                .any(|x| matches!(x, Resource::File { path: p, .. } if p == path)));
         }
         for x in &r {
             if let Resource::Service { restart_on, .. } = x {
-                assert!(!restart_on.iter().any(|f| f == layout::REDIS_MAIN
-                    || f == layout::SENTINEL_MAIN));
+                assert!(!restart_on
+                    .iter()
+                    .any(|f| f == layout::REDIS_MAIN || f == layout::SENTINEL_MAIN));
             }
         }
         // Packages first, services last.
@@ -577,17 +603,19 @@ mod tests {
                 restart_on: vec![]
             }));
         }
-        for p in PACKAGES {
+        for p in UNINSTALLED_PACKAGES {
             assert!(r.contains(&Resource::Package {
                 name: (*p).into(),
                 present: false
             }));
         }
+        // Purging redis-tools would delete /var/lib/redis: it stays.
+        assert!(!r.iter().any(|x| x.id() == "package:redis-tools"));
         for f in render::files(&c, &h, &Layout::debian()).expect("files") {
             assert!(r.contains(&Resource::absent_file(&f.path)), "{}", f.path);
         }
-        assert!(!r
-            .iter()
-            .any(|x| matches!(x, Resource::File { path, .. } if path.starts_with(layout::DATA_DIR))));
+        assert!(!r.iter().any(
+            |x| matches!(x, Resource::File { path, .. } if path.starts_with(layout::DATA_DIR))
+        ));
     }
 }

@@ -129,11 +129,7 @@ pub fn parse_sentinel_master(text: &str) -> SentinelView {
         Some(SentinelMaster {
             ip: kv.get("ip")?.parse().ok()?,
             port: kv.get("port")?.parse().ok()?,
-            flags: kv
-                .get("flags")?
-                .split(',')
-                .map(str::to_string)
-                .collect(),
+            flags: kv.get("flags")?.split(',').map(str::to_string).collect(),
             quorum: num("quorum")?,
             down_after_ms: num("down-after-milliseconds")?,
             failover_timeout_ms: num("failover-timeout")?,
@@ -340,11 +336,7 @@ pub fn choose_master(
         [] => {
             let replicas: Vec<&NodeView> = views
                 .iter()
-                .filter(|v| {
-                    v.redis
-                        .as_ref()
-                        .is_ok_and(|r| r.role == NodeRole::Replica)
-                })
+                .filter(|v| v.redis.as_ref().is_ok_and(|r| r.role == NodeRole::Replica))
                 .collect();
             if replicas.is_empty() {
                 Ok(MasterChoice {
@@ -469,7 +461,11 @@ pub enum SentinelAction {
 
 /// The action for one Sentinel. A Sentinel that follows another master than the chosen one
 /// is left alone: Sentinels converge among themselves through their epochs.
-pub fn sentinel_action(view: &SentinelView, master: IpAddr, want: &SentinelParams) -> SentinelAction {
+pub fn sentinel_action(
+    view: &SentinelView,
+    master: IpAddr,
+    want: &SentinelParams,
+) -> SentinelAction {
     match view {
         SentinelView::NotMonitoring => SentinelAction::Monitor(master),
         SentinelView::Monitoring(m) if m.ip != master => SentinelAction::Keep,
@@ -533,7 +529,10 @@ mod tests {
         assert_eq!(r.role, NodeRole::Replica);
         assert_eq!(r.master_host, Some(ip("192.0.2.21")));
         assert!(r.link_up);
-        assert_eq!(parse_info_replication("NOAUTH Authentication required."), None);
+        assert_eq!(
+            parse_info_replication("NOAUTH Authentication required."),
+            None
+        );
         assert_eq!(
             parse_info_replication("Could not connect to Redis at 127.0.0.1:6379"),
             None
@@ -619,7 +618,10 @@ mod tests {
             parallel_syncs: 1,
         };
         for v in &views {
-            assert_eq!(sentinel_action(&v.sentinel, c.ip, &want), SentinelAction::Keep);
+            assert_eq!(
+                sentinel_action(&v.sentinel, c.ip, &want),
+                SentinelAction::Keep
+            );
         }
     }
 
@@ -629,7 +631,12 @@ mod tests {
         let views = vec![
             view("db1", INV[0], &replica_of_db2, &sentinel_at(INV[1])),
             view("db2", INV[1], MASTER_INFO, &sentinel_at(INV[1])),
-            view("db3", INV[2], &fresh_master(), "ERR No such master with that name"),
+            view(
+                "db3",
+                INV[2],
+                &fresh_master(),
+                "ERR No such master with that name",
+            ),
         ];
         let c = choose_master(&views, ip(INV[0]), &inv()).expect("choice");
         assert_eq!(c.ip, ip(INV[1]));
@@ -654,7 +661,12 @@ mod tests {
         let views = vec![
             view("db1", INV[0], MASTER_INFO, &sentinel_at(INV[0])),
             view("db2", INV[1], &fresh_master(), &sentinel_at(INV[1])),
-            view("db3", INV[2], &fresh_master(), "NOAUTH Authentication required."),
+            view(
+                "db3",
+                INV[2],
+                &fresh_master(),
+                "NOAUTH Authentication required.",
+            ),
         ];
         let e = choose_master(&views, ip(INV[0]), &inv()).expect_err("split");
         assert_eq!(e.code, Code::E039);
@@ -732,13 +744,15 @@ mod tests {
                 auth_pass: false
             }
         );
-        let down = parse_sentinel_master(&SENTINEL_MASTER.replace(
-            "flags\nmaster\n",
-            "flags\ns_down,master,disconnected\n",
-        ));
+        let down = parse_sentinel_master(
+            &SENTINEL_MASTER.replace("flags\nmaster\n", "flags\ns_down,master,disconnected\n"),
+        );
         assert!(matches!(
             sentinel_action(&down, ip(INV[0]), &want),
-            SentinelAction::Set { auth_pass: true, .. }
+            SentinelAction::Set {
+                auth_pass: true,
+                ..
+            }
         ));
     }
 }

@@ -150,12 +150,7 @@ pub fn sentinel_set(
     format!(
         "{SENTINEL_SET}\n{sa}{set}",
         sa = sentinel_auth(layout, host),
-        set = sentinel_set_lines(
-            &s,
-            pairs,
-            auth_pass,
-            &layout.path(host, layout::REDIS_PASS)
-        ),
+        set = sentinel_set_lines(&s, pairs, auth_pass, &layout.path(host, layout::REDIS_PASS)),
     )
 }
 
@@ -188,7 +183,12 @@ pub fn wait_replication(
 
 /// Exits 0 when every Sentinel names `master`, passes CKQUORUM, and knows every other
 /// Sentinel and every replica (what a failover needs). Runs on any node.
-pub fn wait_sentinels(layout: &Layout, runner: &Host, master: IpAddr, sentinels: &[IpAddr]) -> String {
+pub fn wait_sentinels(
+    layout: &Layout,
+    runner: &Host,
+    master: IpAddr,
+    sentinels: &[IpAddr],
+) -> String {
     let n = sentinels.len();
     let mut s = format!(
         "{WAIT_SENTINELS}\n{sa}fail=0\n\
@@ -247,7 +247,10 @@ mod tests {
             assert!(s.contains("REDISCLI_AUTH=\"$(cat '/etc/redis/kbz-"), "{s}");
         }
         let mon = monitor(&l, &h, m, &p);
-        assert!(mon.contains("SENTINEL MONITOR kbz 192.0.2.22 6379 2"), "{mon}");
+        assert!(
+            mon.contains("SENTINEL MONITOR kbz 192.0.2.22 6379 2"),
+            "{mon}"
+        );
         assert!(
             mon.contains("-x SENTINEL SET kbz auth-pass < '/etc/redis/kbz-redis.pass'"),
             "{mon}"
@@ -259,7 +262,11 @@ mod tests {
 
     #[test]
     fn replicaof_is_guarded_on_the_host() {
-        let s = replicaof(&Layout::debian(), &host(), "192.0.2.22".parse().expect("ip"));
+        let s = replicaof(
+            &Layout::debian(),
+            &host(),
+            "192.0.2.22".parse().expect("ip"),
+        );
         let guard = s.find("grep -qx 'connected_slaves:0'").expect("guard");
         let act = s.find("REPLICAOF 192.0.2.22 6379").expect("act");
         assert!(guard < act);

@@ -41,9 +41,13 @@ impl Drop for Daemons {
 }
 
 fn installed() -> bool {
-    [layout::REDIS_SERVER_BIN, layout::REDIS_SENTINEL_BIN, "/usr/bin/redis-cli"]
-        .iter()
-        .all(|b| Path::new(b).exists())
+    [
+        layout::REDIS_SERVER_BIN,
+        layout::REDIS_SENTINEL_BIN,
+        "/usr/bin/redis-cli",
+    ]
+    .iter()
+    .all(|b| Path::new(b).exists())
 }
 
 /// A port free on every one of the addresses.
@@ -63,7 +67,13 @@ fn free_port(ips: &[IpAddr], avoid: &[u16]) -> u16 {
 fn spawn(argv: &[String]) -> Child {
     let argv: Vec<String> = argv
         .iter()
-        .map(|a| if a == "systemd" { "no".into() } else { a.clone() })
+        .map(|a| {
+            if a == "systemd" {
+                "no".into()
+            } else {
+                a.clone()
+            }
+        })
         .collect();
     // Debian's units run the daemons with UMask=007; so does this.
     Command::new("sh")
@@ -109,10 +119,14 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let hosts: Vec<Host> = [("db1", "127.0.0.11"), ("db2", "127.0.0.12"), ("db3", "127.0.0.13")]
-        .iter()
-        .map(|(n, ip)| Host::new(n, ip.parse().expect("ip"), &[Role::Redis]))
-        .collect();
+    let hosts: Vec<Host> = [
+        ("db1", "127.0.0.11"),
+        ("db2", "127.0.0.12"),
+        ("db3", "127.0.0.13"),
+    ]
+    .iter()
+    .map(|(n, ip)| Host::new(n, ip.parse().expect("ip"), &[Role::Redis]))
+    .collect();
     let ips: Vec<IpAddr> = hosts.iter().map(|h| h.ip).collect();
     let rp = free_port(&ips, &[]);
     let sp = free_port(&ips, &[rp]);
@@ -133,7 +147,12 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
 
     let mut daemons = Daemons(Vec::new());
     for h in &hosts {
-        for d in [layout::DATA_DIR, "/var/log/redis", "/run/redis", "/run/sentinel"] {
+        for d in [
+            layout::DATA_DIR,
+            "/var/log/redis",
+            "/run/redis",
+            "/run/sentinel",
+        ] {
             std::fs::create_dir_all(l.path(h, d)).expect("mkdir");
         }
         for f in render::files(&ctx, h, &l).expect("render") {
@@ -185,7 +204,14 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
     assert!(health.iter().all(|c| c.ok), "{health:#?}");
 
     // Writes reach the replicas (min-replicas-to-write is satisfied).
-    let set = sh(&cli(&l, &hosts[0], rp, layout::REDIS_PASS, "SET kbz:probe before-failover")).await;
+    let set = sh(&cli(
+        &l,
+        &hosts[0],
+        rp,
+        layout::REDIS_PASS,
+        "SET kbz:probe before-failover",
+    ))
+    .await;
     assert_eq!(set, "OK");
     let waited = sh(&cli(&l, &hosts[0], rp, layout::REDIS_PASS, "WAIT 2 5000")).await;
     assert_eq!(waited, "2");
@@ -193,8 +219,9 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
     // Kill the master; a replica must be promoted by the Sentinels.
     let killed = Instant::now();
     daemons.kill("db1-redis");
-    let deadline = Duration::from_millis(kbz_redis::DOWN_AFTER_MS + 2 * kbz_redis::FAILOVER_TIMEOUT_MS)
-        + Duration::from_secs(15);
+    let deadline =
+        Duration::from_millis(kbz_redis::DOWN_AFTER_MS + 2 * kbz_redis::FAILOVER_TIMEOUT_MS)
+            + Duration::from_secs(15);
     let new_master = loop {
         let mut named = Vec::new();
         for h in &hosts {
@@ -228,23 +255,43 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
         promoted_after < deadline,
         "promotion took {promoted_after:?}"
     );
-    eprintln!("loopback failover: {new_master} promoted {promoted_after:?} after the master was killed");
+    eprintln!(
+        "loopback failover: {new_master} promoted {promoted_after:?} after the master was killed"
+    );
     let promoted = hosts.iter().find(|h| h.ip == new_master).expect("host");
     let value = sh(&cli(&l, promoted, rp, layout::REDIS_PASS, "GET kbz:probe")).await;
     assert_eq!(value, "before-failover", "an acknowledged write was lost");
 
     // The old master comes back (systemd's Restart=always) as a stand-alone master. kbz's
     // re-run follows the Sentinels' master: it never tells the promoted node to replicate.
-    daemons.0.push(("db1-redis".into(), spawn(&render::redis_exec_start(&l, &hosts[0]))));
-    let after = cluster::converge(&ctx, &hx, &l).await.expect("re-run after failover");
+    daemons.0.push((
+        "db1-redis".into(),
+        spawn(&render::redis_exec_start(&l, &hosts[0])),
+    ));
+    let after = cluster::converge(&ctx, &hx, &l)
+        .await
+        .expect("re-run after failover");
     eprintln!("re-run after failover: {after:?}");
     assert_eq!(after.master, new_master);
     assert_eq!(after.source, MasterSource::Sentinels);
     assert!(after.replicaof.iter().all(|h| h == "db1"), "{after:?}");
-    assert!(after.monitored.is_empty() && after.corrected.is_empty(), "{after:?}");
-    let role = sh(&cli(&l, &hosts[0], rp, layout::REDIS_PASS, "INFO replication")).await;
+    assert!(
+        after.monitored.is_empty() && after.corrected.is_empty(),
+        "{after:?}"
+    );
+    let role = sh(&cli(
+        &l,
+        &hosts[0],
+        rp,
+        layout::REDIS_PASS,
+        "INFO replication",
+    ))
+    .await;
     assert!(role.contains("role:slave"), "{role}");
-    assert!(role.contains(&format!("master_host:{new_master}")), "{role}");
+    assert!(
+        role.contains(&format!("master_host:{new_master}")),
+        "{role}"
+    );
     let health = cluster::health(&ctx, &hx, &l).await;
     assert!(health.iter().all(|c| c.ok), "{health:#?}");
 
@@ -252,7 +299,9 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
     // (everything the daemons rewrote lives in their own main files).
     let settled = cluster::converge(&ctx, &hx, &l).await.expect("settled");
     assert!(
-        settled.replicaof.is_empty() && settled.monitored.is_empty() && settled.corrected.is_empty(),
+        settled.replicaof.is_empty()
+            && settled.monitored.is_empty()
+            && settled.corrected.is_empty(),
         "{settled:?}"
     );
     for h in &hosts {
