@@ -214,7 +214,15 @@ pub async fn converge(
                     scripts::replicaof(layout, &hx.host, m),
                     "make Redis a replica",
                 )
-                .await?;
+                .await
+                .map_err(|e| {
+                    failure(
+                        Code::E038,
+                        format!("Redis could not be made a replica of {m}: {e}"),
+                        Some(&hx.host.hostname),
+                        HINT_REPLICATION,
+                    )
+                })?;
                 outcome.replicaof.push(hx.host.hostname.clone());
                 outcome.details.push(format!(
                     "{}: replicaof {m} (saw {:?})",
@@ -325,6 +333,9 @@ pub async fn host_ready(
 
 /// Health: per host, the node's replication role and link, and its Sentinel's agreement.
 pub async fn health(ctx: &Context, hosts: &[HostExec], layout: &Layout) -> Vec<HealthCheck> {
+    let Some(first) = hosts.first() else {
+        return Vec::new();
+    };
     let views = match gather(hosts, layout).await {
         Ok(v) => v,
         Err(e) => {
@@ -340,7 +351,7 @@ pub async fn health(ctx: &Context, hosts: &[HostExec], layout: &Layout) -> Vec<H
         }
     };
     let n = hosts.len();
-    let bootstrap = bootstrap_ip(ctx, hosts).unwrap_or(hosts[0].host.ip);
+    let bootstrap = bootstrap_ip(ctx, hosts).unwrap_or(first.host.ip);
     let chosen = choose_master(&views, bootstrap, &inventory_ips(hosts));
     let master = match &chosen {
         Ok(c) if c.source == MasterSource::Sentinels => Some(c.ip),

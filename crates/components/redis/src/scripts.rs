@@ -68,9 +68,9 @@ pub fn ping(layout: &Layout, host: &Host) -> String {
     format!(
         "{PING}\n{ra}r=$({r} PING 2>&1)\n[ \"$r\" = PONG ] || {{ echo \"redis: $r\"; exit 1; }}\n{sa}s=$({s} PING 2>&1)\n[ \"$s\" = PONG ] || {{ echo \"sentinel: $s\"; exit 1; }}\n",
         ra = redis_auth(layout, host),
-        r = cli(&a, layout.redis_port),
+        r = quick_cli(&a, layout.redis_port),
         sa = sentinel_auth(layout, host),
-        s = cli(&a, layout.sentinel_port),
+        s = quick_cli(&a, layout.sentinel_port),
     )
 }
 
@@ -154,6 +154,22 @@ pub fn sentinel_set(
     )
 }
 
+/// Runs one check per node at once (so one unreachable node costs one short timeout, not one
+/// per node) and fails when any check printed a problem. Each check prints nothing when fine.
+fn in_parallel(checks: &[String]) -> String {
+    let mut s = String::from("d=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$d\"' EXIT\n");
+    for (i, c) in checks.iter().enumerate() {
+        s.push_str(&format!("( {c} ) > \"$d/{i}\" 2>&1 &\n"));
+    }
+    s.push_str("wait\nproblems=$(cat \"$d\"/*)\n[ -z \"$problems\" ] || { printf '%s\\n' \"$problems\"; exit 1; }\n");
+    s
+}
+
+/// `redis-cli` with the short timeout used inside readiness checks.
+fn quick_cli(addr: &str, port: u16) -> String {
+    format!("timeout 3 redis-cli -e -h {} -p {port}", quote(addr))
+}
+
 /// Exits 0 when `master` is a master and every other node is its replica with the link up
 /// and listed online by the master. Runs on any node; talks to every node by address.
 pub fn wait_replication(
@@ -163,22 +179,24 @@ pub fn wait_replication(
     replicas: &[IpAddr],
 ) -> String {
     let p = layout.redis_port;
-    let mut s = format!(
-        "{WAIT_REPLICATION}\n{ra}fail=0\n\
+    let checks: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            format!(
+                "ri=$({c} INFO replication 2>&1 | tr -d '\\r')\n\
+                 if printf '%s\\n' \"$ri\" | grep -qx 'master_host:{master}' && printf '%s\\n' \"$ri\" | grep -qx 'master_link_status:up' && printf '%s\\n' \"$info\" | grep -q '^slave[0-9]*:ip={r},.*state=online'; then :; else echo \"{r}: not streaming from {master}: $(printf '%s\\n' \"$ri\" | grep -E '^(role|master_host|master_link_status):' | tr '\\n' ' ')\"; fi",
+                c = quick_cli(&r.to_string(), p),
+            )
+        })
+        .collect();
+    format!(
+        "{WAIT_REPLICATION}\n{ra}\
          info=$({m} INFO replication 2>&1 | tr -d '\\r')\n\
-         printf '%s\\n' \"$info\" | grep -qx 'role:master' || {{ echo \"{master}: not a master: $(printf '%s' \"$info\" | head -n 2 | tr '\\n' ' ')\"; fail=1; }}\n",
+         printf '%s\\n' \"$info\" | grep -qx 'role:master' || {{ echo \"{master}: not a master: $(printf '%s' \"$info\" | head -n 2 | tr '\\n' ' ')\"; exit 1; }}\n{par}",
         ra = redis_auth(layout, runner),
-        m = cli(&master.to_string(), p),
-    );
-    for r in replicas {
-        s.push_str(&format!(
-            "ri=$({c} INFO replication 2>&1 | tr -d '\\r')\n\
-             if printf '%s\\n' \"$ri\" | grep -qx 'master_host:{master}' && printf '%s\\n' \"$ri\" | grep -qx 'master_link_status:up' && printf '%s\\n' \"$info\" | grep -q '^slave[0-9]*:ip={r},.*state=online'; then :; else echo \"{r}: not streaming from {master}: $(printf '%s\\n' \"$ri\" | grep -E '^(role|master_host|master_link_status):' | tr '\\n' ' ')\"; fail=1; fi\n",
-            c = cli(&r.to_string(), p),
-        ));
-    }
-    s.push_str("exit $fail\n");
-    s
+        m = quick_cli(&master.to_string(), p),
+        par = in_parallel(&checks),
+    )
 }
 
 /// Exits 0 when every Sentinel names `master`, passes CKQUORUM, and knows every other
@@ -189,28 +207,29 @@ pub fn wait_sentinels(
     master: IpAddr,
     sentinels: &[IpAddr],
 ) -> String {
-    let n = sentinels.len();
-    let mut s = format!(
-        "{WAIT_SENTINELS}\n{sa}fail=0\n\
-         field() {{ awk -v k=\"$1\" 'NR%2==1 {{ key=$0; next }} key==k {{ print; exit }}'; }}\n",
+    let nr = sentinels.len().saturating_sub(1);
+    let checks: Vec<String> = sentinels
+        .iter()
+        .map(|ip| {
+            let c = quick_cli(&ip.to_string(), layout.sentinel_port);
+            format!(
+                "a=$({c} SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER_NAME} 2>&1 | head -n 1)\n\
+                 [ \"$a\" = {master} ] || {{ echo \"sentinel {ip}: master is '$a', not {master}\"; exit 0; }}\n\
+                 q=$({c} SENTINEL CKQUORUM {MASTER_NAME} 2>&1)\n\
+                 case \"$q\" in OK*) ;; *) echo \"sentinel {ip}: $q\" ;; esac\n\
+                 m=$({c} SENTINEL MASTER {MASTER_NAME} 2>&1)\n\
+                 r=$(printf '%s\\n' \"$m\" | field num-slaves); o=$(printf '%s\\n' \"$m\" | field num-other-sentinels)\n\
+                 [ \"${{r:-0}}\" -ge {nr} ] 2>/dev/null || echo \"sentinel {ip}: knows ${{r:-0}} replica(s), needs {nr}\"\n\
+                 [ \"${{o:-0}}\" -ge {nr} ] 2>/dev/null || echo \"sentinel {ip}: knows ${{o:-0}} other sentinel(s), needs {nr}\""
+            )
+        })
+        .collect();
+    format!(
+        "{WAIT_SENTINELS}\n{sa}\
+         field() {{ awk -v k=\"$1\" 'NR%2==1 {{ key=$0; next }} key==k {{ print; exit }}'; }}\n{par}",
         sa = sentinel_auth(layout, runner),
-    );
-    for ip in sentinels {
-        let c = cli(&ip.to_string(), layout.sentinel_port);
-        s.push_str(&format!(
-            "a=$({c} SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER_NAME} 2>&1 | head -n 1)\n\
-             [ \"$a\" = {master} ] || {{ echo \"sentinel {ip}: master is '$a', not {master}\"; fail=1; }}\n\
-             q=$({c} SENTINEL CKQUORUM {MASTER_NAME} 2>&1)\n\
-             case \"$q\" in OK*) ;; *) echo \"sentinel {ip}: $q\"; fail=1 ;; esac\n\
-             m=$({c} SENTINEL MASTER {MASTER_NAME} 2>&1)\n\
-             r=$(printf '%s\\n' \"$m\" | field num-slaves); o=$(printf '%s\\n' \"$m\" | field num-other-sentinels)\n\
-             [ \"${{r:-0}}\" -ge {nr} ] 2>/dev/null || {{ echo \"sentinel {ip}: knows ${{r:-0}} replica(s), needs {nr}\"; fail=1; }}\n\
-             [ \"${{o:-0}}\" -ge {nr} ] 2>/dev/null || {{ echo \"sentinel {ip}: knows ${{o:-0}} other sentinel(s), needs {nr}\"; fail=1; }}\n",
-            nr = n.saturating_sub(1),
-        ));
-    }
-    s.push_str("exit $fail\n");
-    s
+        par = in_parallel(&checks),
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! placeholder secrets, plus the resource plan of one host for install and uninstall.
 
 use kbz_core::{Component, Resource};
-use kbz_redis::{render, Layout, Redis};
+use kbz_redis::{render, scripts, Layout, Redis};
 
 use crate::common::{example_ctx, redis_hosts};
 
@@ -101,4 +101,25 @@ fn install_and_uninstall_plans_of_one_host() {
         "db1__uninstall_resources",
         outline(&Redis.uninstall(&ctx, h).expect("uninstall"))
     );
+}
+
+#[test]
+fn cluster_step_scripts() {
+    let ctx = example_ctx();
+    let l = Layout::debian();
+    let hosts = redis_hosts(&ctx);
+    let ips: Vec<std::net::IpAddr> = hosts.iter().map(|h| h.ip).collect();
+    let params = kbz_redis::sentinel_params(hosts.len());
+    let h = &hosts[1];
+    let all = [
+        scripts::gather(&l, h),
+        scripts::ping(&l, h),
+        scripts::replicaof(&l, h, ips[0]),
+        scripts::monitor(&l, h, ips[0], &params),
+        scripts::sentinel_set(&l, h, &[("failover-timeout", 10000)], true),
+        scripts::wait_replication(&l, &hosts[0], ips[0], &ips[1..]),
+        scripts::wait_sentinels(&l, &hosts[0], ips[0], &ips),
+    ]
+    .join("\n");
+    insta::assert_snapshot!("db2__cluster_step_scripts", all);
 }
