@@ -339,11 +339,15 @@ pub fn diff(
                     ));
                 }
                 if *running && !*ca {
-                    changes.push(svc(
-                        r,
-                        Op::StartService { name: name.clone() },
-                        Op::StopService { name: name.clone() },
-                    ));
+                    // Installing a package may start its daemon with the packaged config
+                    // before kbz's files land: start by restarting, so the daemon always
+                    // runs the files this plan writes.
+                    let start = if restart_on.iter().any(|f| changed_files.contains(f)) {
+                        Op::RestartService { name: name.clone() }
+                    } else {
+                        Op::StartService { name: name.clone() }
+                    };
+                    changes.push(svc(r, start, Op::StopService { name: name.clone() }));
                 } else if !*running && *ca {
                     changes.push(svc(
                         r,
@@ -584,6 +588,44 @@ mod tests {
         assert!(
             d0.contains("-old") && d0.contains("+new") && d0.contains("mode 0644 -> 0600"),
             "{d0}"
+        );
+    }
+
+    #[test]
+    fn a_stopped_service_whose_files_change_is_restarted_not_just_started() {
+        // The package install that precedes it may have started the daemon with its
+        // packaged config; `start` would then leave that config running.
+        let d = vec![
+            Resource::package("haproxy"),
+            Resource::file("/etc/haproxy/haproxy.cfg", "new", 0o640),
+            Resource::service("haproxy", &["/etc/haproxy/haproxy.cfg"]),
+        ];
+        let o = vec![
+            Observed::Package { installed: false },
+            Observed::File {
+                content: None,
+                mode: None,
+                owner: None,
+            },
+            Observed::Service {
+                exists: false,
+                enabled: false,
+                active: false,
+            },
+        ];
+        let c = diff(&d, &o, &std::sync::Arc::new(Redactor::default()));
+        let ops: Vec<&Op> = c.iter().map(|c| &c.op).collect();
+        assert!(
+            ops.contains(&&Op::RestartService {
+                name: "haproxy".into()
+            }),
+            "{ops:?}"
+        );
+        assert!(
+            !ops.contains(&&Op::StartService {
+                name: "haproxy".into()
+            }),
+            "{ops:?}"
         );
     }
 

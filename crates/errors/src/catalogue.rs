@@ -746,9 +746,9 @@ pub static CATALOGUE: &[Entry] = &[
          hand edit or a Sentinel that is down.",
         &[
             "Ask each Sentinel, with the password typed at the prompt: \
-             `read -rs REDISCLI_AUTH && export REDISCLI_AUTH && redis-cli -p 26379 SENTINEL CKQUORUM mymaster`",
+             `read -rs REDISCLI_AUTH && export REDISCLI_AUTH && redis-cli -p 26379 SENTINEL CKQUORUM kbz`",
             "Check the Sentinels see each other and have distinct ids: \
-             `redis-cli -p 26379 SENTINEL sentinels mymaster` and `sudo grep myid /etc/redis/sentinel.conf`",
+             `redis-cli -p 26379 SENTINEL sentinels kbz` and `sudo grep myid /etc/redis/sentinel.conf`",
             "Check the service: `systemctl status redis-sentinel` and `journalctl -u redis-sentinel -n 100`",
             "Put kbz's configuration back: `kbz-install --only redis`",
         ],
