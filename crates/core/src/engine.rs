@@ -563,9 +563,10 @@ impl Engine {
         journal: &Arc<Mutex<Journal>>,
         report: &mut RunReport,
     ) -> Result<(), (Option<String>, ComponentError)> {
-        // Rolling components take one host at a time and wait for it to serve again.
+        // Rolling components are planned on every host at once, then changed one host at a
+        // time, waiting for each to serve again; hosts without changes are not waited on.
         let rolling = comp.rolling() && !opts.dry_run;
-        let sem = Arc::new(Semaphore::new(if rolling { 1 } else { opts.forks.max(1) }));
+        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
         let mut set = tokio::task::JoinSet::new();
         let mut results = Vec::new();
         for (i, host) in hosts.iter().enumerate() {
@@ -579,57 +580,25 @@ impl Engine {
             let journal = journal.clone();
             let redactor = self.redactor.clone();
             let progress = self.progress.clone();
-            let comp = comp.clone();
-            let ctx = ctx.clone();
-            let host = host.clone();
-            let install = opts.mode == Mode::Install;
-            let dry = opts.dry_run;
+            let name = comp.name();
+            let module = comp.module();
+            let hostname = host.hostname.clone();
+            let apply_now = !opts.dry_run && !rolling;
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                let name = comp.name();
-                let mut r = converge_host(
-                    exec.as_deref(),
-                    &host.hostname,
-                    name,
-                    &desired,
-                    &redactor,
-                    dry,
-                    &journal,
-                )
-                .await;
-                if let (Ok(hp), Some(exec), true, true) = (&r, &exec, rolling, install) {
-                    let hx = HostExec {
-                        host: host.clone(),
-                        exec: exec.clone(),
-                    };
-                    if let Err(e) = comp.host_ready(&ctx, &hx, !hp.changes.is_empty()).await {
+                let mut r = plan_host(exec.as_deref(), &hostname, name, &desired, &redactor).await;
+                if let (true, Ok(hp), Some(exec)) = (apply_now, &r, &exec) {
+                    if let Err(e) =
+                        apply_changes(exec.as_ref(), &hostname, name, &hp.changes, &journal).await
+                    {
                         r = Err(e);
                     }
                 }
-                match &r {
-                    Ok(hp) => progress.event(&Event::HostDone {
-                        component: name.into(),
-                        host: host.hostname.clone(),
-                        changed: hp.changes.len(),
-                    }),
-                    Err(e) => progress.event(&Event::HostFailed {
-                        component: name.into(),
-                        host: host.hostname.clone(),
-                        error: e.to_string(),
-                    }),
+                if !rolling {
+                    host_event(progress.as_ref(), name, &hostname, &r);
                 }
-                (i, host.hostname, comp.module(), desired.len(), r)
+                (i, hostname, module, desired.len(), r)
             });
-            if rolling {
-                // Finish this host before the next one starts; stop at the first failure.
-                if let Some(Ok(res)) = set.join_next().await {
-                    let failed = res.4.is_err();
-                    results.push(res);
-                    if failed {
-                        break;
-                    }
-                }
-            }
         }
         while let Some(j) = set.join_next().await {
             match j {
@@ -646,6 +615,44 @@ impl Engine {
             }
         }
         results.sort_by_key(|r| r.0);
+        if rolling && results.iter().all(|r| r.4.is_ok()) {
+            let mut stopped = false;
+            for (_, hostname, _, _, r) in results.iter_mut() {
+                let Ok(hp) = r else { continue };
+                if stopped {
+                    // Never reached: nothing was applied here.
+                    hp.changes.clear();
+                    continue;
+                }
+                if !hp.changes.is_empty() {
+                    let (Some(exec), Some(host)) = (
+                        execs.get(hostname.as_str()),
+                        hosts.iter().find(|h| &h.hostname == hostname),
+                    ) else {
+                        continue;
+                    };
+                    let hx = HostExec {
+                        host: host.clone(),
+                        exec: exec.clone(),
+                    };
+                    let applied =
+                        apply_changes(exec.as_ref(), hostname, comp.name(), &hp.changes, journal)
+                            .await;
+                    let ready = match applied {
+                        Ok(()) if opts.mode == Mode::Install => {
+                            comp.host_ready(ctx, &hx, true).await
+                        }
+                        other => other,
+                    };
+                    if let Err(e) = ready {
+                        *r = Err(e);
+                    }
+                }
+                host_event(self.progress.as_ref(), comp.name(), hostname, r);
+                // Stop the roll at the first host that does not come back.
+                stopped = r.is_err();
+            }
+        }
         let mut first_err = None;
         for (_, hostname, module, n_desired, r) in results {
             let entry = report.hosts.entry(hostname.clone()).or_default();
@@ -704,53 +711,75 @@ impl Engine {
     }
 }
 
-/// Probes, plans and (unless dry-run) applies one component on one host.
-async fn converge_host(
+/// Probes one host (or plans it fresh when unreachable) and diffs: read-only.
+async fn plan_host(
     exec: Option<&dyn Executor>,
     hostname: &str,
     component: &str,
     desired: &[Resource],
     redactor: &Arc<Redactor>,
-    dry_run: bool,
-    journal: &Mutex<Journal>,
 ) -> Result<HostPlan, ComponentError> {
     let (observed, unreachable) = match exec {
         Some(e) => (e.probe(desired).await?, false),
         None => (desired.iter().map(fresh).collect(), true),
     };
-    let changes = diff(desired, &observed, redactor);
-    if !dry_run {
-        let exec = exec.ok_or_else(|| ExecError::Session {
-            host: hostname.into(),
-            reason: "not connected".into(),
-        })?;
-        for c in &changes {
-            // Write-ahead: the undo is on disk before the change starts, so a crash midway
-            // still leaves a journal that `kbz-install rollback` can replay.
-            lock(journal)
-                .record(JournalEntry {
-                    host: hostname.into(),
-                    component: component.into(),
-                    did: c.op.describe(),
-                    undo: c.undo.clone(),
-                })
-                .map_err(ComponentError::Journal)?;
-            exec.apply(&c.op)
-                .await
-                .map_err(|e| ComponentError::Operation {
-                    what: c.op.describe(),
-                    code: op_code(&c.op, &e),
-                    source: e,
-                })?;
-        }
-    }
     Ok(HostPlan {
         host: hostname.into(),
         module: 0,
         component: component.into(),
         unreachable,
-        changes,
+        changes: diff(desired, &observed, redactor),
     })
+}
+
+/// Applies a host's changes in order, journaling each undo before its change starts.
+async fn apply_changes(
+    exec: &dyn Executor,
+    hostname: &str,
+    component: &str,
+    changes: &[crate::plan::Change],
+    journal: &Mutex<Journal>,
+) -> Result<(), ComponentError> {
+    for c in changes {
+        // Write-ahead: the undo is on disk before the change starts, so a crash midway
+        // still leaves a journal that `kbz-install rollback` can replay.
+        lock(journal)
+            .record(JournalEntry {
+                host: hostname.into(),
+                component: component.into(),
+                did: c.op.describe(),
+                undo: c.undo.clone(),
+            })
+            .map_err(ComponentError::Journal)?;
+        exec.apply(&c.op)
+            .await
+            .map_err(|e| ComponentError::Operation {
+                what: c.op.describe(),
+                code: op_code(&c.op, &e),
+                source: e,
+            })?;
+    }
+    Ok(())
+}
+
+fn host_event(
+    progress: &dyn Progress,
+    component: &str,
+    host: &str,
+    r: &Result<HostPlan, ComponentError>,
+) {
+    match r {
+        Ok(hp) => progress.event(&Event::HostDone {
+            component: component.into(),
+            host: host.into(),
+            changed: hp.changes.len(),
+        }),
+        Err(e) => progress.event(&Event::HostFailed {
+            component: component.into(),
+            host: host.into(),
+            error: e.to_string(),
+        }),
+    }
 }
 
 /// The catalogue code for a failed operation: by kind of operation when the command ran and
