@@ -6,7 +6,7 @@
 use anyhow::{bail, ensure, Context as _, Result};
 use fs_err as fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use crate::lab::{self, LabInfo};
@@ -167,6 +167,157 @@ fn assert_base(host: &str, info: &LabInfo) -> Result<()> {
     Ok(())
 }
 
+/// Runs a script with `input` on its standard input (secrets go this way, never in argv).
+fn on_stdin(host: &str, script: &str, input: &str) -> Result<String> {
+    use std::io::Write;
+    let mut cmd = lab::ssh_command(host)?;
+    cmd.arg("--")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run ssh")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "on {host}: script failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A secret the installer generated, from the lab's state directory.
+fn secret(info: &LabInfo, name: &str) -> Result<String> {
+    let path = info.dir.join(".kbz/secrets.toml");
+    let table: toml::Table = fs::read_to_string(&path)?.parse()?;
+    table
+        .get(name)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("no secret {name} in {}", path.display()))
+}
+
+/// Polls `check` every 500 ms for up to `secs` seconds.
+fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) | Err(_) if start.elapsed().as_secs() < secs => {
+                std::thread::sleep(std::time::Duration::from_millis(500))
+            }
+            Ok(false) => bail!("{what}: not true after {secs}s"),
+            Err(e) => return Err(e.context(format!("{what}: still failing after {secs}s"))),
+        }
+    }
+}
+
+/// Modules 2-6 on real hosts: Patroni, writes through the VIPs, Sentinel agreement, etcd.
+fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
+    let cfg: toml::Table = fs::read_to_string(&info.config)?.parse()?;
+    let vip = |name: &str| -> Result<String> {
+        cfg.get("vips")
+            .and_then(|v| v.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("lab kbz.toml has no {name} VIP"))
+    };
+    let first = names[0];
+
+    step("etcd reports healthy");
+    let ip = &info.hosts[0].ip;
+    let health = on(
+        first,
+        &format!(
+            "ETCDCTL_API=3 etcdctl --endpoints=http://{ip}:2379 endpoint health --cluster 2>&1"
+        ),
+    )?;
+    ensure!(
+        health.matches("is healthy").count() == names.len(),
+        "etcd not healthy:\n{health}"
+    );
+    println!("{health}");
+
+    step("patronictl list: 1 leader, 2 replicas; the leader streams to both");
+    let list = on(first, "patronictl -c /etc/patroni/config.yml list -f json")?;
+    let members: Vec<serde_json::Value> = serde_json::from_str(&list)?;
+    let leaders: Vec<&serde_json::Value> =
+        members.iter().filter(|m| m["Role"] == "Leader").collect();
+    ensure!(
+        leaders.len() == 1 && members.len() == names.len(),
+        "patronictl list: {list}"
+    );
+    let leader = leaders[0]["Member"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let streaming = on(&leader, "runuser -u postgres -- psql -XAtqc \"select count(*) from pg_stat_replication where state = 'streaming'\"")?;
+    ensure!(
+        streaming == (names.len() - 1).to_string(),
+        "{leader} streams to {streaming} replicas"
+    );
+    println!("leader {leader}, {streaming} streaming replicas");
+
+    step("a row written through the PostgreSQL VIP is read back on every replica");
+    let pg = secret(info, "postgres_superuser_password")?;
+    let pg_vip = vip("postgres")?;
+    on_stdin(
+        first,
+        &format!(
+            "PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U postgres -d postgres -c \"create table if not exists kbz_e2e (id int primary key, v text); insert into kbz_e2e values (1, 'through-the-vip') on conflict (id) do update set v = excluded.v\""
+        ),
+        &pg,
+    )?;
+    for h in &info.hosts {
+        eventually(15, &format!("row on {}", h.name), || {
+            let v = on_stdin(
+                &h.name,
+                &format!("PGPASSWORD=$(cat) psql -XAtq -h {} -U postgres -d postgres -c 'select v from kbz_e2e where id = 1'", h.ip),
+                &pg,
+            )?;
+            Ok(v == "through-the-vip")
+        })?;
+    }
+    println!("row read back on every member");
+
+    step("Redis through its VIP takes writes; every Sentinel names the same master");
+    let redis = secret(info, "redis_password")?;
+    let redis_vip = vip("redis")?;
+    let set = on_stdin(first, &format!("REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -h {redis_vip} -p 6379 set kbz-e2e hello"), &redis)?;
+    ensure!(set == "OK", "SET through the VIP answered {set}");
+    let role = on_stdin(
+        first,
+        &format!("REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -h {redis_vip} -p 6379 role"),
+        &redis,
+    )?;
+    ensure!(
+        role.starts_with("master"),
+        "the Redis VIP does not lead to the master: {role}"
+    );
+    let sentinel = secret(info, "redis_sentinel_password")?;
+    let mut masters = Vec::new();
+    for h in names {
+        let m = on_stdin(h, "REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -p 26379 sentinel get-master-addr-by-name kbz", &sentinel)?;
+        let ck = on_stdin(
+            h,
+            "REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -p 26379 sentinel ckquorum kbz",
+            &sentinel,
+        )?;
+        ensure!(ck.starts_with("OK"), "{h}: CKQUORUM: {ck}");
+        masters.push(m.lines().next().unwrap_or_default().to_string());
+    }
+    ensure!(
+        masters.windows(2).all(|w| w[0] == w[1]),
+        "Sentinels disagree: {masters:?}"
+    );
+    println!("every Sentinel names {} and passes CKQUORUM", masters[0]);
+    Ok(())
+}
+
 /// A fingerprint of everything module 1 touches on a host: file hashes and modes, installed
 /// packages, service states.
 fn fingerprint(host: &str) -> Result<String> {
@@ -234,6 +385,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     for h in &names {
         assert_base(h, info)?;
     }
+    data_tier(info, &names)?;
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;
@@ -251,6 +403,37 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     let r = install(&bin, &["uninstall", "--inventory", &inv, "--yes"])?;
     ensure!(r.code == 0, "uninstall failed:\n{}\n{}", r.stdout, r.stderr);
     for h in &names {
+        for unit in [
+            "keepalived",
+            "haproxy",
+            "etcd",
+            "patroni",
+            "redis-server",
+            "redis-sentinel",
+        ] {
+            let state = on(h, &format!("systemctl is-active {unit} || true"))?;
+            ensure!(
+                state != "active",
+                "{h}: {unit} still active after uninstall"
+            );
+        }
+        for pkg in [
+            "keepalived",
+            "haproxy",
+            "etcd-server",
+            "patroni",
+            "redis-server",
+            "redis-sentinel",
+        ] {
+            let st = on(
+                h,
+                &format!("dpkg-query -W -f '${{Status}}' {pkg} 2>/dev/null || true"),
+            )?;
+            ensure!(
+                st != "install ok installed",
+                "{h}: {pkg} still installed after uninstall"
+            );
+        }
         for f in [
             kbz_base::SYSCTL_FILE,
             kbz_base::MODULES_FILE,
