@@ -9,6 +9,7 @@ use kbz_core::{
 };
 use kbz_exec::fake::FakeState;
 use kbz_exec::FakeConnector;
+use kbz_testkit::fake_engine;
 use std::sync::Arc;
 
 fn inventory(n: usize) -> Inventory {
@@ -27,14 +28,11 @@ fn inventory(n: usize) -> Inventory {
 }
 
 fn setup(n: usize) -> (Engine, Arc<FakeConnector>) {
-    let inv = inventory(n);
-    let fleet = Arc::new(FakeConnector::debian_fleet(&inv.hosts));
     let mut cfg = Config::default();
     cfg.cluster.apt_proxy = Some("http://192.0.2.1:3142".into());
     cfg.cluster.ntp_servers = vec!["192.0.2.1".into()];
-    let ctx = Context::new(inv, cfg, Secrets::in_memory());
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Base)];
-    (Engine::new(ctx, comps, fleet.clone()), fleet)
+    let ctx = Context::new(inventory(n), cfg, Secrets::in_memory());
+    fake_engine(ctx, vec![Arc::new(Base)])
 }
 
 fn states(fleet: &FakeConnector) -> Vec<(String, FakeState)> {

@@ -3,42 +3,24 @@
 
 use async_trait::async_trait;
 use kbz_core::executor::{Connector, ExecError, Executor};
-use kbz_core::{Config, Context, Engine, Host, Inventory, Resource, RunOptions, Secrets};
-use std::path::Path;
+use kbz_core::{Context, Engine, Host, RunOptions};
+use kbz_testkit::rendered_files;
 use std::sync::Arc;
 
+/// The example with a placeholder for every secret of the stack.
 fn example_context() -> Context {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("example inventory");
-    let cfg = Config::load(&root.join("examples/kbz.toml")).expect("example config");
-    let names = kbz_stack::components()
-        .iter()
-        .flat_map(|c| c.secret_names())
-        .collect::<Vec<_>>();
-    Context::new(inv, cfg, Secrets::placeholders(names))
+    kbz_testkit::example_context(
+        kbz_stack::components()
+            .iter()
+            .flat_map(|c| c.secret_names()),
+    )
 }
 
 #[test]
 fn base_files_for_the_example_inventory() {
     let ctx = example_context();
     let host = ctx.inventory.host("db1").expect("db1").clone();
-    let resources = kbz_core::Component::desired(&kbz_base::Base, &ctx, &host).expect("desired");
-    let mut files = String::new();
-    for r in resources {
-        if let Resource::File {
-            path,
-            content,
-            mode,
-            owner,
-            present,
-        } = r
-        {
-            files.push_str(&format!(
-                "=== {path} mode {mode:04o} {owner} present={present}\n"
-            ));
-            files.push_str(&String::from_utf8_lossy(&content));
-        }
-    }
+    let files = rendered_files(&kbz_base::Base, &ctx, &host);
     insta::assert_snapshot!("base_files_db1", files);
 }
 

@@ -4,36 +4,12 @@
 #[path = "render/engine.rs"]
 mod engine;
 
-use kbz_core::{Component, Config, Context, Inventory, Resource, Secrets};
+use kbz_core::{Component, Context, Resource};
 use kbz_etcd::Etcd;
-use std::path::Path;
+use kbz_testkit::rendered_files;
 
 fn example_context() -> Context {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("example inventory");
-    let cfg = Config::load(&root.join("examples/kbz.toml")).expect("example config");
-    Context::new(inv, cfg, Secrets::placeholders(Etcd.secret_names()))
-}
-
-/// Every file resource of a host: a header line with path, mode, owner, then the content.
-fn files(resources: &[Resource]) -> String {
-    let mut out = String::new();
-    for r in resources {
-        if let Resource::File {
-            path,
-            content,
-            mode,
-            owner,
-            present,
-        } = r
-        {
-            out.push_str(&format!(
-                "=== {path} mode {mode:04o} {owner} present={present}\n"
-            ));
-            out.push_str(&String::from_utf8_lossy(content));
-        }
-    }
-    out
+    kbz_testkit::example_context(Etcd.secret_names())
 }
 
 #[test]
@@ -54,8 +30,10 @@ fn rendered_files_for_the_example_inventory() {
         ["db1", "db2", "db3"]
     );
     for host in &members {
-        let r = Etcd.desired(&ctx, host).expect("desired");
-        insta::assert_snapshot!(format!("etcd_files_{}", host.hostname), files(&r));
+        insta::assert_snapshot!(
+            format!("etcd_files_{}", host.hostname),
+            rendered_files(&Etcd, &ctx, host)
+        );
     }
 }
 

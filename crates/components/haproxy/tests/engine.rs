@@ -4,45 +4,33 @@
 
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
-use kbz_core::{
-    Component, Config, Context, Engine, Executor, Inventory, Output, Role, RunOptions, Secrets,
-};
+use kbz_core::{Component, Context, Engine, Output, Role, RunOptions};
 use kbz_exec::FakeConnector;
 use kbz_haproxy::{Haproxy, CONFIG_PATH};
-use std::path::Path;
+use kbz_testkit::{example_context, fake_engine, host_execs, output};
 use std::sync::Arc;
 
+/// The example with short readiness waits.
 fn example() -> Context {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
-    let mut cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
-    cfg.timeouts.readiness = 2;
-    Context::new(inv, cfg, Secrets::placeholders(Haproxy.secret_names()))
+    let mut ctx = example_context(Haproxy.secret_names());
+    Arc::make_mut(&mut ctx.config).timeouts.readiness = 2;
+    ctx
 }
 
 fn setup() -> (Engine, Arc<FakeConnector>, Context) {
     let ctx = example();
-    let fleet = FakeConnector::debian_fleet(&ctx.inventory.hosts);
+    let (engine, fleet) = fake_engine(ctx.clone(), vec![Arc::new(Haproxy)]);
     for name in ["lb1", "lb2"] {
         fleet
             .host(name)
             .expect("lb")
             .package_units("haproxy", &["haproxy"]);
     }
-    let fleet = Arc::new(fleet);
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Haproxy)];
-    (Engine::new(ctx.clone(), comps, fleet.clone()), fleet, ctx)
+    (engine, fleet, ctx)
 }
 
 fn lb_execs(fleet: &FakeConnector, ctx: &Context) -> Vec<HostExec> {
-    ctx.inventory
-        .with_role(Role::Lb)
-        .into_iter()
-        .map(|h| HostExec {
-            host: h.clone(),
-            exec: fleet.host(&h.hostname).expect("fake") as Arc<dyn Executor>,
-        })
-        .collect()
+    host_execs(fleet, ctx.inventory.with_role(Role::Lb))
 }
 
 #[tokio::test]
@@ -125,14 +113,10 @@ redis_master,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
 async fn health_reports_backends_and_keeps_the_password_off_the_command_line() {
     let (_, fleet, ctx) = setup();
     for name in ["lb1", "lb2"] {
-        fleet.host(name).expect("lb").script(
-            "stats;csv",
-            Output {
-                status: 0,
-                stdout: CSV.as_bytes().to_vec(),
-                stderr: Vec::new(),
-            },
-        );
+        fleet
+            .host(name)
+            .expect("lb")
+            .script("stats;csv", output(CSV, 0));
     }
     let checks = Haproxy.health(&ctx, &lb_execs(&fleet, &ctx)).await;
     assert_eq!(checks.len(), 2 * 4, "{checks:#?}");

@@ -4,22 +4,18 @@
 
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
-use kbz_core::{
-    Component, Config, Context, Engine, EngineError, Executor, Inventory, Output, Role, RunOptions,
-    Secrets,
-};
+use kbz_core::{Component, Context, Engine, EngineError, Output, Role, RunOptions};
 use kbz_errors::{Code, HasCode};
 use kbz_exec::FakeConnector;
 use kbz_keepalived::{Keepalived, CHECK_SCRIPT_PATH, CONFIG_PATH};
-use std::path::Path;
+use kbz_testkit::{example_context, fake_engine, host_execs, output};
 use std::sync::Arc;
 
+/// The example with short readiness waits.
 fn example() -> Context {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
-    let mut cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
-    cfg.timeouts.readiness = 2;
-    Context::new(inv, cfg, Secrets::placeholders(Keepalived.secret_names()))
+    let mut ctx = example_context(Keepalived.secret_names());
+    Arc::make_mut(&mut ctx.config).timeouts.readiness = 2;
+    ctx
 }
 
 /// `ip -o addr show` as an lb host reports it, holding `vips`.
@@ -32,11 +28,7 @@ fn addresses(ip: &str, vips: &[&str]) -> Output {
             "2: eth0    inet {v}/32 scope global eth0\\       valid_lft forever preferred_lft forever\n"
         ));
     }
-    Output {
-        status: 0,
-        stdout: s.into_bytes(),
-        stderr: Vec::new(),
-    }
+    output(&s, 0)
 }
 
 const ALL_VIPS: &[&str] = &[
@@ -49,16 +41,14 @@ const ALL_VIPS: &[&str] = &[
 
 fn setup(lb2_vips: &[&str]) -> (Engine, Arc<FakeConnector>, Context) {
     let ctx = example();
-    let fleet = FakeConnector::debian_fleet(&ctx.inventory.hosts);
+    let (engine, fleet) = fake_engine(ctx.clone(), vec![Arc::new(Keepalived)]);
     let lb1 = fleet.host("lb1").expect("lb1");
     lb1.package_units("keepalived", &["keepalived"]);
     lb1.script("ip -o addr show", addresses("192.0.2.11", ALL_VIPS));
     let lb2 = fleet.host("lb2").expect("lb2");
     lb2.package_units("keepalived", &["keepalived"]);
     lb2.script("ip -o addr show", addresses("192.0.2.12", lb2_vips));
-    let fleet = Arc::new(fleet);
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Keepalived)];
-    (Engine::new(ctx.clone(), comps, fleet.clone()), fleet, ctx)
+    (engine, fleet, ctx)
 }
 
 #[tokio::test]
@@ -127,14 +117,7 @@ async fn a_vip_held_twice_fails_with_e037() {
 
 /// The lb hosts of `ctx` with their fake executors.
 fn lb_execs(fleet: &FakeConnector, ctx: &Context) -> Vec<HostExec> {
-    ctx.inventory
-        .with_role(Role::Lb)
-        .into_iter()
-        .map(|h| HostExec {
-            host: h.clone(),
-            exec: fleet.host(&h.hostname).expect("fake") as Arc<dyn Executor>,
-        })
-        .collect()
+    host_execs(fleet, ctx.inventory.with_role(Role::Lb))
 }
 
 #[tokio::test]

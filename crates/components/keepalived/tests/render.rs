@@ -1,43 +1,15 @@
 //! Rendered files for the example inventory: insta snapshots of every file, and keepalived's
 //! own config test (`keepalived -t -f`) on the rendered keepalived.conf.
 
-use kbz_core::{Component, Config, Context, Host, Inventory, Resource, Role, Secrets};
+use kbz_core::{Component, Host, Role};
 use kbz_keepalived::{Keepalived, CHECK_SCRIPT_PATH, CONFIG_PATH};
+use kbz_testkit::{example_context, present_files, require_tool, snapshot_name};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
-}
-
-fn example() -> Context {
-    let inv = Inventory::load(&root().join("examples/servers.tsv")).expect("example inventory");
-    let cfg = Config::load(&root().join("examples/kbz.toml")).expect("example config");
-    Context::new(inv, cfg, Secrets::placeholders(Keepalived.secret_names()))
-}
-
-/// Every present file of the component on one host: (path, content).
-fn files(ctx: &Context, host: &Host) -> Vec<(String, String)> {
-    Keepalived
-        .desired(ctx, host)
-        .expect("desired")
-        .into_iter()
-        .filter_map(|r| match r {
-            Resource::File {
-                path,
-                content,
-                present: true,
-                ..
-            } => Some((path, String::from_utf8(content).expect("utf8"))),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn snapshots_of_every_rendered_file() {
-    let ctx = example();
+    let ctx = example_context(Keepalived.secret_names());
     let lbs: Vec<Host> = ctx
         .inventory
         .with_role(Role::Lb)
@@ -46,30 +18,13 @@ fn snapshots_of_every_rendered_file() {
         .collect();
     assert_eq!(lbs.len(), 2, "the example inventory has lb1 and lb2");
     for host in &lbs {
-        let files = files(&ctx, host);
+        let files = present_files(&Keepalived, &ctx, host);
         assert_eq!(files.len(), 2);
         for (path, content) in files {
-            let name = format!(
-                "{}__{}",
-                host.hostname,
-                path.trim_start_matches('/').replace('/', "_")
-            );
+            let name = snapshot_name(&host.hostname, &path);
             insta::assert_snapshot!(name, content);
         }
     }
-}
-
-fn keepalived_binary() -> PathBuf {
-    for dir in ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"] {
-        let p = Path::new(dir).join("keepalived");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "keepalived is not installed, so the rendered keepalived.conf cannot be validated: \
-         install it with `apt-get install -y keepalived` (.ci/run does)"
-    );
 }
 
 /// The first network interface of this machine that VRRP can use (not loopback).
@@ -88,7 +43,7 @@ fn local_interface() -> String {
 
 #[test]
 fn keepalived_accepts_the_rendered_config() {
-    let bin = keepalived_binary();
+    let bin = require_tool("keepalived", "keepalived");
     let uid = Command::new("id").arg("-u").output().expect("run id -u");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
@@ -99,7 +54,7 @@ fn keepalived_accepts_the_rendered_config() {
     // `keepalived -t` refuses interfaces this machine does not have, so the lb hosts get the
     // `iface` label with a local interface; the rest of the file is what lb1 and lb2 get.
     let nic = local_interface();
-    let mut ctx = example();
+    let mut ctx = example_context(Keepalived.secret_names());
     let mut inv = (*ctx.inventory).clone();
     for h in inv.hosts.iter_mut().filter(|h| h.has(Role::Lb)) {
         h.labels.insert("iface".into(), nic.clone());
@@ -107,7 +62,7 @@ fn keepalived_accepts_the_rendered_config() {
     ctx.inventory = std::sync::Arc::new(inv);
     let dir = tempfile::tempdir().expect("tempdir");
     for host in ctx.inventory.with_role(Role::Lb) {
-        let files = files(&ctx, host);
+        let files = present_files(&Keepalived, &ctx, host);
         let script = dir.path().join(format!("{}-check", host.hostname));
         let (_, script_text) = files
             .iter()
@@ -143,7 +98,7 @@ fn keepalived_accepts_the_rendered_config() {
 #[test]
 fn keepalived_test_mode_catches_errors() {
     // The validator must really validate: a broken file fails.
-    let bin = keepalived_binary();
+    let bin = require_tool("keepalived", "keepalived");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.conf");
     std::fs::write(

@@ -5,38 +5,14 @@
 #[path = "render/engine.rs"]
 mod engine;
 
-use kbz_core::{Component, Config, Context, Host, Inventory, Resource, Role, Secrets};
+use kbz_core::{Component, Config, Context, Resource, Secrets};
 use kbz_postgres::Postgres;
+use kbz_testkit::{db_inventory, rendered_files, require_tool};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::Command;
 
 fn example_context() -> Context {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("example inventory");
-    let cfg = Config::load(&root.join("examples/kbz.toml")).expect("example config");
-    Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()))
-}
-
-/// Every file resource of a host: a header line with path, mode, owner, then the content.
-fn files(resources: &[Resource]) -> String {
-    let mut out = String::new();
-    for r in resources {
-        if let Resource::File {
-            path,
-            content,
-            mode,
-            owner,
-            present,
-        } = r
-        {
-            out.push_str(&format!(
-                "=== {path} mode {mode:04o} {owner} present={present}\n"
-            ));
-            out.push_str(&String::from_utf8_lossy(content));
-        }
-    }
-    out
+    kbz_testkit::example_context(Postgres.secret_names())
 }
 
 #[test]
@@ -57,8 +33,10 @@ fn rendered_files_for_the_example_inventory() {
         ["db1", "db2", "db3"]
     );
     for host in &members {
-        let r = Postgres.desired(&ctx, host).expect("desired");
-        insta::assert_snapshot!(format!("postgres_files_{}", host.hostname), files(&r));
+        insta::assert_snapshot!(
+            format!("postgres_files_{}", host.hostname),
+            rendered_files(&Postgres, &ctx, host)
+        );
     }
 }
 
@@ -99,28 +77,15 @@ fn uninstall_removes_what_install_wrote_but_keeps_the_data() {
 /// listen ports are free, so the test must not point it at any other address.
 #[test]
 fn patroni_validates_the_rendered_config() {
-    let found = Command::new("patroni").arg("--version").output();
-    let version = match found {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => panic!(
-            "`patroni` is not installed, so the rendered config cannot be validated: run \
-             `apt-get install -y --no-install-recommends patroni postgresql-15` (the validator \
-             also checks bin_dir /usr/lib/postgresql/15/bin)"
-        ),
-    };
-    let roles = [Role::Etcd, Role::Postgres];
-    let inv = Inventory {
-        path: "servers.tsv".into(),
-        hosts: (1..=3)
-            .map(|i| {
-                Host::new(
-                    &format!("db{i}"),
-                    format!("127.0.0.2{i}").parse().expect("ip"),
-                    &roles,
-                )
-            })
-            .collect(),
-    };
+    // postgresql-15 too: the validator checks bin_dir /usr/lib/postgresql/15/bin.
+    let patroni = require_tool("patroni", "--no-install-recommends patroni postgresql-15");
+    let found = Command::new(&patroni)
+        .arg("--version")
+        .output()
+        .expect("run patroni --version");
+    assert!(found.status.success(), "`patroni --version` failed");
+    let version = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    let inv = db_inventory("127.0.0.2");
     let mut cfg = Config::default();
     cfg.cluster.name = "validate".into();
     cfg.cluster.subnet = Some("127.0.0.0/8".parse().expect("net"));
@@ -137,7 +102,7 @@ fn patroni_validates_the_rendered_config() {
         let yaml = Postgres::config(&ctx, host).expect("render");
         let path = dir.path().join(format!("{}.yml", host.hostname));
         std::fs::write(&path, &yaml).expect("write");
-        let mut cmd = Command::new("patroni");
+        let mut cmd = Command::new(&patroni);
         cmd.arg("--validate-config").arg(&path);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PATRONI_")) {
             cmd.env_remove(k);
@@ -187,11 +152,8 @@ fn stub_rest(primary: u16, replica: u16) -> String {
 /// ready, a replica whose WAL receiver does not stream is not (no PostgreSQL runs here).
 #[test]
 fn readiness_script_against_a_stub_rest_api() {
-    let curl = Command::new("curl").arg("--version").output();
-    assert!(
-        curl.map(|o| o.status.success()).unwrap_or(false),
-        "`curl` is not installed: `apt-get install -y curl` (the readiness script uses it)"
-    );
+    // The readiness script uses curl.
+    require_tool("curl", "curl");
     let run = |url: &str| {
         let out = Command::new("sh")
             .arg("-c")

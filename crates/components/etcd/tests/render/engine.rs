@@ -3,37 +3,15 @@
 //! back to the exact prior state.
 
 use kbz_core::engine::RollbackOutcome;
-use kbz_core::{
-    Component, Config, Context, Engine, EngineError, Host, Inventory, Output, Role, RunOptions,
-    Secrets,
-};
+use kbz_core::{Component, Config, Context, Engine, EngineError, RunOptions, Secrets};
 use kbz_errors::{Code, HasCode};
 use kbz_etcd::{Etcd, DATA_DIR, DROPIN_FILE, ENV_FILE};
 use kbz_exec::FakeConnector;
+use kbz_testkit::{db_inventory, fake_engine, host_execs, output};
 use std::sync::Arc;
 
-fn inventory() -> Inventory {
-    Inventory {
-        path: "servers.tsv".into(),
-        hosts: (1..=3)
-            .map(|i| {
-                Host::new(
-                    &format!("db{i}"),
-                    format!("192.0.2.2{i}").parse().expect("ip"),
-                    &[Role::Etcd, Role::Postgres],
-                )
-            })
-            .collect(),
-    }
-}
-
-fn out(text: &str, status: i32) -> Output {
-    Output {
-        status,
-        stdout: text.as_bytes().to_vec(),
-        stderr: Vec::new(),
-    }
-}
+/// db1-db3 at 192.0.2.21-23.
+const IP_PREFIX: &str = "192.0.2.2";
 
 const HEALTHY: &str = "\
 http://192.0.2.21:2379 is healthy: successfully committed proposal: took = 4.6ms
@@ -55,22 +33,23 @@ Error: unhealthy cluster
 ";
 
 fn setup(health: &str, members: &str) -> (Engine, Arc<FakeConnector>) {
-    let inv = inventory();
-    let fleet = FakeConnector::debian_fleet(&inv.hosts);
+    let mut cfg = Config::default();
+    cfg.cluster.name = "example".into();
+    cfg.timeouts.readiness = 1;
+    let ctx = Context::new(
+        db_inventory(IP_PREFIX),
+        cfg,
+        Secrets::placeholders(Etcd.secret_names()),
+    );
+    let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Etcd)]);
     for (_, h) in fleet.hosts() {
         // Debian's postinst enables and starts etcd.
         h.package_units("etcd-server", &["etcd"]);
         let status = if health == HEALTHY { 0 } else { 1 };
-        h.script("endpoint health --cluster", out(health, status));
-        h.script("member list", out(members, 0));
+        h.script("endpoint health --cluster", output(health, status));
+        h.script("member list", output(members, 0));
     }
-    let fleet = Arc::new(fleet);
-    let mut cfg = Config::default();
-    cfg.cluster.name = "example".into();
-    cfg.timeouts.readiness = 1;
-    let ctx = Context::new(inv, cfg, Secrets::placeholders(Etcd.secret_names()));
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Etcd)];
-    (Engine::new(ctx, comps, fleet.clone()), fleet)
+    (engine, fleet)
 }
 
 #[tokio::test]
@@ -157,17 +136,14 @@ async fn foreign_member_list_is_a_bootstrap_error() {
 async fn health_reports_each_member_quorum_and_member_list() {
     let (engine, fleet) = setup(HEALTHY, MEMBERS);
     engine.run(&RunOptions::default()).await.expect("install");
-    let inv = inventory();
-    let ctx = Context::new(inv.clone(), Config::default(), Secrets::in_memory());
-    let hosts: Vec<_> = inv
-        .hosts
-        .iter()
-        .map(|h| kbz_core::component::HostExec {
-            host: h.clone(),
-            exec: fleet.host(&h.hostname).expect("fake") as Arc<dyn kbz_core::Executor>,
-        })
-        .collect();
-    let checks = Etcd.health(&ctx, &hosts).await;
+    let ctx = Context::new(
+        db_inventory(IP_PREFIX),
+        Config::default(),
+        Secrets::in_memory(),
+    );
+    let checks = Etcd
+        .health(&ctx, &host_execs(&fleet, &ctx.inventory.hosts))
+        .await;
     assert_eq!(checks.len(), 5, "{checks:?}");
     assert!(checks.iter().all(|c| c.ok), "{checks:?}");
     assert!(checks.iter().any(|c| c.check == "etcd quorum"));

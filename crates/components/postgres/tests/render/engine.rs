@@ -3,59 +3,38 @@
 //! E038, and a member that never becomes ready stops the rollout before the next host.
 
 use kbz_core::engine::RollbackOutcome;
-use kbz_core::{
-    Component, Config, Context, Engine, EngineError, Host, Inventory, Output, Role, RunOptions,
-    Secrets,
-};
+use kbz_core::{Component, Config, Context, Engine, EngineError, RunOptions, Secrets};
 use kbz_errors::{Code, HasCode};
 use kbz_exec::FakeConnector;
 use kbz_postgres::{Postgres, CONFIG_PATH, CREATECLUSTER_PATH};
+use kbz_testkit::{db_inventory, fake_engine, host_execs, output};
 use std::sync::Arc;
 
-fn inventory() -> Inventory {
-    Inventory {
-        path: "servers.tsv".into(),
-        hosts: (1..=3)
-            .map(|i| {
-                Host::new(
-                    &format!("db{i}"),
-                    format!("192.0.2.2{i}").parse().expect("ip"),
-                    &[Role::Etcd, Role::Postgres],
-                )
-            })
-            .collect(),
-    }
-}
-
-fn out(text: &str, status: i32) -> Output {
-    Output {
-        status,
-        stdout: text.as_bytes().to_vec(),
-        stderr: Vec::new(),
-    }
-}
+/// db1-db3 at 192.0.2.21-23.
+const IP_PREFIX: &str = "192.0.2.2";
 
 const LIST: &str = r#"[{"Cluster": "example", "Member": "db1", "Host": "192.0.2.21", "Role": "Leader", "State": "running", "TL": 1}, {"Cluster": "example", "Member": "db2", "Host": "192.0.2.22", "Role": "Sync Standby", "State": "streaming", "TL": 1, "Lag in MB": 0}, {"Cluster": "example", "Member": "db3", "Host": "192.0.2.23", "Role": "Replica", "State": "streaming", "TL": 1, "Lag in MB": 0}]"#;
 
 const STREAMING: &str = "db2|streaming|sync\ndb3|streaming|async\n";
 
 fn setup(replication: &str) -> (Engine, Arc<FakeConnector>) {
-    let inv = inventory();
-    let fleet = FakeConnector::debian_fleet(&inv.hosts);
-    for (_, h) in fleet.hosts() {
-        // Debian enables patroni.service on install (it starts once its config exists).
-        h.package_units("patroni", &["patroni"]);
-        h.script("list -f json", out(LIST, 0));
-        h.script("pg_stat_replication", out(replication, 0));
-    }
-    let fleet = Arc::new(fleet);
     let mut cfg = Config::default();
     cfg.cluster.name = "example".into();
     cfg.cluster.subnet = Some("192.0.2.0/24".parse().expect("net"));
     cfg.timeouts.readiness = 1;
-    let ctx = Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()));
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Postgres)];
-    (Engine::new(ctx, comps, fleet.clone()), fleet)
+    let ctx = Context::new(
+        db_inventory(IP_PREFIX),
+        cfg,
+        Secrets::placeholders(Postgres.secret_names()),
+    );
+    let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Postgres)]);
+    for (_, h) in fleet.hosts() {
+        // Debian enables patroni.service on install (it starts once its config exists).
+        h.package_units("patroni", &["patroni"]);
+        h.script("list -f json", output(LIST, 0));
+        h.script("pg_stat_replication", output(replication, 0));
+    }
+    (engine, fleet)
 }
 
 #[tokio::test]
@@ -136,7 +115,7 @@ async fn members_are_rolled_out_one_at_a_time() {
     // db2's Patroni never serves: the rollout must stop there, before db3 is touched.
     db2.script(
         "/primary",
-        out(
+        output(
             "Patroni at http://192.0.2.22:8008 reports neither a primary nor a running replica\n",
             1,
         ),
@@ -156,7 +135,7 @@ async fn first_member_that_never_leads_is_a_bootstrap_error() {
     let (engine, fleet) = setup(STREAMING);
     fleet.host("db1").expect("db1").script(
         "/primary",
-        out(
+        output(
             "Patroni at http://192.0.2.21:8008 reports neither a primary nor a running replica\n",
             1,
         ),
@@ -172,23 +151,16 @@ async fn first_member_that_never_leads_is_a_bootstrap_error() {
 async fn health_reports_members_and_the_cluster() {
     let (engine, fleet) = setup(STREAMING);
     engine.run(&RunOptions::default()).await.expect("install");
-    let inv = inventory();
     let mut cfg = Config::default();
     cfg.cluster.subnet = Some("192.0.2.0/24".parse().expect("net"));
     let ctx = Context::new(
-        inv.clone(),
+        db_inventory(IP_PREFIX),
         cfg,
         Secrets::placeholders(Postgres.secret_names()),
     );
-    let hosts: Vec<_> = inv
-        .hosts
-        .iter()
-        .map(|h| kbz_core::component::HostExec {
-            host: h.clone(),
-            exec: fleet.host(&h.hostname).expect("fake") as Arc<dyn kbz_core::Executor>,
-        })
-        .collect();
-    let checks = Postgres.health(&ctx, &hosts).await;
+    let checks = Postgres
+        .health(&ctx, &host_execs(&fleet, &ctx.inventory.hosts))
+        .await;
     assert_eq!(checks.len(), 4, "{checks:?}");
     assert!(checks.iter().all(|c| c.ok), "{checks:?}");
     let cluster = checks

@@ -1,16 +1,12 @@
 //! Shared fixtures: the example inventory and config with placeholder secrets, and the
 //! redis-cli answers a FakeHost gives for a fresh, a converged and a failed-over cluster.
 
-use kbz_core::{Component, Config, Context, Host, Inventory, Output, Role, Secrets};
+use kbz_core::{Component, Context, Host, Role};
 use kbz_redis::Redis;
-use std::path::Path;
 
 /// The example fleet (`examples/servers.tsv`, `examples/kbz.toml`), placeholder secrets.
 pub fn example_ctx() -> Context {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("example inventory");
-    let cfg = Config::load(&root.join("examples/kbz.toml")).expect("example config");
-    Context::new(inv, cfg, Secrets::placeholders(Redis.secret_names()))
+    kbz_testkit::example_context(Redis.secret_names())
 }
 
 /// The Redis hosts in inventory order.
@@ -20,15 +16,6 @@ pub fn redis_hosts(ctx: &Context) -> Vec<Host> {
         .into_iter()
         .cloned()
         .collect()
-}
-
-/// A successful command printing `stdout`.
-pub fn out(stdout: &str) -> Output {
-    Output {
-        status: 0,
-        stdout: stdout.as_bytes().to_vec(),
-        stderr: Vec::new(),
-    }
 }
 
 /// `INFO replication` of a master with these online replicas.

@@ -6,12 +6,13 @@
 
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
-use kbz_core::{Context, Engine, Executor, Output, RunOptions};
+use kbz_core::{Context, Engine, RunOptions};
 use kbz_errors::{Code, HasCode};
 use kbz_exec::{FakeConnector, FakeHost};
 use kbz_redis::layout::{self, Layout};
 use kbz_redis::observe::MasterSource;
 use kbz_redis::{cluster, render, scripts, Redis};
+use kbz_testkit::{host_execs, output};
 use std::sync::Arc;
 
 use crate::common::*;
@@ -42,7 +43,7 @@ fn host(c: &FakeConnector, name: &str) -> Arc<FakeHost> {
 /// Scripts the fresh-cluster answers on every Redis host.
 fn script_fresh(c: &FakeConnector) {
     for n in ["db1", "db2", "db3"] {
-        host(c, n).script(scripts::GATHER, out(&fresh_gather()));
+        host(c, n).script(scripts::GATHER, output(&fresh_gather(), 0));
     }
 }
 
@@ -63,7 +64,7 @@ fn script_converged(c: &FakeConnector, master: &str) {
         };
         host(c, n).script(
             scripts::GATHER,
-            out(&gather(&info, &sentinel_master(m_ip, 1), CKQUORUM_OK)),
+            output(&gather(&info, &sentinel_master(m_ip, 1), CKQUORUM_OK), 0),
         );
     }
 }
@@ -251,13 +252,7 @@ async fn rerun_after_a_failover_leaves_replication_and_files_alone() {
 }
 
 fn hostexecs(ctx: &Context, c: &FakeConnector) -> Vec<HostExec> {
-    redis_hosts(ctx)
-        .into_iter()
-        .map(|h| HostExec {
-            exec: host(c, &h.hostname) as Arc<dyn Executor>,
-            host: h,
-        })
-        .collect()
+    host_execs(c, &redis_hosts(ctx))
 }
 
 #[tokio::test]
@@ -267,21 +262,19 @@ async fn a_rebuilt_node_joins_the_promoted_master() {
     // db2 was promoted earlier; db3 was reinstalled from scratch.
     host(&c, "db1").script(
         scripts::GATHER,
-        out(&gather(
-            &replica_info(DB2),
-            &sentinel_master(DB2, 1),
-            CKQUORUM_OK,
-        )),
+        output(
+            &gather(&replica_info(DB2), &sentinel_master(DB2, 1), CKQUORUM_OK),
+            0,
+        ),
     );
     host(&c, "db2").script(
         scripts::GATHER,
-        out(&gather(
-            &master_info(&[DB1]),
-            &sentinel_master(DB2, 1),
-            CKQUORUM_OK,
-        )),
+        output(
+            &gather(&master_info(&[DB1]), &sentinel_master(DB2, 1), CKQUORUM_OK),
+            0,
+        ),
     );
-    host(&c, "db3").script(scripts::GATHER, out(&fresh_gather()));
+    host(&c, "db3").script(scripts::GATHER, output(&fresh_gather(), 0));
     let outcome = cluster::converge(&ctx, &hostexecs(&ctx, &c), &Layout::debian())
         .await
         .expect("converge");
@@ -307,14 +300,6 @@ async fn a_rebuilt_node_joins_the_promoted_master() {
     }
 }
 
-fn failing(text: &str) -> Output {
-    Output {
-        status: 1,
-        stdout: text.as_bytes().to_vec(),
-        stderr: Vec::new(),
-    }
-}
-
 fn quick(ctx: &Context) -> Context {
     let mut cfg = (*ctx.config).clone();
     cfg.timeouts.readiness = 1;
@@ -328,7 +313,7 @@ async fn sentinels_that_never_agree_fail_with_e039() {
     script_converged(&c, "db1");
     host(&c, "db1").script(
         scripts::WAIT_SENTINELS,
-        failing("sentinel 192.0.2.23: NOQUORUM 1 usable Sentinels"),
+        output("sentinel 192.0.2.23: NOQUORUM 1 usable Sentinels", 1),
     );
     let e = cluster::converge(&ctx, &hostexecs(&ctx, &c), &Layout::debian())
         .await
@@ -344,7 +329,10 @@ async fn replicas_that_never_link_fail_with_e038() {
     script_converged(&c, "db1");
     host(&c, "db1").script(
         scripts::WAIT_REPLICATION,
-        failing("192.0.2.22: not streaming from 192.0.2.21: master_link_status:down"),
+        output(
+            "192.0.2.22: not streaming from 192.0.2.21: master_link_status:down",
+            1,
+        ),
     );
     let e = cluster::converge(&ctx, &hostexecs(&ctx, &c), &Layout::debian())
         .await
@@ -359,13 +347,16 @@ async fn two_masters_with_replicas_are_refused_not_resolved() {
     let none = "ERR No such master with that name\n";
     host(&c, "db1").script(
         scripts::GATHER,
-        out(&gather(&master_info(&[DB3]), none, "")),
+        output(&gather(&master_info(&[DB3]), none, ""), 0),
     );
     host(&c, "db2").script(
         scripts::GATHER,
-        out(&gather(&master_info(&[DB3]), none, "")),
+        output(&gather(&master_info(&[DB3]), none, ""), 0),
     );
-    host(&c, "db3").script(scripts::GATHER, out(&gather(&replica_info(DB1), none, "")));
+    host(&c, "db3").script(
+        scripts::GATHER,
+        output(&gather(&replica_info(DB1), none, ""), 0),
+    );
     let e = cluster::converge(&ctx, &hostexecs(&ctx, &c), &Layout::debian())
         .await
         .expect_err("split brain");
@@ -392,11 +383,14 @@ async fn health_reports_roles_links_and_sentinel_agreement() {
     let down = replica_info(DB2).replace("master_link_status:up", "master_link_status:down");
     host(&c, "db3").script(
         scripts::GATHER,
-        out(&gather(
-            &down,
-            &sentinel_master(DB2, 1),
-            "NOQUORUM 1 usable Sentinels",
-        )),
+        output(
+            &gather(
+                &down,
+                &sentinel_master(DB2, 1),
+                "NOQUORUM 1 usable Sentinels",
+            ),
+            0,
+        ),
     );
     script_converged(&c, "db2");
     let checks = cluster::health(&ctx, &hostexecs(&ctx, &c), &Layout::debian()).await;
