@@ -30,6 +30,12 @@ pub struct Figures {
     pub rerun: f64,
     /// SSH round trips of the converged re-run, per host.
     pub rerun_round_trips_per_host: f64,
+    /// Seconds from the VIP holder's power cut until a survivor holds the PostgreSQL VIP.
+    pub vip_moved: f64,
+    /// Seconds until Patroni names a new leader.
+    pub patroni_failover: f64,
+    /// Seconds until every surviving Sentinel names a new Redis master.
+    pub sentinel_failover: f64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -37,6 +43,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!(
         "e2e: all scenarios passed. lab up {:.1}s, first install {:.1}s, converged re-run {:.1}s, {:.1} SSH round trips per host on re-run",
         figures.lab_up, figures.first_install, figures.rerun, figures.rerun_round_trips_per_host
+    );
+    println!(
+        "e2e: after a power cut of the VIP holder: VIP moved in {:.1}s, Patroni leader in {:.1}s, Sentinel master in {:.1}s",
+        figures.vip_moved, figures.patroni_failover, figures.sentinel_failover
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -318,6 +328,143 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Which host holds `vip`, if any (asked of every listed host).
+fn vip_holder(vip: &str, hosts: &[&str]) -> Option<String> {
+    hosts
+        .iter()
+        .find(|h| on(h, &format!("ip -o addr show | grep -q ' {vip}/'")).is_ok())
+        .map(|h| h.to_string())
+}
+
+/// Power-cuts the host holding the PostgreSQL VIP (at first: the Patroni leader and the Redis
+/// master too), measures how long the VIP, Patroni and Sentinel take to move, checks that
+/// writes work again through both VIPs, powers the host back on, and proves that a re-run
+/// accepts the new leaders (0 changed).
+fn failover_scenario(bin: &Path, info: &LabInfo, names: &[&str], fig: &mut Figures) -> Result<()> {
+    step("failover: power cut of the VIP holder");
+    let cfg: toml::Table = fs::read_to_string(&info.config)?.parse()?;
+    let vip_of = |n: &str| {
+        cfg.get("vips")
+            .and_then(|v| v.get(n))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let (Some(pg_vip), Some(redis_vip)) = (vip_of("postgres"), vip_of("redis")) else {
+        bail!("lab kbz.toml lacks the postgres or redis VIP");
+    };
+    let victim = vip_holder(&pg_vip, names).context("nobody holds the PostgreSQL VIP")?;
+    let victim_ip = info
+        .hosts
+        .iter()
+        .find(|h| h.name == victim)
+        .map(|h| h.ip.to_string())
+        .unwrap_or_default();
+    let survivors: Vec<&str> = names.iter().copied().filter(|h| *h != victim).collect();
+    let sentinel = secret(info, "redis_sentinel_password")?;
+
+    lab::kill(&victim)?;
+    let cut = Instant::now();
+    let (mut vip, mut patroni, mut sentinels) = (None, None, None);
+    while (vip.is_none() || patroni.is_none() || sentinels.is_none())
+        && cut.elapsed().as_secs() < 120
+    {
+        if vip.is_none() && vip_holder(&pg_vip, &survivors).is_some() {
+            vip = Some(cut.elapsed().as_secs_f64());
+        }
+        if patroni.is_none() {
+            let list = on(
+                survivors[0],
+                "patronictl -c /etc/patroni/config.yml list -f json",
+            )
+            .unwrap_or_default();
+            let members: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap_or_default();
+            if members.iter().any(|m| {
+                m["Role"] == "Leader" && m["Member"] != victim.as_str() && m["State"] == "running"
+            }) {
+                patroni = Some(cut.elapsed().as_secs_f64());
+            }
+        }
+        if sentinels.is_none() {
+            let all_moved = survivors.iter().all(|h| {
+                on_stdin(h, "REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -p 26379 sentinel get-master-addr-by-name kbz", &sentinel)
+                    .map(|m| !m.is_empty() && m.lines().next() != Some(victim_ip.as_str()))
+                    .unwrap_or(false)
+            });
+            if all_moved {
+                sentinels = Some(cut.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    fig.vip_moved = vip.context("the PostgreSQL VIP did not move within 120 s")?;
+    fig.patroni_failover = patroni.context("Patroni named no new leader within 120 s")?;
+    fig.sentinel_failover =
+        sentinels.context("the Sentinels did not promote a new master within 120 s")?;
+    println!(
+        "{victim} cut: VIP moved after {:.1}s, Patroni leader after {:.1}s, Sentinel master after {:.1}s",
+        fig.vip_moved, fig.patroni_failover, fig.sentinel_failover
+    );
+
+    step("writes work again through both VIPs");
+    let pg = secret(info, "postgres_superuser_password")?;
+    let redis = secret(info, "redis_password")?;
+    let first = survivors[0];
+    eventually(
+        60,
+        "a write through the PostgreSQL VIP after failover",
+        || {
+            Ok(on_stdin(
+            first,
+            &format!("PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U postgres -d postgres -c \"update kbz_e2e set v = 'after-failover' where id = 1\""),
+            &pg,
+        )
+        .is_ok())
+        },
+    )?;
+    eventually(60, "a write through the Redis VIP after failover", || {
+        Ok(on_stdin(first, &format!("REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -h {redis_vip} -p 6379 set kbz-e2e after-failover"), &redis)
+            .map(|r| r == "OK")
+            .unwrap_or(false))
+    })?;
+    // The first write went to the old primary: no acknowledged write may be lost.
+    let v = on_stdin(first, &format!("PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U postgres -d postgres -c 'select count(*) from kbz_e2e'"), &pg)?;
+    ensure!(
+        v == "1",
+        "the row written before the failover is gone (count {v})"
+    );
+
+    step("the old holder comes back and a re-run accepts the new leaders");
+    lab::start(&victim)?;
+    eventually(
+        120,
+        &format!("{victim} rejoining Patroni as a streaming replica"),
+        || {
+            let list = on(first, "patronictl -c /etc/patroni/config.yml list -f json")?;
+            let members: Vec<serde_json::Value> = serde_json::from_str(&list)?;
+            Ok(members.iter().any(|m| {
+                m["Member"] == victim.as_str() && m["Role"] != "Leader" && m["State"] == "running"
+            }))
+        },
+    )?;
+    let inv = info.servers_tsv.display().to_string();
+    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
+    ensure!(
+        r.code == 0,
+        "re-run after failover failed:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let report = json(&r)?;
+    ensure!(
+        changed(&report) == 0,
+        "the re-run after failover changed {} operations:\n{}",
+        changed(&report),
+        r.stdout
+    );
+    println!("re-run after failover: 0 changed; {victim} is back as a replica");
+    Ok(())
+}
+
 /// A fingerprint of everything module 1 touches on a host: file hashes and modes, installed
 /// packages, service states.
 fn fingerprint(host: &str) -> Result<String> {
@@ -398,6 +545,8 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
 
     step("a failure on one host rolls every host back");
     rollback_scenario(&bin, info, &names)?;
+
+    failover_scenario(&bin, info, &names, fig)?;
 
     step("uninstall");
     let r = install(&bin, &["uninstall", "--inventory", &inv, "--yes"])?;
