@@ -328,6 +328,42 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A webhook receiver on 127.0.0.1 that records request bodies.
+struct Receiver {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    fn start() -> Result<Receiver> {
+        let server = tiny_http::Server::http("127.0.0.1:0")
+            .map_err(|e| anyhow::anyhow!("webhook receiver: {e}"))?;
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .context("receiver address")?;
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = bodies.clone();
+        // The thread ends with the process; the receiver only ever listens on loopback.
+        std::thread::spawn(move || {
+            for mut req in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
+                if let Ok(mut b) = sink.lock() {
+                    b.push(body);
+                }
+                let _ = req.respond(tiny_http::Response::empty(200));
+            }
+        });
+        Ok(Receiver { port, bodies })
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
 /// Which host holds `vip`, if any (asked of every listed host).
 fn vip_holder(vip: &str, hosts: &[&str]) -> Option<String> {
     hosts
@@ -528,7 +564,25 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     let bin = kbz_install()?;
     let inv = info.servers_tsv.display().to_string();
     let names: Vec<&str> = info.hosts.iter().map(|h| h.name.as_str()).collect();
+    // Operators hear about installs: a JSON webhook target on the controller's loopback.
+    let hook = Receiver::start()?;
+    let mut cfg = fs::read_to_string(&info.config)?;
+    cfg.push_str(&format!("\n[[notify]]\nname = \"e2e-hook\"\nurl = \"json://127.0.0.1:{}/hook\"\nmin_level = \"info\"\n", hook.port));
+    fs::write(&info.config, cfg)?;
     install_and_rerun(&bin, info, fig)?;
+    let got = hook.bodies();
+    ensure!(
+        got.iter()
+            .any(|b| b.contains("kbz install started on kbzlab"))
+            && got
+                .iter()
+                .any(|b| b.contains("kbz install succeeded on kbzlab")),
+        "the webhook did not get install start and success: {got:?}"
+    );
+    println!(
+        "webhook received {} notifications (start and success of each run)",
+        got.len()
+    );
     for h in &names {
         assert_base(h, info)?;
     }
@@ -544,7 +598,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     );
 
     step("a failure on one host rolls every host back");
-    rollback_scenario(&bin, info, &names)?;
+    rollback_scenario(&bin, info, &names, Some(&hook))?;
 
     failover_scenario(&bin, info, &names, fig)?;
 
@@ -604,7 +658,12 @@ fn proxy_host(url: &str) -> String {
 
 /// Adds a package and NTP servers in a second config; on host 2 the chrony sources path is
 /// made a directory so writing the file fails midway. Every host must end as it began.
-fn rollback_scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> {
+fn rollback_scenario(
+    bin: &Path,
+    info: &LabInfo,
+    names: &[&str],
+    hook: Option<&Receiver>,
+) -> Result<()> {
     let inv = info.servers_tsv.display().to_string();
     let cfg = fs::read_to_string(&info.config)?;
     ensure!(
@@ -650,6 +709,14 @@ fn rollback_scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> {
         "the failure should be E022 (file write):\n{}",
         r.stderr
     );
+    if let Some(hook) = hook {
+        ensure!(
+            hook.bodies()
+                .iter()
+                .any(|b| b.contains("kbz install failed on kbzlab: E022")),
+            "the webhook did not get the failure with its E-code"
+        );
+    }
     ensure!(
         r.stderr.contains("rolled back"),
         "no rollback reported:\n{}",
