@@ -67,6 +67,35 @@ impl Default for ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// The cluster name as a [`slug`], for tokens, key paths and scopes.
+    pub fn slug(&self) -> String {
+        slug(&self.name)
+    }
+}
+
+/// A name safe in tokens and key paths: lowercase ASCII letters, digits and `-` (every other
+/// character becomes `-`, and none leads or trails); `kbz` when nothing is left.
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-');
+    if s.is_empty() {
+        "kbz".into()
+    } else {
+        s.to_string()
+    }
+}
+
 /// `[ssh]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -668,4 +697,20 @@ fn array_table_line(text: &str, table: &str, index: usize) -> Option<usize> {
         })
         .nth(index)
         .map(|(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Prod EU"), "prod-eu");
+        assert_eq!(slug("  example  "), "example");
+        assert_eq!(slug("a_b.c"), "a-b-c");
+        assert_eq!(slug("--"), "kbz");
+        assert_eq!(slug(""), "kbz");
+        assert_eq!(slug("Zürich-1"), "z-rich-1");
+        assert_eq!(ClusterConfig::default().slug(), "kbz");
+    }
 }

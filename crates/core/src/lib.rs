@@ -13,6 +13,7 @@ pub mod engine;
 pub mod executor;
 pub mod inventory;
 pub mod journal;
+pub mod net;
 pub mod notifier;
 pub mod plan;
 pub mod resource;

@@ -33,6 +33,7 @@ pub use health::{
 
 use async_trait::async_trait;
 use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::net::http_url;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
 use kbz_errors::{Code, Diagnostic};
 use std::net::IpAddr;
@@ -65,35 +66,6 @@ const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Etcd;
 
-/// `http://IP:PORT`, with brackets around an IPv6 address.
-pub fn url(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("http://{a}:{port}"),
-        IpAddr::V6(a) => format!("http://[{a}]:{port}"),
-    }
-}
-
-/// A name safe in tokens and key paths: lowercase ASCII letters, digits and `-`.
-pub fn slug(name: &str) -> String {
-    let s: String = name
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let s = s.trim_matches('-').to_string();
-    if s.is_empty() {
-        "kbz".into()
-    } else {
-        s
-    }
-}
-
 impl Etcd {
     /// The etcd members: hosts with the `etcd` role, in inventory order.
     pub fn members(ctx: &Context) -> Vec<&Host> {
@@ -106,8 +78,8 @@ impl Etcd {
             .into_iter()
             .map(|h| Expected {
                 name: h.hostname.clone(),
-                client_url: url(h.ip, CLIENT_PORT),
-                peer_url: url(h.ip, PEER_PORT),
+                client_url: http_url(h.ip, CLIENT_PORT),
+                peer_url: http_url(h.ip, PEER_PORT),
             })
             .collect()
     }
@@ -123,7 +95,7 @@ impl Etcd {
 
     /// `initial-cluster-token`: stable for the cluster, distinct between clusters.
     pub fn token(ctx: &Context) -> String {
-        format!("kbz-{}", slug(&ctx.config.cluster.name))
+        format!("kbz-{}", ctx.config.cluster.slug())
     }
 
     /// `/etc/default/etcd` for one member.
@@ -142,8 +114,8 @@ impl Etcd {
                 .collect::<Vec<_>>()
                 .join(",")
         });
-        let client = url(host.ip, CLIENT_PORT);
-        let loopback = url(IpAddr::from([127, 0, 0, 1]), CLIENT_PORT);
+        let client = http_url(host.ip, CLIENT_PORT);
+        let loopback = http_url(IpAddr::from([127, 0, 0, 1]), CLIENT_PORT);
         let listen_client = if client == loopback {
             client.clone()
         } else {
@@ -155,7 +127,7 @@ impl Etcd {
             &serde_json::json!({
                 "name": host.hostname,
                 "data_dir": DATA_DIR,
-                "peer_url": url(host.ip, PEER_PORT),
+                "peer_url": http_url(host.ip, PEER_PORT),
                 "client_url": client,
                 "listen_client_urls": listen_client,
                 "initial_cluster": &*initial,
@@ -560,9 +532,14 @@ mod tests {
     }
 
     #[test]
-    fn slugs() {
-        assert_eq!(slug("Prod EU"), "prod-eu");
-        assert_eq!(slug("--"), "kbz");
-        assert_eq!(slug("example"), "example");
+    fn token_is_the_cluster_name_as_a_slug() {
+        let mut c = ctx();
+        assert_eq!(Etcd::token(&c), "kbz-prod-eu");
+        for (name, token) in [("--", "kbz-kbz"), ("example", "kbz-example")] {
+            let mut cfg = (*c.config).clone();
+            cfg.cluster.name = name.into();
+            c.config = std::sync::Arc::new(cfg);
+            assert_eq!(Etcd::token(&c), token);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! each backend is health-checked) and the rendered haproxy.cfg.
 
 use kbz_core::component::ComponentError;
+use kbz_core::net::host_port;
 use kbz_core::{Context, Host, Role};
 use kbz_errors::{Code, Diagnostic};
 use serde::Serialize;
@@ -90,14 +91,6 @@ pub fn fronts(ctx: &Context) -> Vec<Front> {
     out
 }
 
-/// `ip:port`, with brackets around IPv6 addresses.
-pub fn addr(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-    }
-}
-
 /// Escapes a value for one haproxy.cfg word: backslash, space, quotes and `#` get a
 /// backslash. Control characters cannot be carried: `None`.
 pub fn escape(value: &str) -> Option<String> {
@@ -170,22 +163,22 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
             .iter()
             .map(|(name, ip)| ServerData {
                 name: name.clone(),
-                addr: addr(*ip, f.server_port),
+                addr: host_port(*ip, f.server_port),
                 rest_port,
             })
             .collect()
     };
     let postgres = match (find("postgres_primary"), find("postgres_replicas")) {
         (Some(p), Some(r)) => Some(PostgresData {
-            primary_bind: addr(p.vip, p.port),
-            replicas_bind: addr(r.vip, r.port),
+            primary_bind: host_port(p.vip, p.port),
+            replicas_bind: host_port(r.vip, r.port),
             servers: servers(p, PATRONI_REST_PORT),
         }),
         _ => None,
     };
     let redis = match find("redis_master") {
         Some(f) => Some(RedisData {
-            bind: addr(f.vip, f.port),
+            bind: host_port(f.vip, f.port),
             password: secret_word(ctx, REDIS_SECRET)?,
             servers: servers(f, 0),
         }),
@@ -196,7 +189,7 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
         TEMPLATE,
         &CfgData {
             hostname: host.hostname.clone(),
-            stats_bind: addr(host.ip, STATS_PORT),
+            stats_bind: host_port(host.ip, STATS_PORT),
             stats_user: STATS_USER,
             stats_password: secret_word(ctx, STATS_SECRET)?,
             postgres,

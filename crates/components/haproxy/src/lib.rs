@@ -21,11 +21,12 @@
 mod fronts;
 mod stats;
 
-pub use fronts::{addr, escape, fronts, render_config, Expect, Front};
+pub use fronts::{escape, fronts, render_config, Expect, Front};
 pub use stats::{parse_stats_csv, verdict, ServerState};
 
 use async_trait::async_trait;
 use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
 use kbz_errors::Code;
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub struct Haproxy;
 
 /// The stats page URL of one lb host (CSV export).
 pub fn stats_url(host: &Host) -> String {
-    format!("http://{}/stats;csv", addr(host.ip, STATS_PORT))
+    format!("{}/stats;csv", http_url(host.ip, STATS_PORT))
 }
 
 /// A curl config line (read on stdin with `-K -`) carrying the stats credentials, so the
@@ -71,8 +72,8 @@ fn curl_auth(password: &str) -> String {
 fn ready_script(host: &Host) -> String {
     format!(
         "systemctl is-active --quiet haproxy && [ \"$(curl -gs -o /dev/null -w '%{{http_code}}' \
-         --max-time 2 'http://{}/stats')\" = 401 ]",
-        addr(host.ip, STATS_PORT)
+         --max-time 2 '{}/stats')\" = 401 ]",
+        http_url(host.ip, STATS_PORT)
     )
 }
 
@@ -219,7 +220,7 @@ impl Component for Haproxy {
                         let (ok, detail) = verdict(f, &rows);
                         out.push(HealthCheck {
                             host: host.clone(),
-                            check: format!("haproxy {} ({})", f.backend, addr(f.vip, f.port)),
+                            check: format!("haproxy {} ({})", f.backend, host_port(f.vip, f.port)),
                             ok,
                             detail,
                         });
@@ -360,14 +361,11 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_are_bracketed() {
-        assert_eq!(
-            addr("2001:db8::1".parse().expect("ip"), 5432),
-            "[2001:db8::1]:5432"
-        );
-        assert_eq!(
-            addr("192.0.2.1".parse().expect("ip"), 5432),
-            "192.0.2.1:5432"
-        );
+        let v6 = Host::new("lb1", "2001:db8::1".parse().expect("ip"), &[Role::Lb]);
+        assert_eq!(stats_url(&v6), "http://[2001:db8::1]:8404/stats;csv");
+        assert!(ready_script(&v6).contains("'http://[2001:db8::1]:8404/stats'"));
+        let v4 = Host::new("lb1", "192.0.2.1".parse().expect("ip"), &[Role::Lb]);
+        assert_eq!(stats_url(&v4), "http://192.0.2.1:8404/stats;csv");
     }
 
     #[test]

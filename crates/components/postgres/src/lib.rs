@@ -41,6 +41,7 @@ pub use cluster::{
 
 use async_trait::async_trait;
 use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
 use kbz_errors::{Code, Diagnostic};
 use std::net::IpAddr;
@@ -101,35 +102,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Module 5: PostgreSQL + Patroni on the `postgres` hosts.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Postgres;
-
-/// `IP:PORT`, with brackets around an IPv6 address.
-pub fn host_port(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-/// A name safe as a DCS key component: lowercase ASCII letters, digits and `-`.
-pub fn slug(name: &str) -> String {
-    let s: String = name
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let s = s.trim_matches('-').to_string();
-    if s.is_empty() {
-        "kbz".into()
-    } else {
-        s
-    }
-}
 
 /// A YAML double-quoted scalar (a JSON string is one).
 fn yq(s: &str) -> String {
@@ -222,7 +194,7 @@ impl Postgres {
 
     /// The REST API base URL of a member.
     pub fn rest_url(host: &Host) -> String {
-        format!("http://{}", host_port(host.ip, REST_PORT))
+        http_url(host.ip, REST_PORT)
     }
 
     /// `/etc/patroni/config.yml` for one member.
@@ -254,7 +226,7 @@ impl Postgres {
             "patroni.yml.hbs",
             CONFIG_TEMPLATE,
             &serde_json::json!({
-                "scope": yq(&slug(&ctx.config.cluster.name)),
+                "scope": yq(&ctx.config.cluster.slug()),
                 "name": yq(&host.hostname),
                 "rest_listen": yq(&host_port(host.ip, REST_PORT)),
                 "rest_connect": yq(&host_port(host.ip, REST_PORT)),
