@@ -76,6 +76,20 @@ pub enum ComponentError {
     /// The inventory or config cannot serve this component.
     #[error("{0}")]
     Input(Diagnostic),
+    /// A running cluster did not reach the state it must be in: no quorum (E036), a VIP held
+    /// by no host or by several (E037), replication that does not stream (E038), Sentinels
+    /// that do not agree (E039).
+    #[error("{message}")]
+    Cluster {
+        /// Catalogue code of the failure.
+        code: Code,
+        /// What is wrong, with what was observed.
+        message: String,
+        /// The host the failure was seen on, when one is to blame.
+        host: Option<String>,
+        /// A fix specific to this failure; the catalogue's general solutions follow it.
+        hint: Option<String>,
+    },
     /// The host's OS is not supported.
     #[error("{host} runs {os}; supported: Debian 11/12, Ubuntu 20.04/22.04/24.04")]
     UnsupportedOs {
@@ -112,10 +126,30 @@ impl HasCode for ComponentError {
             ComponentError::Bootstrap { .. } => Code::E035,
             ComponentError::MissingSecret(_) => Code::E052,
             ComponentError::Input(d) => d.code,
+            ComponentError::Cluster { code, .. } => *code,
             ComponentError::UnsupportedOs { .. } => Code::E032,
             ComponentError::Operation { code, .. } => *code,
             ComponentError::Journal(e) => e.code(),
             ComponentError::Exec(e) => e.code(),
+        }
+    }
+}
+
+impl ComponentError {
+    /// The host a cluster failure was seen on, if it names one.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            ComponentError::Cluster { host, .. } => host.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The specific fix of a cluster failure, if it has one (an [`ComponentError::Input`]
+    /// diagnostic shows its own).
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ComponentError::Cluster { hint, .. } => hint.as_deref(),
+            _ => None,
         }
     }
 }
@@ -176,5 +210,30 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     /// Health checks for `kbz-health`.
     async fn health(&self, _ctx: &Context, _hosts: &[HostExec]) -> Vec<HealthCheck> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_failures_carry_their_code_host_and_fix() {
+        let e = ComponentError::Cluster {
+            code: Code::E036,
+            message: "etcd has no quorum after waiting 5s: 1 of 3 members healthy".into(),
+            host: Some("db1".into()),
+            hint: Some("start etcd on the other members".into()),
+        };
+        assert_eq!(e.code(), Code::E036);
+        assert_eq!(
+            e.to_string(),
+            "etcd has no quorum after waiting 5s: 1 of 3 members healthy"
+        );
+        assert_eq!(e.host(), Some("db1"));
+        assert_eq!(e.hint(), Some("start etcd on the other members"));
+        let input = ComponentError::Input(Diagnostic::new(Code::E008, "bad").hint("fix it"));
+        assert_eq!(input.code(), Code::E008);
+        assert_eq!((input.host(), input.hint()), (None, None));
     }
 }

@@ -184,11 +184,17 @@ impl HasCode for EngineError {
 }
 
 impl EngineError {
-    /// The user-facing diagnostic, with the host attached where known.
+    /// The user-facing diagnostic, with the host attached where known (the failed step's, or
+    /// the one a cluster failure names) and a cluster failure's specific fix.
     pub fn diagnostic(&self) -> Diagnostic {
         let mut d = Diagnostic::new(self.code(), self.to_string());
-        if let EngineError::Failed { host: Some(h), .. } = self {
-            d = d.on_host(h.clone());
+        if let EngineError::Failed { host, source, .. } = self {
+            if let Some(h) = host.as_deref().or(source.host()) {
+                d = d.on_host(h);
+            }
+            if let Some(hint) = source.hint() {
+                d = d.hint(hint);
+            }
         }
         d
     }
@@ -868,4 +874,44 @@ pub async fn apply_all(exec: &dyn Executor, ops: &[Op]) -> Result<(), ExecError>
         exec.apply(op).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(host: Option<&str>, source: ComponentError) -> EngineError {
+        EngineError::Failed {
+            component: "etcd".into(),
+            host: host.map(String::from),
+            source: Box::new(source),
+            rollback: RollbackOutcome::RolledBack,
+            report: Box::default(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_failure_gives_the_diagnostic_its_host_and_fix() {
+        let quorum = || ComponentError::Cluster {
+            code: Code::E036,
+            message: "etcd has no quorum after waiting 5s: 1 of 3 members healthy".into(),
+            host: Some("db1".into()),
+            hint: Some("start etcd on the other members".into()),
+        };
+        let d = failed(None, quorum()).diagnostic();
+        assert_eq!(d.code, Code::E036);
+        assert_eq!(d.host.as_deref(), Some("db1"));
+        assert_eq!(d.hint.as_deref(), Some("start etcd on the other members"));
+        assert!(
+            d.message.starts_with("etcd failed: etcd has no quorum"),
+            "{}",
+            d.message
+        );
+        // The host of the failed step wins over the one the cluster check ran on.
+        let d = failed(Some("db2"), quorum()).diagnostic();
+        assert_eq!(d.host.as_deref(), Some("db2"));
+        // Other failures keep their text as it was, with no separate fix.
+        let d = failed(None, ComponentError::MissingSecret("x".into())).diagnostic();
+        assert_eq!((d.host, d.hint), (None, None));
+    }
 }

@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::net::http_url;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
-use kbz_errors::{Code, Diagnostic};
+use kbz_errors::Code;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -188,20 +188,19 @@ fn text(out: &Output) -> String {
 
 /// The E036 error for a cluster without quorum.
 fn no_quorum(host: &str, v: &Verdict, total: usize, secs: u64) -> ComponentError {
-    ComponentError::Input(
-        Diagnostic::new(
-            Code::E036,
-            format!(
-                "etcd has no quorum after waiting {secs}s: {}",
-                v.describe(total)
-            ),
-        )
-        .on_host(host)
-        .hint(
-            "on each member named: `systemctl status etcd` and `journalctl -u etcd -n 100`; \
-             members must reach each other on ports 2379-2380",
+    ComponentError::Cluster {
+        code: Code::E036,
+        message: format!(
+            "etcd has no quorum after waiting {secs}s: {}",
+            v.describe(total)
         ),
-    )
+        host: Some(host.into()),
+        hint: Some(
+            "on each member named: `systemctl status etcd` and `journalctl -u etcd -n 100`; \
+             members must reach each other on ports 2379-2380"
+                .into(),
+        ),
+    }
 }
 
 #[async_trait]

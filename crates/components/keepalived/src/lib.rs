@@ -28,7 +28,7 @@ pub use vrrp::{instances, priority, render_config, VipInstance};
 use async_trait::async_trait;
 use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::{Context, Host, Resource, Role};
-use kbz_errors::{Code, Diagnostic};
+use kbz_errors::Code;
 use std::time::{Duration, Instant};
 
 /// The keepalived configuration file.
@@ -170,18 +170,18 @@ impl Component for Keepalived {
             if start.elapsed() + interval > timeout {
                 if !bad.is_empty() {
                     let lines: Vec<String> = bad.iter().map(|h| h.describe()).collect();
-                    return Err(ComponentError::Input(
-                        Diagnostic::new(
-                            Code::E037,
-                            format!("after {}s: {}", timeout.as_secs(), lines.join("; ")),
-                        )
-                        .hint(
+                    return Err(ComponentError::Cluster {
+                        code: Code::E037,
+                        message: format!("after {}s: {}", timeout.as_secs(), lines.join("; ")),
+                        host: None,
+                        hint: Some(
                             "check `journalctl -u keepalived -n 100` on the lb hosts, that VRRP \
                              (IP protocol 112) passes between them, and that no other router on \
                              the LAN uses the same virtual_router_id (move kbz's range with the \
-                             `vrid_base` label)",
+                             `vrid_base` label)"
+                                .into(),
                         ),
-                    ));
+                    });
                 }
                 return Err(ComponentError::Readiness {
                     what: format!("keepalived to run on {}", inactive.join(", ")),

@@ -4,7 +4,7 @@
 
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
-use kbz_core::{Component, Context, Engine, EngineError, Output, Role, RunOptions};
+use kbz_core::{Component, ComponentError, Context, Engine, EngineError, Output, Role, RunOptions};
 use kbz_errors::{Code, HasCode};
 use kbz_exec::FakeConnector;
 use kbz_keepalived::{Keepalived, CHECK_SCRIPT_PATH, CONFIG_PATH};
@@ -113,6 +113,10 @@ async fn a_vip_held_twice_fails_with_e037() {
         panic!("expected a component failure, got {e}");
     };
     assert!(source.to_string().contains("redis"), "{source}");
+    assert!(
+        matches!(**source, ComponentError::Cluster { .. }),
+        "{source:?}"
+    );
 }
 
 /// The lb hosts of `ctx` with their fake executors.

@@ -345,16 +345,16 @@ async fn observe(
 }
 
 fn replication_broken(what: String, secs: u64) -> ComponentError {
-    ComponentError::Input(
-        Diagnostic::new(
-            Code::E038,
-            format!("the PostgreSQL cluster is not replicating after {secs}s: {what}"),
-        )
-        .hint(
+    ComponentError::Cluster {
+        code: Code::E038,
+        message: format!("the PostgreSQL cluster is not replicating after {secs}s: {what}"),
+        host: None,
+        hint: Some(
             "see the cluster: `patronictl -c /etc/patroni/config.yml list`, and the members' \
-             logs: `journalctl -u patroni -n 100`",
+             logs: `journalctl -u patroni -n 100`"
+                .into(),
         ),
-    )
+    }
 }
 
 #[async_trait]

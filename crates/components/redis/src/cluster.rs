@@ -4,7 +4,7 @@
 
 use kbz_core::component::{ComponentError, HealthCheck, HostExec};
 use kbz_core::{wait, Cmd, Context, Role};
-use kbz_errors::{Code, Diagnostic};
+use kbz_errors::Code;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -37,11 +37,12 @@ pub struct ConvergeOutcome {
 
 /// An E-coded failure of a cluster step, on a host when one is to blame.
 fn failure(code: Code, msg: String, host: Option<&str>, hint: &str) -> ComponentError {
-    let mut d = Diagnostic::new(code, msg).hint(hint);
-    if let Some(h) = host {
-        d = d.on_host(h);
+    ComponentError::Cluster {
+        code,
+        message: msg,
+        host: host.map(String::from),
+        hint: Some(hint.into()),
     }
-    ComponentError::Input(d)
 }
 
 const HINT_SENTINEL: &str =

@@ -320,6 +320,9 @@ async fn sentinels_that_never_agree_fail_with_e039() {
         .expect_err("no quorum");
     assert_eq!(e.code(), Code::E039, "{e}");
     assert!(e.to_string().contains("NOQUORUM"), "{e}");
+    // A cluster-state failure, blamed on the node the check ran on, with its fix.
+    assert_eq!(e.host(), Some("db1"), "{e:?}");
+    assert!(e.hint().is_some_and(|h| h.contains("CKQUORUM")), "{e:?}");
 }
 
 #[tokio::test]
