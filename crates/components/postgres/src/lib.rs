@@ -35,8 +35,8 @@
 mod cluster;
 
 pub use cluster::{
-    check_members, check_replication, list_script, parse_members, parse_replication, psql_script,
-    ready_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
+    check_members, check_replication, cluster_script, parse_cluster, parse_replication,
+    psql_script, ready_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
 };
 
 use async_trait::async_trait;
@@ -311,8 +311,8 @@ async fn observe(
     let mut listed = None;
     let mut last_err = String::from("no postgres host is connected");
     for hx in hosts {
-        let out = run(hx, &list_script(CONFIG_PATH)).await?;
-        match parse_members(&out.stdout_str()) {
+        let out = run(hx, &cluster_script(&Postgres::rest_url(&hx.host))).await?;
+        match parse_cluster(&out.stdout_str()) {
             Ok(rows) => {
                 listed = Some(rows);
                 break;
@@ -751,7 +751,7 @@ mod tests {
         let host = c.inventory.host("db1").expect("db1").clone();
         let mut scripts = vec![
             ready_script(&Postgres::rest_url(&host)),
-            list_script(CONFIG_PATH),
+            cluster_script(&Postgres::rest_url(&host)),
             psql_script(REPLICATION_QUERY),
         ];
         for r in Postgres.desired(&c, &host).expect("desired") {

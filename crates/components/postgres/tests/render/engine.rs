@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// db1-db3 at 192.0.2.21-23.
 const IP_PREFIX: &str = "192.0.2.2";
 
-const LIST: &str = r#"[{"Cluster": "example", "Member": "db1", "Host": "192.0.2.21", "Role": "Leader", "State": "running", "TL": 1}, {"Cluster": "example", "Member": "db2", "Host": "192.0.2.22", "Role": "Sync Standby", "State": "streaming", "TL": 1, "Lag in MB": 0}, {"Cluster": "example", "Member": "db3", "Host": "192.0.2.23", "Role": "Replica", "State": "streaming", "TL": 1, "Lag in MB": 0}]"#;
+const LIST: &str = r#"{"members": [{"name": "db1", "role": "leader", "state": "running", "host": "192.0.2.21", "port": 5432, "timeline": 1}, {"name": "db2", "role": "sync_standby", "state": "streaming", "host": "192.0.2.22", "port": 5432, "timeline": 1, "lag": 0}, {"name": "db3", "role": "replica", "state": "streaming", "host": "192.0.2.23", "port": 5432, "timeline": 1, "lag": 0}]}"#;
 
 const STREAMING: &str = "db2|streaming|sync\ndb3|streaming|async\n";
 
@@ -31,7 +31,7 @@ fn setup(replication: &str) -> (Engine, Arc<FakeConnector>) {
     for (_, h) in fleet.hosts() {
         // Debian enables patroni.service on install (it starts once its config exists).
         h.package_units("patroni", &["patroni"]);
-        h.script("list -f json", output(LIST, 0));
+        h.script(":8008/cluster", output(LIST, 0));
         h.script("pg_stat_replication", output(replication, 0));
     }
     (engine, fleet)
