@@ -22,7 +22,7 @@
 //!   install only disabled.
 //! - Bootstrap order: the component is rolling; after each host, [`Postgres::host_ready`]
 //!   waits until that member is the primary (the first host bootstraps the cluster) or a
-//!   replica whose WAL receiver streams. `converge_cluster` then checks `patronictl list`
+//!   replica whose WAL receiver streams. `converge_cluster` then checks the member list (REST `GET /cluster`)
 //!   (one leader, every other member a replica, a synchronous standby in synchronous mode) and
 //!   the primary's `pg_stat_replication` (every replica streaming), or fails with E038.
 //! - A changed config file is applied with `systemctl reload patroni` (SIGHUP), not a restart:
