@@ -47,8 +47,6 @@ pub struct ClusterConfig {
     pub apt_proxy: Option<String>,
     /// NTP servers for systemd-timesyncd; empty keeps the distribution's default.
     pub ntp_servers: Vec<String>,
-    /// Time zone set on every host.
-    pub timezone: String,
     /// Extra packages installed by module 1.
     pub extra_packages: Vec<String>,
 }
@@ -61,7 +59,6 @@ impl Default for ClusterConfig {
             forks: 10,
             apt_proxy: None,
             ntp_servers: Vec::new(),
-            timezone: "UTC".into(),
             extra_packages: Vec::new(),
         }
     }
@@ -236,7 +233,6 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "forks",
             "apt_proxy",
             "ntp_servers",
-            "timezone",
             "extra_packages",
         ],
     ),
