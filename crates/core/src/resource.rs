@@ -118,6 +118,41 @@ impl Resource {
         }
     }
 
+    /// A service stopped and disabled (for uninstall).
+    pub fn stopped_service(name: &str) -> Self {
+        Resource::Service {
+            name: name.into(),
+            enabled: false,
+            running: false,
+            restart_on: Vec::new(),
+        }
+    }
+
+    /// A package that must not be installed (for uninstall).
+    pub fn absent_package(name: &str) -> Self {
+        Resource::Package {
+            name: name.into(),
+            present: false,
+        }
+    }
+
+    /// The shell scripts a resource carries (a command's script, guard and undo), for
+    /// checking them with `sh -n` in tests.
+    pub fn scripts(&self) -> Vec<&str> {
+        match self {
+            Resource::Command {
+                script,
+                unless,
+                undo,
+                ..
+            } => std::iter::once(script.as_str())
+                .chain(unless.as_deref())
+                .chain(undo.as_deref())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// A short id for plans and journals: `file:/etc/hosts`.
     pub fn id(&self) -> String {
         match self {

@@ -171,6 +171,25 @@ pub fn require_tool(name: &str, apt_package: &str) -> PathBuf {
         })
 }
 
+/// Checks every script with `sh -n` (syntax only, nothing runs); panics naming the first
+/// script that does not parse.
+pub fn assert_valid_sh<S: AsRef<str>>(scripts: impl IntoIterator<Item = S>) {
+    for s in scripts {
+        let s = s.as_ref();
+        let out = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(s)
+            .output()
+            .expect("run sh -n");
+        assert!(
+            out.status.success(),
+            "{}\n--- script ---\n{s}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,12 +240,7 @@ impl Component for Etcd {
     }
 
     fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
-        let mut r = vec![Resource::Service {
-            name: SERVICE.into(),
-            enabled: false,
-            running: false,
-            restart_on: Vec::new(),
-        }];
+        let mut r = vec![Resource::stopped_service(SERVICE)];
         r.extend(PACKAGES.iter().map(|p| Resource::Package {
             name: (*p).into(),
             present: false,
@@ -502,32 +497,14 @@ mod tests {
         let c = ctx();
         let host = c.inventory.host("db1").expect("db1").clone();
         let mut scripts = vec![Etcd::health_script(&c), Etcd::member_list_script(&c)];
-        for r in Etcd.desired(&c, &host).expect("desired") {
-            if let Resource::Command {
-                script,
-                unless,
-                undo,
-                ..
-            } = r
-            {
-                scripts.push(script);
-                scripts.extend(unless);
-                scripts.extend(undo);
-            }
-        }
-        for s in scripts {
-            let out = std::process::Command::new("sh")
-                .arg("-n")
-                .arg("-c")
-                .arg(&s)
-                .output()
-                .expect("sh");
-            assert!(
-                out.status.success(),
-                "{}\n--- script ---\n{s}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let resources = Etcd.desired(&c, &host).expect("desired");
+        scripts.extend(
+            resources
+                .iter()
+                .flat_map(|r| r.scripts())
+                .map(str::to_string),
+        );
+        kbz_testkit::assert_valid_sh(&scripts);
     }
 
     #[test]

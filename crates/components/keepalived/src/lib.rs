@@ -122,16 +122,8 @@ impl Component for Keepalived {
 
     fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
         Ok(vec![
-            Resource::Service {
-                name: SERVICE.into(),
-                enabled: false,
-                running: false,
-                restart_on: Vec::new(),
-            },
-            Resource::Package {
-                name: SERVICE.into(),
-                present: false,
-            },
+            Resource::stopped_service(SERVICE),
+            Resource::absent_package(SERVICE),
             Resource::absent_file(CONFIG_PATH),
             Resource::absent_file(CHECK_SCRIPT_PATH),
         ])

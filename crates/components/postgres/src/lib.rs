@@ -557,12 +557,7 @@ impl Component for Postgres {
 
     fn uninstall(&self, ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
         let version = Postgres::version(ctx)?;
-        let mut r = vec![Resource::Service {
-            name: SERVICE.into(),
-            enabled: false,
-            running: false,
-            restart_on: Vec::new(),
-        }];
+        let mut r = vec![Resource::stopped_service(SERVICE)];
         r.extend(
             Postgres::packages(&version)
                 .into_iter()
@@ -754,32 +749,14 @@ mod tests {
             cluster_script(&Postgres::rest_url(&host)),
             psql_script(REPLICATION_QUERY),
         ];
-        for r in Postgres.desired(&c, &host).expect("desired") {
-            if let Resource::Command {
-                script,
-                unless,
-                undo,
-                ..
-            } = r
-            {
-                scripts.push(script);
-                scripts.extend(unless);
-                scripts.extend(undo);
-            }
-        }
-        for s in scripts {
-            let out = std::process::Command::new("sh")
-                .arg("-n")
-                .arg("-c")
-                .arg(&s)
-                .output()
-                .expect("sh");
-            assert!(
-                out.status.success(),
-                "{}\n--- script ---\n{s}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let resources = Postgres.desired(&c, &host).expect("desired");
+        scripts.extend(
+            resources
+                .iter()
+                .flat_map(|r| r.scripts())
+                .map(str::to_string),
+        );
+        kbz_testkit::assert_valid_sh(&scripts);
     }
 
     #[test]

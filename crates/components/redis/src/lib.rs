@@ -241,12 +241,7 @@ impl Component for Redis {
     fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
         let mut r = Vec::new();
         for s in [SENTINEL_SERVICE, REDIS_SERVICE] {
-            r.push(Resource::Service {
-                name: s.into(),
-                enabled: false,
-                running: false,
-                restart_on: Vec::new(),
-            });
+            r.push(Resource::stopped_service(s));
         }
         for p in UNINSTALLED_PACKAGES {
             r.push(Resource::Package {
