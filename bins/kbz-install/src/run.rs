@@ -113,7 +113,8 @@ fn prepare(g: &Global, dry_run: bool) -> Result<(Inputs, Context, Notifiers), u8
         exit::INPUT
     })?;
     if let Some(dir) = &i.state_dir {
-        ui::init_log(dir, g.verbose);
+        let values = secrets.values().map(|s| s.expose().to_string());
+        ui::init_log(dir, g.verbose, kbz_core::plan::Redactor::new(values));
     }
     let notifiers = Notifiers::new(&i.config.notify, &secrets)
         .map_err(|e| {

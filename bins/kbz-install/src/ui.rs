@@ -4,11 +4,12 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kbz_core::engine::{Event, Progress, RunReport};
+use kbz_core::plan::Redactor;
 use kbz_errors::Diagnostic;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Prints diagnostics to stderr (or stdout as JSON).
@@ -167,34 +168,84 @@ pub fn confirm(question: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// JSON log lines to `STATE_DIR/logs/kbz-install.jsonl`; `-v` adds human lines on stderr.
-pub fn init_log(state_dir: &Path, verbose: u8) {
+/// JSON log lines to `STATE_DIR/logs/kbz-install.jsonl` (mode 0600); `-v` adds human lines
+/// on stderr. Only kbz's own crates log below WARN (third-party debug output, such as a
+/// template engine's render context, can hold secrets), and every line passes through
+/// [`Redacting`] so that no secret value reaches a log even if some code logs one.
+pub fn init_log(state_dir: &Path, verbose: u8, redactor: Redactor) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
+    let ours = |level: LevelFilter| {
+        Targets::new()
+            .with_default(LevelFilter::WARN.min(level))
+            .with_targets(
+                [
+                    "kbz_install",
+                    "kbz_core",
+                    "kbz_exec",
+                    "kbz_notify",
+                    "kbz_stack",
+                ]
+                .map(|t| (t, level)),
+            )
+    };
+    let redactor = Arc::new(redactor);
     let dir = state_dir.join("logs");
     let file = std::fs::create_dir_all(&dir).and_then(|_| {
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(dir.join("kbz-install.jsonl"))
     });
     let file_layer = file.ok().map(|f| {
+        let f = Arc::new(Mutex::new(f));
+        let r = redactor.clone();
         tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(Mutex::new(f))
-            .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with_writer(move || Redacting {
+                inner: f.clone(),
+                redactor: r.clone(),
+            })
+            .with_filter(ours(LevelFilter::DEBUG))
     });
     let level = match verbose {
-        0 => tracing_subscriber::filter::LevelFilter::OFF,
-        1 => tracing_subscriber::filter::LevelFilter::INFO,
-        _ => tracing_subscriber::filter::LevelFilter::DEBUG,
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
     };
+    let stderr = Arc::new(Mutex::new(std::io::stderr()));
     let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(level);
+        .with_writer(move || Redacting {
+            inner: stderr.clone(),
+            redactor: redactor.clone(),
+        })
+        .with_filter(ours(level));
     let _ = tracing_subscriber::registry()
         .with(file_layer)
         .with(stderr_layer)
         .try_init();
+}
+
+/// A log writer that masks secret values. tracing's fmt layer formats each event into one
+/// buffer and writes it with a single `write_all`, so a secret is never split across writes.
+struct Redacting<W> {
+    inner: Arc<Mutex<W>>,
+    redactor: Arc<Redactor>,
+}
+
+impl<W: Write> Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = self.redactor.redact(&String::from_utf8_lossy(buf));
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        w.write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
 }

@@ -143,3 +143,73 @@ fn notify_test_reports_each_target_and_fails_if_one_fails() {
     assert_eq!(path, "/hook");
     assert!(body.contains("test"), "{body}");
 }
+
+#[test]
+fn no_secret_reaches_the_log_file_or_the_terminal() {
+    // Secrets flow into rendered configs (haproxy.cfg, patroni.yml, Redis ACLs); the plan,
+    // the terminal and the JSON log must show none of them, even at -vv.
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for f in ["servers.tsv", "kbz.toml"] {
+        std::fs::copy(root.join("examples").join(f), dir.path().join(f)).expect("copy example");
+    }
+    let names = [
+        "keepalived_auth_pass",
+        "haproxy_stats_password",
+        "redis_password",
+        "redis_sentinel_password",
+        "patroni_rest_password",
+        "postgres_superuser_password",
+        "postgres_replication_password",
+        "postgres_rewind_password",
+    ];
+    let values: Vec<String> = names
+        .iter()
+        .map(|n| format!("S3cr3t{}Zq9x", n.replace('_', "")))
+        .collect();
+    let state = dir.path().join(".kbz");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let secrets_toml: String = names
+        .iter()
+        .zip(&values)
+        .map(|(n, v)| format!("{n} = \"{v}\"\n"))
+        .collect();
+    std::fs::write(state.join("secrets.toml"), secrets_toml).expect("secrets");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            state.join("secrets.toml"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+    }
+    let o = kbz(
+        &[
+            "--inventory",
+            "servers.tsv",
+            "--offline",
+            "--dry-run",
+            "-vv",
+        ],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains("haproxy.cfg"),
+        "the plan renders configs that hold secrets: {out}"
+    );
+    let log = std::fs::read_to_string(state.join("logs/kbz-install.jsonl")).expect("log file");
+    assert!(!log.is_empty());
+    for v in &values {
+        assert!(!out.contains(v.as_str()), "a secret in the plan output");
+        assert!(!err.contains(v.as_str()), "a secret on stderr");
+        assert!(!log.contains(v.as_str()), "a secret in the log file");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state.join("logs/kbz-install.jsonl"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the log file must be private");
+}
