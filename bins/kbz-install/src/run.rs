@@ -3,6 +3,7 @@
 
 use kbz_core::engine::{Mode, RollbackOutcome};
 use kbz_core::executor::{Connector, ExecError, Executor};
+use kbz_core::plan::Redactor;
 use kbz_core::{Context, Engine, EngineError, Host, RunOptions};
 use kbz_errors::{Code, Diagnostic, HasCode};
 use std::io::IsTerminal;
@@ -112,9 +113,10 @@ fn prepare(g: &Global, dry_run: bool) -> Result<(Inputs, Context, Notifiers), u8
         ui::diagnostics(&[d], g.json);
         exit::INPUT
     })?;
+    let redactor = Redactor::new(secrets.values().map(|s| s.expose().to_string()));
+    ui::mask_secrets(redactor.clone());
     if let Some(dir) = &i.state_dir {
-        let values = secrets.values().map(|s| s.expose().to_string());
-        ui::init_log(dir, g.verbose, kbz_core::plan::Redactor::new(values));
+        ui::init_log(dir, g.verbose, redactor);
     }
     let notifiers = Notifiers::new(&i.config.notify, &secrets)
         .map_err(|e| {

@@ -14,22 +14,35 @@ use std::time::Duration;
 
 /// Prints diagnostics to stderr (or stdout as JSON).
 pub fn diagnostics(ds: &[Diagnostic], json: bool) {
+    // A failed command's stderr is part of its message: mask any secret it might echo.
+    let masked = |t: String| match SECRETS.get() {
+        Some(r) => r.redact(&t),
+        None => t,
+    };
     if json {
         let v: Vec<_> = ds.iter().map(Diagnostic::render_json).collect();
-        println!("{}", serde_json::json!({ "errors": v }));
+        println!("{}", masked(serde_json::json!({ "errors": v }).to_string()));
         return;
     }
     let tty = std::io::stderr().is_terminal();
     for d in ds {
         if tty {
-            eprintln!("{}", d.render_box());
+            eprintln!("{}", masked(d.render_box()));
         } else {
-            eprintln!("{}", d.render_plain());
+            eprintln!("{}", masked(d.render_plain()));
         }
     }
     if ds.len() > 1 {
         eprintln!("{} problems found.", ds.len());
     }
+}
+
+/// The run's secret values, set once they are loaded; diagnostics pass through it.
+static SECRETS: std::sync::OnceLock<Arc<Redactor>> = std::sync::OnceLock::new();
+
+/// Masks these secret values in every diagnostic printed from now on.
+pub fn mask_secrets(redactor: Redactor) {
+    let _ = SECRETS.set(Arc::new(redactor));
 }
 
 /// Progress bars, one per component, counting hosts done.
