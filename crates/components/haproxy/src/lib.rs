@@ -236,15 +236,11 @@ impl Component for Haproxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kbz_core::{Config, Inventory, Secrets};
-    use std::path::Path;
+    use kbz_core::Secrets;
     use std::sync::Arc;
 
     fn example() -> Context {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-        let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
-        let cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
-        Context::new(inv, cfg, Secrets::placeholders(Haproxy.secret_names()))
+        kbz_testkit::example_context(Haproxy.secret_names())
     }
 
     fn cfg(ctx: &Context, host: &str) -> String {

@@ -256,14 +256,10 @@ impl Component for Keepalived {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kbz_core::{Config, Inventory, Secrets};
-    use std::path::Path;
+    use kbz_core::Secrets;
 
     fn example() -> Context {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-        let inv = Inventory::load(&root.join("examples/servers.tsv")).expect("inventory");
-        let cfg = Config::load(&root.join("examples/kbz.toml")).expect("config");
-        Context::new(inv, cfg, Secrets::placeholders(Keepalived.secret_names()))
+        kbz_testkit::example_context(Keepalived.secret_names())
     }
 
     fn conf(ctx: &Context, host: &str) -> String {
