@@ -213,3 +213,25 @@ fn no_secret_reaches_the_log_file_or_the_terminal() {
         .mode();
     assert_eq!(mode & 0o077, 0, "the log file must be private");
 }
+
+#[test]
+fn help_shows_the_shared_exit_code_table() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = kbz(&["--help"], dir.path());
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        out.contains("EXIT CODES (shared by every kbz binary)"),
+        "{out}"
+    );
+    for (code, meaning) in [
+        (2, "invalid input"),
+        (3, "hosts unreachable"),
+        (4, "rollback incomplete"),
+    ] {
+        assert!(
+            out.contains(&format!("  {code}  ")) && out.contains(meaning),
+            "{out}"
+        );
+    }
+}

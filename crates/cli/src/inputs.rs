@@ -5,7 +5,7 @@ use kbz_core::{Config, Inventory, Secrets};
 use kbz_errors::Diagnostic;
 use std::path::{Path, PathBuf};
 
-use crate::Global;
+use crate::Common;
 
 const EXAMPLE_INVENTORY: &str = include_str!("../../../examples/servers.tsv");
 const EXAMPLE_CONFIG: &str = include_str!("../../../examples/kbz.toml");
@@ -22,7 +22,7 @@ pub struct Inputs {
 }
 
 /// Loads and validates inventory and config, reporting every problem at once.
-pub fn load(g: &Global) -> Result<Inputs, Vec<Diagnostic>> {
+pub fn load(g: &Common) -> Result<Inputs, Vec<Diagnostic>> {
     let Some(inv_path) = &g.inventory else {
         let inventory = Inventory::parse(
             "examples/servers.tsv (bundled)",

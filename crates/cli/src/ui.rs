@@ -1,6 +1,5 @@
 //! Terminal and JSON output: diagnostics (framed boxes on a terminal, plain lines otherwise,
-//! JSON with --json), progress bars, the end-of-run summary, confirmation, and the JSON log
-//! file in the state directory.
+//! JSON with --json), progress bars, the end-of-run summary, aligned tables, confirmation.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kbz_core::engine::{Event, Progress, RunReport};
@@ -8,7 +7,6 @@ use kbz_core::plan::Redactor;
 use kbz_errors::Diagnostic;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +49,16 @@ pub struct Bars {
     bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
+impl std::fmt::Debug for Bars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bars")
+            .field("terminal", &self.multi.is_some())
+            .finish()
+    }
+}
+
 impl Bars {
+    /// Bars on a terminal's stderr; none with --json or off a terminal.
     pub fn new(json: bool) -> Self {
         let multi = (!json && std::io::stderr().is_terminal()).then(MultiProgress::new);
         Bars {
@@ -60,6 +67,7 @@ impl Bars {
         }
     }
 
+    /// Removes every bar (before printing a summary).
     pub fn clear(&self) {
         if let Ok(mut b) = self.bars.lock() {
             for bar in b.values() {
@@ -181,84 +189,53 @@ pub fn confirm(question: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// JSON log lines to `STATE_DIR/logs/kbz-install.jsonl` (mode 0600); `-v` adds human lines
-/// on stderr. Only kbz's own crates log below WARN (third-party debug output, such as a
-/// template engine's render context, can hold secrets), and every line passes through
-/// [`Redacting`] so that no secret value reaches a log even if some code logs one.
-pub fn init_log(state_dir: &Path, verbose: u8, redactor: Redactor) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let ours = |level: LevelFilter| {
-        Targets::new()
-            .with_default(LevelFilter::WARN.min(level))
-            .with_targets(
-                [
-                    "kbz_install",
-                    "kbz_core",
-                    "kbz_exec",
-                    "kbz_notify",
-                    "kbz_stack",
-                ]
-                .map(|t| (t, level)),
-            )
-    };
-    let redactor = Arc::new(redactor);
-    let dir = state_dir.join("logs");
-    let file = std::fs::create_dir_all(&dir).and_then(|_| {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(dir.join("kbz-install.jsonl"))
-    });
-    let file_layer = file.ok().map(|f| {
-        let f = Arc::new(Mutex::new(f));
-        let r = redactor.clone();
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(move || Redacting {
-                inner: f.clone(),
-                redactor: r.clone(),
-            })
-            .with_filter(ours(LevelFilter::DEBUG))
-    });
-    let level = match verbose {
-        0 => LevelFilter::OFF,
-        1 => LevelFilter::INFO,
-        _ => LevelFilter::DEBUG,
-    };
-    let stderr = Arc::new(Mutex::new(std::io::stderr()));
-    let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(move || Redacting {
-            inner: stderr.clone(),
-            redactor: redactor.clone(),
-        })
-        .with_filter(ours(level));
-    let _ = tracing_subscriber::registry()
-        .with(file_layer)
-        .with(stderr_layer)
-        .try_init();
+/// Prints rows under a header as aligned columns (the last column is not padded).
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(header, rows));
 }
 
-/// A log writer that masks secret values. tracing's fmt layer formats each event into one
-/// buffer and writes it with a single `write_all`, so a secret is never split across writes.
-struct Redacting<W> {
-    inner: Arc<Mutex<W>>,
-    redactor: Arc<Redactor>,
-}
-
-impl<W: Write> Write for Redacting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = self.redactor.redact(&String::from_utf8_lossy(buf));
-        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        w.write_all(text.as_bytes())?;
-        Ok(buf.len())
+/// Renders rows under a header as aligned columns (the last column is not padded).
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let n = header.len();
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate().take(n) {
+            w[i] = w[i].max(cell.chars().count());
+        }
     }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).take(n).collect()));
+    }
+    out
+}
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).flush()
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_align_columns() {
+        let t = super::render_table(
+            &["host", "check", "detail"],
+            &[
+                vec!["db1".into(), "etcd health".into(), "ok".into()],
+                vec!["lb10".into(), "vip".into(), "held".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "host  check        detail\ndb1   etcd health  ok\nlb10  vip          held\n"
+        );
     }
 }

@@ -1,37 +1,58 @@
-//! The subcommands: install (and dry-run), uninstall, validate, explain, rollback, notify test.
-//! Each returns an exit code from [`crate::exit`].
+//! kbz-install's subcommands: install (and dry-run), uninstall, validate, explain, rollback,
+//! notify test. Each returns an exit code from [`crate::exit`].
 
+use clap::Args;
 use kbz_core::engine::{Mode, RollbackOutcome};
-use kbz_core::executor::{Connector, ExecError, Executor};
-use kbz_core::plan::Redactor;
-use kbz_core::{Context, Engine, EngineError, Host, RunOptions};
+use kbz_core::{Engine, EngineError, RunOptions};
 use kbz_errors::{Code, Diagnostic, HasCode};
+use kbz_notify::Event;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kbz_notify::{Event, Notifiers};
-
-use crate::inputs::{self, Inputs};
-use crate::{exit, ui, Global};
+use crate::session::{self, prepare, warn_failed, Session};
+use crate::{connect, exit, inputs, runtime, ui, Common};
 
 use kbz_stack::components;
 
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            // Without a runtime nothing can run; this is an environment failure, not input.
-            eprintln!("kbz-install: cannot start the async runtime: {e}");
-            std::process::exit(i32::from(exit::FAILED));
-        }
+/// kbz-install's own options (global: before or after a subcommand).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Options {
+    /// Show every operation (with file diffs) without changing anything.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Plan without connecting: every host is planned as fresh.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Resume from module N (1 base, 2 keepalived, ...).
+    #[arg(long, value_name = "N", default_value_t = 1, global = true)]
+    pub start_from_module: u8,
+    /// Run one component only (base, keepalived, ...).
+    #[arg(long, value_name = "COMPONENT", global = true)]
+    pub only: Option<String>,
+    /// On failure keep what was applied instead of rolling back (`kbz-install rollback` later).
+    #[arg(long, global = true)]
+    pub skip_cleanup: bool,
+    /// Hosts worked on concurrently (default: cluster.forks from kbz.toml).
+    #[arg(long, global = true)]
+    pub forks: Option<usize>,
+    /// Do not ask for confirmation before changing hosts.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+}
+
+const BIN: &str = "kbz-install";
+
+fn secrets_mode(dry_run: bool) -> session::Secrets {
+    if dry_run {
+        session::Secrets::InMemory
+    } else {
+        session::Secrets::Persist
     }
 }
 
-pub fn explain(code: &str, g: &Global) -> u8 {
+/// `kbz-install explain CODE`.
+pub fn explain(code: &str, g: &Common) -> u8 {
     match kbz_errors::explain(code) {
         Ok(text) => {
             println!("{text}");
@@ -44,7 +65,8 @@ pub fn explain(code: &str, g: &Global) -> u8 {
     }
 }
 
-pub fn validate(g: &Global) -> u8 {
+/// `kbz-install validate`.
+pub fn validate(g: &Common) -> u8 {
     match inputs::load(g) {
         Ok(i) => {
             let what = if i.bundled {
@@ -73,89 +95,43 @@ pub fn validate(g: &Global) -> u8 {
     }
 }
 
-/// Plans every host as fresh without connecting (the bundled example, `--offline`).
-#[derive(Debug)]
-struct Offline;
-
-#[async_trait::async_trait]
-impl Connector for Offline {
-    async fn connect(&self, host: &Host) -> Result<Arc<dyn Executor>, ExecError> {
-        Err(ExecError::Unreachable {
-            host: host.ip.to_string(),
-            port: host.ssh_port,
-            reason: "offline plan: not contacted".into(),
-        })
-    }
-}
-
-fn connector(i: &Inputs, g: &Global) -> Result<Arc<dyn Connector>, u8> {
-    if i.bundled || g.offline {
-        return Ok(Arc::new(Offline));
-    }
-    let mut opts = kbz_exec::ssh::SshOptions::from_config(&i.config).map_err(|e| {
-        ui::diagnostics(&[e.to_diagnostic()], g.json);
-        exit::INPUT
-    })?;
-    opts.accept_new_host_keys = g.accept_new_host_keys;
-    Ok(Arc::new(kbz_exec::ssh::SshConnector::new(opts)))
-}
-
-fn prepare(g: &Global, dry_run: bool) -> Result<(Inputs, Context, Notifiers), u8> {
-    let i = inputs::load(g).map_err(|d| {
-        ui::diagnostics(&d, g.json);
-        exit::INPUT
-    })?;
-    let names = components()
-        .iter()
-        .flat_map(|c| c.secret_names())
-        .collect::<Vec<_>>();
-    let secrets = inputs::secrets(&i, names, !dry_run).map_err(|d| {
-        ui::diagnostics(&[d], g.json);
-        exit::INPUT
-    })?;
-    let redactor = Redactor::new(secrets.values().map(|s| s.expose().to_string()));
-    ui::mask_secrets(redactor.clone());
-    if let Some(dir) = &i.state_dir {
-        ui::init_log(dir, g.verbose, redactor);
-    }
-    let notifiers = Notifiers::new(&i.config.notify, &secrets)
-        .map_err(|e| {
-            ui::diagnostics(&[e.to_diagnostic()], g.json);
-            exit::INPUT
-        })?
-        .with_server(&i.config.cluster.name);
-    let ctx = Context::new(i.inventory.clone(), i.config.clone(), secrets);
-    Ok((i, ctx, notifiers))
-}
-
-pub fn install(g: &Global, mode: Mode) -> u8 {
+/// Install (or uninstall with [`Mode::Uninstall`]); a dry-run prints the plan.
+pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
     let bundled = g.inventory.is_none();
-    let dry_run = g.dry_run || g.offline || bundled;
+    let dry_run = o.dry_run || o.offline || bundled;
     if bundled && !g.json {
         eprintln!("kbz-install: no --inventory given: planning the bundled example inventory (examples/servers.tsv) in dry-run mode, offline; nothing is contacted or changed.");
     }
-    let (i, ctx, notifiers) = match prepare(g, dry_run) {
+    let components = components();
+    let Session {
+        inputs: i,
+        ctx,
+        notifiers,
+    } = match prepare(g, BIN, &components, secrets_mode(dry_run)) {
         Ok(x) => x,
-        Err(code) => return code,
+        Err(f) => return f.report(g.json),
     };
     let opts = RunOptions {
         dry_run,
-        forks: g.forks.unwrap_or(i.config.cluster.forks).max(1),
-        start_from_module: g.start_from_module,
-        only: g.only.clone(),
-        skip_cleanup: g.skip_cleanup,
+        forks: o.forks.unwrap_or(i.config.cluster.forks).max(1),
+        start_from_module: o.start_from_module,
+        only: o.only.clone(),
+        skip_cleanup: o.skip_cleanup,
         mode,
         state_dir: i.state_dir.clone(),
     };
-    let rt = runtime();
-    let bars = Arc::new(ui::Bars::new(g.json));
-    let connector = match connector(&i, g) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(g.json),
     };
-    let engine = Engine::new(ctx, components(), connector).with_progress(bars.clone());
+    let bars = Arc::new(ui::Bars::new(g.json));
+    let connector = match connect::connector(&i, g, o.offline) {
+        Ok(c) => c,
+        Err(f) => return f.report(g.json),
+    };
+    let engine = Engine::new(ctx, components, connector).with_progress(bars.clone());
 
-    if !dry_run && !g.yes {
+    if !dry_run && !o.yes {
         if !std::io::stdin().is_terminal() {
             let d = Diagnostic::new(
                 Code::E010,
@@ -226,17 +202,8 @@ pub fn install(g: &Global, mode: Mode) -> u8 {
     }
 }
 
-/// A notification that could not be delivered is a warning, never a failure of the run.
-fn warn_failed(deliveries: Vec<kbz_core::notifier::Delivery>) {
-    for d in deliveries {
-        if let Err(reason) = d.result {
-            tracing::warn!(target_name = %d.target, %reason, "notification failed");
-            eprintln!("warning: notification `{}` failed: {reason}", d.target);
-        }
-    }
-}
-
-fn fail(e: &EngineError, g: &Global) -> u8 {
+/// Prints an engine failure (with the host table of a failed run) and maps it to an exit code.
+pub fn fail(e: &EngineError, g: &Common) -> u8 {
     tracing::error!(code = %e.code(), error = %e, "run failed");
     if let EngineError::Failed { report, .. } = e {
         if !g.json {
@@ -257,7 +224,8 @@ fn fail(e: &EngineError, g: &Global) -> u8 {
     }
 }
 
-pub fn rollback(g: &Global) -> u8 {
+/// `kbz-install rollback`: replays the last failed run's journal.
+pub fn rollback(g: &Common) -> u8 {
     if g.inventory.is_none() {
         let d = Diagnostic::new(
             Code::E010,
@@ -267,20 +235,26 @@ pub fn rollback(g: &Global) -> u8 {
         ui::diagnostics(&[d], g.json);
         return exit::INPUT;
     }
-    let (i, ctx, _) = match prepare(g, true) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let components = components();
+    let Session { inputs: i, ctx, .. } =
+        match prepare(g, BIN, &components, session::Secrets::InMemory) {
+            Ok(x) => x,
+            Err(f) => return f.report(g.json),
+        };
     let opts = RunOptions {
         state_dir: i.state_dir.clone(),
         ..RunOptions::default()
     };
-    let connector = match connector(&i, g) {
+    let connector = match connect::connector(&i, g, false) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(f) => return f.report(g.json),
     };
-    let engine = Engine::new(ctx, components(), connector);
-    match runtime().block_on(engine.rollback_last(&opts)) {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(g.json),
+    };
+    let engine = Engine::new(ctx, components, connector);
+    match rt.block_on(engine.rollback_last(&opts)) {
         Ok(steps) => {
             if g.json {
                 println!(
@@ -296,12 +270,18 @@ pub fn rollback(g: &Global) -> u8 {
     }
 }
 
-pub fn notify_test(g: &Global) -> u8 {
-    let (_, _, notifiers) = match prepare(g, true) {
+/// `kbz-install notify test`: one test message to every configured target.
+pub fn notify_test(g: &Common) -> u8 {
+    let Session { notifiers, .. } = match prepare(g, BIN, &components(), session::Secrets::InMemory)
+    {
         Ok(x) => x,
-        Err(code) => return code,
+        Err(f) => return f.report(g.json),
     };
-    let report = runtime().block_on(notifiers.test_all());
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(g.json),
+    };
+    let report = rt.block_on(notifiers.test_all());
     if report.results.is_empty() {
         println!("No [[notify]] targets in the config: nothing to test.");
         return exit::OK;

@@ -1,0 +1,73 @@
+//! One binary run's prepared inputs: inventory and config, secrets, the redacting log and
+//! masked diagnostics, the notifiers and the [`Context`] the libraries work on.
+
+use kbz_core::plan::Redactor;
+use kbz_core::{Component, Context};
+use kbz_errors::HasCode;
+use kbz_notify::Notifiers;
+use std::sync::Arc;
+
+use crate::inputs::{self, Inputs};
+use crate::{log, ui, Common, Failure};
+
+/// What a binary needs after its inputs are loaded.
+#[derive(Debug)]
+pub struct Session {
+    /// Inventory, config and state directory.
+    pub inputs: Inputs,
+    /// The context handed to components.
+    pub ctx: Context,
+    /// The `[[notify]]` targets (with the cluster name as server).
+    pub notifiers: Notifiers,
+}
+
+/// How secrets are treated when a session is prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Generate every missing secret and save the file (0600): a real install.
+    Persist,
+    /// Generate missing ones in memory only: a dry-run writes nothing.
+    InMemory,
+}
+
+/// Loads inputs, secrets (every one the components declare), sets up secret masking for
+/// diagnostics and the JSON log `STATE_DIR/logs/<binary>.jsonl`, and builds the notifiers
+/// and the context.
+pub fn prepare(
+    c: &Common,
+    binary: &str,
+    components: &[Arc<dyn Component>],
+    secrets: Secrets,
+) -> Result<Session, Failure> {
+    let i = inputs::load(c).map_err(Failure::input)?;
+    let names = components
+        .iter()
+        .flat_map(|c| c.secret_names())
+        .collect::<Vec<_>>();
+    let secrets = inputs::secrets(&i, names, secrets == Secrets::Persist)
+        .map_err(|d| Failure::input(vec![d]))?;
+    let redactor = Redactor::new(secrets.values().map(|s| s.expose().to_string()));
+    ui::mask_secrets(redactor.clone());
+    if let Some(dir) = &i.state_dir {
+        log::init(dir, binary, c.verbose, redactor);
+    }
+    let notifiers = Notifiers::new(&i.config.notify, &secrets)
+        .map_err(|e| Failure::input(vec![e.to_diagnostic()]))?
+        .with_server(&i.config.cluster.name);
+    let ctx = Context::new(i.inventory.clone(), i.config.clone(), secrets);
+    Ok(Session {
+        inputs: i,
+        ctx,
+        notifiers,
+    })
+}
+
+/// A notification that could not be delivered is a warning, never a failure of the run.
+pub fn warn_failed(deliveries: Vec<kbz_core::notifier::Delivery>) {
+    for d in deliveries {
+        if let Err(reason) = d.result {
+            tracing::warn!(target_name = %d.target, %reason, "notification failed");
+            eprintln!("warning: notification `{}` failed: {reason}", d.target);
+        }
+    }
+}
