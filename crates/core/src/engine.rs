@@ -253,6 +253,33 @@ pub trait Progress: Send + Sync {
     fn event(&self, _event: &Event) {}
 }
 
+/// Masks secrets in event error texts before passing them on.
+struct MaskedProgress {
+    inner: Arc<dyn Progress>,
+    redactor: Arc<Redactor>,
+}
+
+impl Progress for MaskedProgress {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::HostFailed {
+                component,
+                host,
+                error,
+            } => self.inner.event(&Event::HostFailed {
+                component: component.clone(),
+                host: host.clone(),
+                error: self.redactor.redact(error),
+            }),
+            Event::Unreachable { host, error } => self.inner.event(&Event::Unreachable {
+                host: host.clone(),
+                error: self.redactor.redact(error),
+            }),
+            e => self.inner.event(e),
+        }
+    }
+}
+
 /// Ignores events.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoProgress;
@@ -285,9 +312,7 @@ impl Engine {
         connector: Arc<dyn Connector>,
     ) -> Self {
         components.sort_by_key(|c| c.module());
-        let redactor = Arc::new(Redactor::new(
-            ctx.secrets.values().map(|s| s.expose().to_string()),
-        ));
+        let redactor = Arc::new(Redactor::from_secrets(&ctx.secrets));
         Engine {
             ctx,
             components,
@@ -297,9 +322,13 @@ impl Engine {
         }
     }
 
-    /// Sets the progress receiver.
+    /// Sets the progress receiver. Error texts in its events are masked first (a failed
+    /// command's stderr can echo a secret).
     pub fn with_progress(mut self, p: Arc<dyn Progress>) -> Self {
-        self.progress = p;
+        self.progress = Arc::new(MaskedProgress {
+            inner: p,
+            redactor: self.redactor.clone(),
+        });
         self
     }
 
@@ -670,7 +699,7 @@ impl Engine {
                     report.plan.hosts.push(hp);
                 }
                 Err(e) => {
-                    entry.failed = Some(e.to_string());
+                    entry.failed = Some(self.redactor.redact(&e.to_string()));
                     if first_err.is_none() {
                         first_err = Some((Some(hostname), e));
                     }

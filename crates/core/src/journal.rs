@@ -117,9 +117,17 @@ impl Journal {
         self.save()
     }
 
-    /// Sets the status and persists.
+    /// Sets the status and persists. A run that ended cleanly (succeeded, or rolled back
+    /// completely) has nothing left to undo: its undo steps, which hold the previous bytes
+    /// of every file written (old secrets among them), are dropped and only the list of
+    /// what was done stays.
     pub fn set_status(&mut self, status: RunStatus) -> Result<(), JournalError> {
         self.status = status;
+        if matches!(status, RunStatus::Succeeded | RunStatus::RolledBack) {
+            for e in &mut self.entries {
+                e.undo.clear();
+            }
+        }
         self.save()
     }
 
@@ -229,5 +237,32 @@ mod tests {
         let back = Journal::load(dir.path()).expect("load");
         assert!(back.needs_rollback());
         assert_eq!(back.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_clean_end_drops_old_contents() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for end in [RunStatus::Succeeded, RunStatus::RolledBack] {
+            let mut j = Journal::new("r1".into(), Some(dir.path()));
+            j.record(JournalEntry {
+                host: "h".into(),
+                component: "c".into(),
+                did: "write /etc/x".into(),
+                undo: vec![Op::WriteFile {
+                    path: "/etc/x".into(),
+                    content: b"old-secret-bytes".to_vec(),
+                    mode: 0o600,
+                    owner: "root:root".into(),
+                }],
+            })
+            .expect("record");
+            let text = std::fs::read_to_string(dir.path().join("journal.json")).expect("read");
+            assert!(text.contains("old-secret-bytes"));
+            j.set_status(end).expect("status");
+            let text = std::fs::read_to_string(dir.path().join("journal.json")).expect("read");
+            assert!(!text.contains("old-secret-bytes"), "{text}");
+            assert!(text.contains("write /etc/x"), "{text}");
+            assert!(!Journal::load(dir.path()).expect("load").needs_rollback());
+        }
     }
 }

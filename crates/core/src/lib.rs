@@ -16,6 +16,7 @@ pub mod journal;
 pub mod net;
 pub mod notifier;
 pub mod plan;
+pub mod redact;
 pub mod resource;
 pub mod secret;
 pub mod shell;
@@ -34,5 +35,6 @@ pub use notifier::{Level, Notifier};
 
 pub use engine::{Engine, EngineError, RunOptions, RunReport};
 pub use plan::{Change, Plan};
+pub use redact::Redactor;
 pub use resource::Resource;
 pub use secret::{Secret, Secrets};

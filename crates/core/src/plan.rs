@@ -12,7 +12,8 @@ use crate::shell::normalize_ws;
 pub struct Change {
     /// Resource id (`file:/etc/hosts`).
     pub resource: String,
-    /// The operation.
+    /// The operation (in a report: file contents left out, see [`public_op`]).
+    #[serde(serialize_with = "public_op")]
     pub op: Op,
     /// Steps that undo it, run in order on rollback.
     #[serde(skip)]
@@ -20,6 +21,18 @@ pub struct Change {
     /// File changes: rendered as a unified diff (secrets masked) only when shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<FileDiff>,
+}
+
+/// An operation as reports show it: a file's content is replaced by its size (the masked
+/// diff shows what changes; a report is printed and piped into CI logs and tickets).
+fn public_op<S: serde::Serializer>(op: &Op, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error as _;
+    let mut v = serde_json::to_value(op).map_err(S::Error::custom)?;
+    if let (Op::WriteFile { content, .. }, Some(m)) = (op, v.as_object_mut()) {
+        m.remove("content");
+        m.insert("bytes".into(), content.len().into());
+    }
+    v.serialize(s)
 }
 
 /// The before and after of one file. Rendering is deferred to display time, so planning a
@@ -160,31 +173,7 @@ impl Plan {
     }
 }
 
-/// Masks secret values in text shown to people.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    /// A redactor for these values (empty and very short values are ignored).
-    pub fn new<I: IntoIterator<Item = String>>(values: I) -> Self {
-        let mut secrets: Vec<String> = values.into_iter().filter(|s| s.len() >= 4).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets }
-    }
-
-    /// The text with every secret replaced by `****`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut t = text.to_string();
-        for s in &self.secrets {
-            if t.contains(s.as_str()) {
-                t = t.replace(s.as_str(), "****");
-            }
-        }
-        t
-    }
-}
+pub use crate::redact::Redactor;
 
 /// Diffs desired resources against what the probe observed, in declaration order.
 /// Packages to install are batched into one operation at the first package's position;

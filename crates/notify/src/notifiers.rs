@@ -151,6 +151,12 @@ impl Notifiers {
             let http = self.http.clone();
             let retry = self.retry;
             set.spawn(async move {
+                let msg = Message {
+                    title: target.redact(&msg.title),
+                    text: target.redact(&msg.text),
+                    server: target.redact(&msg.server),
+                    ..msg
+                };
                 let result = deliver(&target, &msg, &http, retry).await;
                 (i, result)
             });

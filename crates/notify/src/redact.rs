@@ -1,52 +1,9 @@
-//! `Redactor`: replaces every secret a target knows (tokens, passwords, resolved
-//! `{secret:NAME}` values, and their percent-encoded forms) with `****` in any text that
-//! leaves the crate: error messages, delivery reasons and log fields.
+//! The redactor of every notification target: kbz-core's one [`Redactor`], which knows
+//! each target's tokens and passwords (and their encoded forms) as well as every secret of
+//! the run, so neither a delivery error nor a message body (a failed command's stderr) can
+//! carry one.
 
-use std::fmt;
-
-use crate::url_parse::percent_encode;
-
-/// The mask written in place of a secret.
-pub(crate) const MASK: &str = "****";
-
-/// The secret strings of one target.
-#[derive(Clone, Default)]
-pub(crate) struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} secrets)", self.secrets.len())
-    }
-}
-
-impl Redactor {
-    /// Remembers `secret` (and its percent-encoded form) for masking.
-    pub(crate) fn add(&mut self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        for form in [secret.to_string(), percent_encode(secret)] {
-            if !self.secrets.contains(&form) {
-                self.secrets.push(form);
-            }
-        }
-        // Longest first, so a secret containing another is masked whole.
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-
-    /// `text` with every known secret replaced by `****`.
-    pub(crate) fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), MASK);
-            }
-        }
-        out
-    }
-}
+pub(crate) use kbz_core::redact::Redactor;
 
 #[cfg(test)]
 mod tests {
@@ -62,6 +19,5 @@ mod tests {
             r.redact("x p@ss/word abc y p%40ss%2Fword%20abc z abc"),
             "x **** y **** z ****"
         );
-        assert_eq!(format!("{r:?}"), "Redactor(3 secrets)");
     }
 }

@@ -247,11 +247,15 @@ pub(crate) fn build_all(
     secrets: &Secrets,
 ) -> Result<Vec<Target>, NotifyError> {
     let mut out: Vec<Target> = Vec::with_capacity(targets.len());
+    let run_secrets = Redactor::from_secrets(secrets);
     for cfg in targets {
         if out.iter().any(|t| t.name == cfg.name) {
             return Err(NotifyError::DuplicateName(cfg.name.clone()));
         }
-        out.push(Target::from_config(cfg, secrets)?);
+        let mut t = Target::from_config(cfg, secrets)?;
+        // A message body can quote any of the run's secrets (a failed command's stderr).
+        t.redactor.merge(&run_secrets);
+        out.push(t);
     }
     Ok(out)
 }

@@ -205,3 +205,29 @@ async fn no_secret_in_logs_debug_or_errors() {
     }
     assert!(all.contains("****"), "masks are visible");
 }
+
+/// A failure notification quotes the failed command's stderr: every secret of the run (and
+/// a fragment of one, as keepalived's truncated `auth_pass`) is masked in the body sent.
+#[tokio::test]
+async fn message_bodies_never_carry_a_run_secret() {
+    const RUN_SECRET: &str = "Zq8RmT2vXk4LpW9sNc3YdH6fJb1GtA5e";
+    let hook = Receiver::ok();
+    let s = secrets(&[("redis_password", RUN_SECRET)]);
+    let n = crate::notifiers(&[target("hook", &format!("json://{}/h", hook.addr))], &s);
+    let body = format!(
+        "redis-cli: AUTH failed for {RUN_SECRET}\nauth_pass {}",
+        &RUN_SECRET[..8]
+    );
+    let out = n
+        .notify(Level::Error, &format!("failed {RUN_SECRET}"), &body)
+        .await;
+    assert!(out.iter().all(|d| d.result.is_ok()), "{out:?}");
+    let got = hook.requests();
+    assert_eq!(got.len(), 1);
+    let text = format!("{} {:?}", got[0].body, got[0].headers);
+    assert!(text.contains("****"), "{text}");
+    for w in RUN_SECRET.as_bytes().windows(8) {
+        let w = std::str::from_utf8(w).expect("ascii");
+        assert!(!text.contains(w), "fragment {w} sent: {text}");
+    }
+}
