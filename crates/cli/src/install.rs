@@ -129,7 +129,10 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         Ok(c) => c,
         Err(f) => return f.report(g.json),
     };
-    let engine = Engine::new(ctx, components, connector).with_progress(bars.clone());
+    let engine = with_cache(
+        Engine::new(ctx, components, connector).with_progress(bars.clone()),
+        &i,
+    );
 
     if !dry_run && !o.yes {
         if !std::io::stdin().is_terminal() {
@@ -253,7 +256,7 @@ pub fn rollback(g: &Common) -> u8 {
         Ok(rt) => rt,
         Err(f) => return f.report(g.json),
     };
-    let engine = Engine::new(ctx, components, connector);
+    let engine = with_cache(Engine::new(ctx, components, connector), &i);
     match rt.block_on(engine.rollback_last(&opts)) {
         Ok(steps) => {
             if g.json {
@@ -293,5 +296,17 @@ pub fn notify_test(g: &Common) -> u8 {
         exit::OK
     } else {
         exit::FAILED
+    }
+}
+
+/// Pinned artifacts are fetched into `<state dir>/cache` (one verified copy per sha256).
+fn with_cache(engine: Engine, i: &inputs::Inputs) -> Engine {
+    let Some(dir) = &i.state_dir else {
+        return engine;
+    };
+    match kbz_exec::DownloadCache::new(dir.join("cache")) {
+        Ok(c) => engine.with_artifacts(Arc::new(c)),
+        // Without a cache a run that needs an artifact fails with its own E028.
+        Err(_) => engine,
     }
 }

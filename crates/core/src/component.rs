@@ -109,6 +109,9 @@ pub enum ComponentError {
         /// The remote failure.
         source: ExecError,
     },
+    /// A pinned artifact could not be fetched or failed its sha256 (E020, E028, E030).
+    #[error(transparent)]
+    Artifact(crate::cache::CacheError),
     /// The run journal could not be written, so the change was not started.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
@@ -129,6 +132,7 @@ impl HasCode for ComponentError {
             ComponentError::Cluster { code, .. } => *code,
             ComponentError::UnsupportedOs { .. } => Code::E032,
             ComponentError::Operation { code, .. } => *code,
+            ComponentError::Artifact(e) => e.code(),
             ComponentError::Journal(e) => e.code(),
             ComponentError::Exec(e) => e.code(),
         }

@@ -31,6 +31,9 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// Notification targets.
     pub notify: Vec<NotifyTarget>,
+    /// `[artifacts.NAME]`: overrides of the pinned artifacts components declare in code
+    /// (see [`crate::artifact`]).
+    pub artifacts: BTreeMap<String, crate::artifact::ArtifactOverride>,
 }
 
 /// `[cluster]`.
@@ -223,6 +226,7 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "postgres",
             "kubernetes",
             "notify",
+            "artifacts",
         ],
     ),
     (
@@ -323,6 +327,12 @@ impl KubernetesConfig {
 }
 
 impl Config {
+    /// The pin for an artifact: `default` (declared by a component) or its
+    /// `[artifacts.NAME]` override.
+    pub fn artifact(&self, default: &crate::artifact::ArtifactPin) -> crate::artifact::ArtifactPin {
+        crate::artifact::resolve(default, &self.artifacts)
+    }
+
     /// Reads and parses kbz.toml. A missing or unreadable file is E001; everything else E008.
     pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
         let shown = path.display().to_string();
@@ -495,6 +505,11 @@ impl Config {
                 );
             }
         }
+        out.extend(crate::artifact::check_overrides(
+            &self.artifacts,
+            path,
+            text,
+        ));
         let mut names = BTreeSet::new();
         for (i, n) in self.notify.iter().enumerate() {
             let line = text.and_then(|t| array_table_line(t, "notify", i));

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+use crate::artifact::ArtifactPin;
+use crate::cache::{Cache, CacheError};
 use crate::component::{Component, ComponentError, HostExec};
 use crate::context::Context;
 use crate::executor::{Connector, ExecError, Executor};
@@ -292,6 +294,64 @@ pub struct Engine {
     connector: Arc<dyn Connector>,
     progress: Arc<dyn Progress>,
     redactor: Arc<Redactor>,
+    artifacts: Arc<Artifacts>,
+}
+
+/// The controller's side of pinned artifacts: the download cache, and the local path of
+/// every pin fetched during this engine's life (each pin is fetched and verified once, even
+/// when many hosts need it at the same time).
+#[derive(Default)]
+struct Artifacts {
+    cache: Option<Arc<dyn Cache>>,
+    fetched: tokio::sync::Mutex<BTreeMap<String, PathBuf>>,
+}
+
+impl Artifacts {
+    async fn local(&self, pin: &ArtifactPin) -> Result<PathBuf, ComponentError> {
+        let cache = self.cache.as_ref().ok_or_else(|| {
+            ComponentError::Artifact(CacheError::Io {
+                path: "(none)".into(),
+                reason: format!(
+                    "{} is needed but the engine has no download cache (Engine::with_artifacts)",
+                    pin.describe()
+                ),
+            })
+        })?;
+        let mut fetched = self.fetched.lock().await;
+        let key = format!("{}@{}", pin.name, pin.sha256);
+        if let Some(p) = fetched.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = cache.fetch(pin).await.map_err(ComponentError::Artifact)?;
+        fetched.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Applies one operation; artifacts are fetched on the controller and pushed.
+    async fn apply(&self, exec: &dyn Executor, op: &Op) -> Result<(), ComponentError> {
+        match op {
+            Op::PutArtifact {
+                path,
+                pin,
+                mode,
+                owner,
+            } => {
+                let local = self.local(pin).await?;
+                exec.put_local_file(path, &local, &pin.sha256, *mode, owner)
+                    .await
+                    .map_err(|e| op_error(op, e))
+            }
+            _ => exec.apply(op).await.map_err(|e| op_error(op, e)),
+        }
+    }
+}
+
+fn op_error(op: &Op, e: ExecError) -> ComponentError {
+    ComponentError::Operation {
+        what: op.describe(),
+        code: op_code(op, &e),
+        source: e,
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -319,7 +379,19 @@ impl Engine {
             connector,
             progress: Arc::new(NoProgress),
             redactor,
+            artifacts: Arc::default(),
         }
+    }
+
+    /// Sets the download cache that pinned artifacts ([`Resource::Artifact`]) are fetched
+    /// into before they are pushed. Without one, a run that must push an artifact fails
+    /// (E028); dry-runs never fetch.
+    pub fn with_artifacts(mut self, cache: Arc<dyn Cache>) -> Self {
+        self.artifacts = Arc::new(Artifacts {
+            cache: Some(cache),
+            fetched: Default::default(),
+        });
+        self
     }
 
     /// Sets the progress receiver. Error texts in its events are masked first (a failed
@@ -614,6 +686,7 @@ impl Engine {
             let sem = sem.clone();
             let journal = journal.clone();
             let redactor = self.redactor.clone();
+            let artifacts = self.artifacts.clone();
             let progress = self.progress.clone();
             let name = comp.name();
             let module = comp.module();
@@ -623,8 +696,15 @@ impl Engine {
                 let _p = sem.acquire_owned().await;
                 let mut r = plan_host(exec.as_deref(), &hostname, name, &desired, &redactor).await;
                 if let (true, Ok(hp), Some(exec)) = (apply_now, &r, &exec) {
-                    if let Err(e) =
-                        apply_changes(exec.as_ref(), &hostname, name, &hp.changes, &journal).await
+                    if let Err(e) = apply_changes(
+                        exec.as_ref(),
+                        &artifacts,
+                        &hostname,
+                        name,
+                        &hp.changes,
+                        &journal,
+                    )
+                    .await
                     {
                         r = Err(e);
                     }
@@ -670,9 +750,15 @@ impl Engine {
                         host: host.clone(),
                         exec: exec.clone(),
                     };
-                    let applied =
-                        apply_changes(exec.as_ref(), hostname, comp.name(), &hp.changes, journal)
-                            .await;
+                    let applied = apply_changes(
+                        exec.as_ref(),
+                        &self.artifacts,
+                        hostname,
+                        comp.name(),
+                        &hp.changes,
+                        journal,
+                    )
+                    .await;
                     let ready = match applied {
                         Ok(()) if opts.mode == Mode::Install => {
                             comp.host_ready(ctx, &hx, true).await
@@ -727,10 +813,11 @@ impl Engine {
                 host: host.clone(),
                 steps: ops.len(),
             });
+            let artifacts = self.artifacts.clone();
             set.spawn(async move {
                 let mut failed = Vec::new();
                 for op in &ops {
-                    if let Err(e) = exec.apply(op).await {
+                    if let Err(e) = artifacts.apply(exec.as_ref(), op).await {
                         failed.push(format!("{host}: {} ({e})", op.describe()));
                     }
                 }
@@ -770,6 +857,7 @@ async fn plan_host(
 /// Applies a host's changes in order, journaling each undo before its change starts.
 async fn apply_changes(
     exec: &dyn Executor,
+    artifacts: &Artifacts,
     hostname: &str,
     component: &str,
     changes: &[crate::plan::Change],
@@ -786,13 +874,7 @@ async fn apply_changes(
                 undo: c.undo.clone(),
             })
             .map_err(ComponentError::Journal)?;
-        exec.apply(&c.op)
-            .await
-            .map_err(|e| ComponentError::Operation {
-                what: c.op.describe(),
-                code: op_code(&c.op, &e),
-                source: e,
-            })?;
+        artifacts.apply(exec, &c.op).await?;
     }
     Ok(())
 }
@@ -851,7 +933,10 @@ pub fn op_code(op: &Op, e: &ExecError) -> Code {
         Op::WriteFile { .. }
         | Op::RemoveFile { .. }
         | Op::EnsureDir { .. }
-        | Op::RemoveDir { .. } => Code::E022,
+        | Op::RemoveDir { .. }
+        | Op::PutArtifact { .. }
+        | Op::SaveArtifact { .. }
+        | Op::RestoreArtifact { .. } => Code::E022,
         Op::Run { .. } => Code::E021,
     }
 }
@@ -882,6 +967,11 @@ pub fn fresh(r: &Resource) -> Observed {
             fstab: Vec::new(),
         },
         Resource::Command { .. } => Observed::Command { satisfied: false },
+        Resource::Artifact { .. } => Observed::Artifact {
+            sha256: None,
+            mode: None,
+            owner: None,
+        },
     }
 }
 

@@ -297,6 +297,44 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         check(self.name(), &out, &format!("write {path}"))
     }
 
+    /// Pushes a local file (a pinned artifact from the download cache) to `path` atomically,
+    /// then checks that the host's copy has `sha256`. The default reads the file into memory
+    /// and uses [`Executor::put_file`].
+    async fn put_local_file(
+        &self,
+        path: &str,
+        local: &std::path::Path,
+        sha256: &str,
+        mode: u32,
+        owner: &str,
+    ) -> Result<(), ExecError> {
+        let content = tokio::fs::read(local).await.map_err(|e| ExecError::File {
+            host: "controller".into(),
+            path: local.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.put_file(path, &content, mode, owner).await?;
+        let out = self
+            .run(&Cmd::new(format!(
+                "sha256sum < {} | cut -d' ' -f1",
+                shell::quote(path)
+            )))
+            .await?;
+        check(self.name(), &out, &format!("checksum {path}"))?;
+        let got = out.stdout_str().trim().to_ascii_lowercase();
+        if got != sha256 {
+            return Err(ExecError::File {
+                host: self.name().into(),
+                path: path.into(),
+                reason: format!(
+                    "after the transfer the file has sha256 {got}, expected {sha256}; the \
+                     copy on the host is damaged (disk full?)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads a file; `None` when it does not exist.
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ExecError> {
         let q = shell::quote(path);

@@ -175,6 +175,14 @@ impl Plan {
 
 pub use crate::redact::Redactor;
 
+fn chmod_chown(path: &str, mode: u32, owner: &str) -> String {
+    let p = crate::shell::quote(path);
+    format!(
+        "chmod {mode:o} {p} && chown {} {p}",
+        crate::shell::quote(owner)
+    )
+}
+
 /// Diffs desired resources against what the probe observed, in declaration order.
 /// Packages to install are batched into one operation at the first package's position;
 /// services listed with `restart_on` are restarted when one of those files changes.
@@ -431,6 +439,101 @@ pub fn diff(
                         .collect(),
                     diff: None,
                 });
+            }
+            (
+                Resource::Artifact {
+                    path,
+                    pin,
+                    mode,
+                    owner,
+                    present,
+                },
+                Observed::Artifact {
+                    sha256,
+                    mode: cur_mode,
+                    owner: cur_owner,
+                },
+            ) => {
+                let matches = sha256.as_deref() == Some(pin.sha256.as_str());
+                let put = || Op::PutArtifact {
+                    path: path.clone(),
+                    pin: pin.clone(),
+                    mode: *mode,
+                    owner: owner.clone(),
+                };
+                let save = || Change {
+                    resource: r.id(),
+                    op: Op::SaveArtifact { path: path.clone() },
+                    undo: Vec::new(),
+                    diff: None,
+                };
+                match (present, sha256.is_some(), matches) {
+                    (true, _, true) => {
+                        if *cur_mode != Some(*mode) || cur_owner.as_deref() != Some(owner.as_str())
+                        {
+                            let old_mode = cur_mode.unwrap_or(0o644);
+                            let old_owner = cur_owner.clone().unwrap_or_else(|| "root:root".into());
+                            changes.push(Change {
+                                resource: r.id(),
+                                op: Op::Run {
+                                    id: format!("mode {path}"),
+                                    script: chmod_chown(path, *mode, owner),
+                                },
+                                undo: vec![Op::Run {
+                                    id: format!("undo mode {path}"),
+                                    script: chmod_chown(path, old_mode, &old_owner),
+                                }],
+                                diff: None,
+                            });
+                        }
+                    }
+                    (true, false, _) => {
+                        changed_files.insert(path.clone());
+                        changes.push(Change {
+                            resource: r.id(),
+                            op: put(),
+                            undo: vec![Op::RemoveFile { path: path.clone() }],
+                            diff: None,
+                        });
+                    }
+                    (true, true, false) => {
+                        changed_files.insert(path.clone());
+                        changes.push(save());
+                        changes.push(Change {
+                            resource: r.id(),
+                            op: put(),
+                            undo: vec![Op::RestoreArtifact { path: path.clone() }],
+                            diff: None,
+                        });
+                    }
+                    (false, false, _) => {}
+                    (false, true, true) => {
+                        changed_files.insert(path.clone());
+                        changes.push(Change {
+                            resource: r.id(),
+                            op: Op::RemoveFile { path: path.clone() },
+                            undo: vec![Op::PutArtifact {
+                                path: path.clone(),
+                                pin: pin.clone(),
+                                mode: cur_mode.unwrap_or(*mode),
+                                owner: cur_owner.clone().unwrap_or_else(|| owner.clone()),
+                            }],
+                            diff: None,
+                        });
+                    }
+                    (false, true, false) => {
+                        // Bytes that are not the pinned ones cannot be fetched again: keep them
+                        // as PATH.kbz-prev so a rollback can put them back.
+                        changed_files.insert(path.clone());
+                        changes.push(save());
+                        changes.push(Change {
+                            resource: r.id(),
+                            op: Op::RemoveFile { path: path.clone() },
+                            undo: vec![Op::RestoreArtifact { path: path.clone() }],
+                            diff: None,
+                        });
+                    }
+                }
             }
             // A probe that answers a different kind for a resource is a bug in the executor;
             // planning the resource as changed keeps the run honest rather than silent.

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::ArtifactPin;
+
 /// Desired state of one thing on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -62,6 +64,21 @@ pub enum Resource {
     },
     /// No active swap, and no swap entries left active in /etc/fstab.
     SwapOff,
+    /// A pinned artifact (a binary, a wheel, a manifest) at `path`, identified by its sha256.
+    /// The probe compares the host's sha256 only; the bytes are fetched by the controller and
+    /// transferred only when they differ. Absent: removed on uninstall.
+    Artifact {
+        /// Absolute path on the host.
+        path: String,
+        /// What must be there.
+        pin: ArtifactPin,
+        /// Permission bits.
+        mode: u32,
+        /// `user:group`.
+        owner: String,
+        /// False: the file must not exist.
+        present: bool,
+    },
     /// A command run only when its guard says the work is not done yet.
     Command {
         /// A stable identifier shown in plans.
@@ -136,6 +153,28 @@ impl Resource {
         }
     }
 
+    /// A pinned artifact at `path` (root-owned).
+    pub fn artifact(path: &str, pin: &ArtifactPin, mode: u32) -> Self {
+        Resource::Artifact {
+            path: path.into(),
+            pin: pin.clone(),
+            mode,
+            owner: "root:root".into(),
+            present: true,
+        }
+    }
+
+    /// A pinned artifact that must not be on the host (for uninstall).
+    pub fn absent_artifact(path: &str, pin: &ArtifactPin) -> Self {
+        Resource::Artifact {
+            path: path.into(),
+            pin: pin.clone(),
+            mode: 0o644,
+            owner: "root:root".into(),
+            present: false,
+        }
+    }
+
     /// The shell scripts a resource carries (a command's script, guard and undo), for
     /// checking them with `sh -n` in tests.
     pub fn scripts(&self) -> Vec<&str> {
@@ -164,6 +203,7 @@ impl Resource {
             Resource::KernelModule { name } => format!("module:{name}"),
             Resource::SwapOff => "swap:off".into(),
             Resource::Command { id, .. } => format!("command:{id}"),
+            Resource::Artifact { path, .. } => format!("artifact:{path}"),
         }
     }
 }
@@ -221,6 +261,15 @@ pub enum Observed {
         active: bool,
         /// /etc/fstab content.
         fstab: Vec<u8>,
+    },
+    /// A file's sha256 (never its bytes), for artifacts.
+    Artifact {
+        /// sha256 when a regular file exists at the path.
+        sha256: Option<String>,
+        /// Mode bits when it exists.
+        mode: Option<u32>,
+        /// `user:group` when it exists.
+        owner: Option<String>,
     },
     /// Whether the command's guard says it is done.
     Command {
@@ -320,6 +369,29 @@ pub enum Op {
     SwapOff,
     /// `swapon -a` (undo of `SwapOff`, after /etc/fstab is restored).
     SwapOn,
+    /// Fetch a pinned artifact into the controller's download cache (once per run) and push
+    /// it to `path`. Applied by the engine, which owns the cache.
+    PutArtifact {
+        /// Path on the host.
+        path: String,
+        /// What to push.
+        pin: ArtifactPin,
+        /// Mode.
+        mode: u32,
+        /// `user:group`.
+        owner: String,
+    },
+    /// Copy the file at `path` to `path.kbz-prev` (before an artifact replaces it), so a
+    /// rollback can restore the previous bytes without keeping them in the journal.
+    SaveArtifact {
+        /// Path.
+        path: String,
+    },
+    /// Move `path.kbz-prev` back to `path` (undo of a replaced or removed artifact).
+    RestoreArtifact {
+        /// Path.
+        path: String,
+    },
     /// Run a script.
     Run {
         /// Identifier for messages.
@@ -361,6 +433,14 @@ impl Op {
             Op::UnloadModule { name } => format!("unload module {name}"),
             Op::SwapOff => "swap off".into(),
             Op::SwapOn => "swap on".into(),
+            Op::PutArtifact {
+                path, pin, mode, ..
+            } => format!(
+                "fetch {} and push it to {path} (mode {mode:04o})",
+                pin.describe()
+            ),
+            Op::SaveArtifact { path } => format!("keep the previous {path} as {path}.kbz-prev"),
+            Op::RestoreArtifact { path } => format!("restore {path} from {path}.kbz-prev"),
             Op::Run { id, .. } => format!("run {id}"),
         }
     }

@@ -131,6 +131,12 @@ pub fn probe_script(resources: &[Resource]) -> String {
                     "if [ -n \"$(tail -n +2 /proc/swaps 2>/dev/null)\" ]; then echo \"@@ {i} swap active\"; else echo \"@@ {i} swap inactive\"; fi; base64 -w0 < /etc/fstab 2>/dev/null; echo\n"
                 ));
             }
+            Resource::Artifact { path, .. } => {
+                let p = quote(path);
+                s.push_str(&format!(
+                    "if [ -f {p} ]; then echo \"@@ {i} artifact present $(stat -c '%a %U:%G' {p}) $(sha256sum < {p} | cut -d' ' -f1)\"; else echo \"@@ {i} artifact absent\"; fi\n"
+                ));
+            }
             Resource::Command {
                 unless, creates, ..
             } => {
@@ -249,6 +255,22 @@ pub fn parse_probe(
                 active: tail.trim() == "active",
                 fstab: decode_b64(host, lines.next().unwrap_or("").trim())?,
             },
+            ("artifact", Resource::Artifact { .. }) => {
+                let mut w = tail.split_whitespace();
+                match w.next() {
+                    Some("present") => Observed::Artifact {
+                        mode: w.next().and_then(|m| u32::from_str_radix(m, 8).ok()),
+                        owner: w.next().map(str::to_string),
+                        sha256: w.next().map(str::to_ascii_lowercase),
+                    },
+                    Some("absent") => Observed::Artifact {
+                        sha256: None,
+                        mode: None,
+                        owner: None,
+                    },
+                    _ => return Err(perr(format!("bad artifact record `{line}`"))),
+                }
+            }
             ("command", Resource::Command { .. }) => Observed::Command {
                 satisfied: tail.trim() == "done",
             },
@@ -353,6 +375,22 @@ pub fn op_cmd(op: &Op) -> Cmd {
         Op::UnloadModule { name } => format!("modprobe -r {} 2>/dev/null || true", quote(name)),
         Op::SwapOff => "swapoff -a".into(),
         Op::SwapOn => "swapon -a".into(),
+        // The engine applies it (it owns the download cache); an executor handed one
+        // directly refuses rather than guessing where the bytes are.
+        Op::PutArtifact { path, .. } => format!(
+            "echo 'kbz: the artifact for {} must be pushed by the engine' >&2; exit 2",
+            path.replace('\'', "")
+        ),
+        Op::SaveArtifact { path } => {
+            let p = quote(path);
+            let prev = quote(&format!("{path}.kbz-prev"));
+            format!("if [ -f {p} ]; then cp -p {p} {prev}; fi")
+        }
+        Op::RestoreArtifact { path } => {
+            let p = quote(path);
+            let prev = quote(&format!("{path}.kbz-prev"));
+            format!("if [ -f {prev} ]; then mv -f {prev} {p}; fi")
+        }
         Op::Run { script, .. } => script.clone(),
     };
     Cmd::new(script)
@@ -435,6 +473,46 @@ mod tests {
             o => panic!("unexpected {o:?}"),
         }
         assert_eq!(obs[8], Observed::Command { satisfied: false });
+    }
+
+    #[test]
+    fn artifacts_are_probed_by_sha256_only() {
+        let pin = crate::artifact::ArtifactPin::new("k3s", "v1", &"ab".repeat(32), "pip:k3s");
+        let res = vec![
+            Resource::artifact("/usr/local/bin/k3s", &pin, 0o755),
+            Resource::absent_artifact("/usr/local/bin/old", &pin),
+        ];
+        let script = probe_script(&res);
+        assert!(
+            script.contains("sha256sum < '/usr/local/bin/k3s'"),
+            "{script}"
+        );
+        assert!(
+            !script.contains("base64"),
+            "artifacts are never transferred by the probe"
+        );
+        let out = format!(
+            "@@ 0 artifact present 755 root:root {}\n@@ 1 artifact absent\n",
+            "AB".repeat(32)
+        );
+        let obs = parse_probe("h", &res, &out).expect("parse");
+        assert_eq!(
+            obs[0],
+            Observed::Artifact {
+                sha256: Some("ab".repeat(32)),
+                mode: Some(0o755),
+                owner: Some("root:root".into())
+            }
+        );
+        assert_eq!(
+            obs[1],
+            Observed::Artifact {
+                sha256: None,
+                mode: None,
+                owner: None
+            }
+        );
+        assert!(parse_probe("h", &res[..1], "@@ 0 artifact maybe\n").is_err());
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! `DownloadCache`: artifacts fetched over HTTP(S) once, verified against a pinned sha256 and
-//! kept under `<dir>/<sha256>/<file name>`.
+//! `DownloadCache`: pinned artifacts fetched once, verified against their sha256 and kept
+//! under `<dir>/<sha256>/<file name>`. Sources: HTTP(S) URLs, `file://` paths on the
+//! controller, and `pip download` (through pip's own index and proxy configuration).
 //!
 //! A download is streamed into a temporary file in the same directory while it is hashed; only
 //! bytes that match the pin are renamed into place, so the cache never holds a partial or
 //! unverified file under its final name. A cached file is hashed again before each reuse.
 
 use async_trait::async_trait;
+use kbz_core::artifact::{ArtifactPin, ArtifactSource};
 use kbz_core::cache::{Cache, CacheError};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -18,7 +20,11 @@ use tokio::io::AsyncWriteExt;
 pub struct DownloadCache {
     dir: PathBuf,
     client: reqwest::Client,
+    pip: Vec<String>,
 }
+
+/// The default pip command for `pip:` sources.
+pub const DEFAULT_PIP: &[&str] = &["python3", "-m", "pip"];
 
 impl DownloadCache {
     /// A cache in `dir` (created on first use) with a default HTTP client: 30 s to connect,
@@ -34,7 +40,20 @@ impl DownloadCache {
                 path: dir.display().to_string(),
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Self { dir, client })
+        Ok(Self {
+            dir,
+            client,
+            pip: DEFAULT_PIP.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Uses this command for `pip:` sources instead of `python3 -m pip` (the program and its
+    /// leading arguments, e.g. `["/opt/venv/bin/pip"]`).
+    pub fn with_pip(mut self, command: Vec<String>) -> Self {
+        if !command.is_empty() {
+            self.pip = command;
+        }
+        self
     }
 
     /// A cache in `dir` using the given HTTP client.
@@ -42,6 +61,7 @@ impl DownloadCache {
         Self {
             dir: dir.into(),
             client,
+            pip: DEFAULT_PIP.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -119,9 +139,10 @@ impl DownloadCache {
     }
 }
 
-#[async_trait]
-impl Cache for DownloadCache {
-    async fn fetch(&self, url: &str, sha256: &str) -> Result<PathBuf, CacheError> {
+impl DownloadCache {
+    /// The bytes of `url` pinned to `sha256`: from the cache when a verified copy is there,
+    /// else downloaded, verified, then kept.
+    pub async fn fetch_url(&self, url: &str, sha256: &str) -> Result<PathBuf, CacheError> {
         let pin = sha256.trim().to_ascii_lowercase();
         if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CacheError::Checksum {
@@ -158,6 +179,230 @@ impl Cache for DownloadCache {
         }
         self.download(url, &pin, &dest).await?;
         Ok(dest)
+    }
+
+    /// A verified copy of a file on the controller.
+    async fn fetch_file(&self, name: &str, src: &Path, pin: &str) -> Result<PathBuf, CacheError> {
+        if let Some(hit) = self.cached(pin).await? {
+            return Ok(hit);
+        }
+        let file = src
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string());
+        let dest = self.dir.join(pin).join(safe_name(&file));
+        let parent = self.dir.join(pin);
+        let (src, parent2) = (src.to_path_buf(), parent.clone());
+        let shown = format!("file://{}", src.display());
+        let temp = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            std::fs::create_dir_all(&parent2)?;
+            let mut t = tempfile::Builder::new()
+                .prefix(".part-")
+                .tempfile_in(&parent2)?;
+            let mut f = std::fs::File::open(&src)?;
+            std::io::copy(&mut f, t.as_file_mut())?;
+            t.as_file().sync_all()?;
+            Ok(t)
+        })
+        .await
+        .map_err(|e| io_error(&parent, e.to_string()))?
+        .map_err(|e| CacheError::Download {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        self.keep_if_pinned(temp, &shown, pin, &dest).await
+    }
+
+    /// `pip download --no-deps --only-binary=:all: NAME==VERSION`, verified.
+    async fn fetch_pip(
+        &self,
+        package: &str,
+        version: &str,
+        pin: &str,
+    ) -> Result<PathBuf, CacheError> {
+        if let Some(hit) = self.cached(pin).await? {
+            return Ok(hit);
+        }
+        let parent = self.dir.join(pin);
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_error(&parent, e.to_string()))?;
+        let work = tempfile::Builder::new()
+            .prefix(".pip-")
+            .tempdir_in(&parent)
+            .map_err(|e| io_error(&parent, e.to_string()))?;
+        let spec = format!("{package}=={version}");
+        let shown = format!("pip:{spec}");
+        let (program, lead) = self.pip.split_first().ok_or_else(|| CacheError::Source {
+            name: package.into(),
+            reason: "no pip command configured".into(),
+        })?;
+        let out = tokio::process::Command::new(program)
+            .args(lead)
+            .args(["download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--dest"])
+            .arg(work.path())
+            .arg(&spec)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| CacheError::Source {
+                name: package.into(),
+                reason: format!(
+                    "cannot run `{}`: {e}; install pip on this machine (`apt-get install -y python3-pip`)",
+                    self.pip.join(" ")
+                ),
+            })?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(6).collect();
+            return Err(CacheError::Download {
+                url: shown,
+                reason: format!(
+                    "`pip download` exited with {}: {}",
+                    out.status,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
+            });
+        }
+        let mut files = Vec::new();
+        let mut rd = tokio::fs::read_dir(work.path())
+            .await
+            .map_err(|e| io_error(work.path(), e.to_string()))?;
+        while let Some(e) = rd
+            .next_entry()
+            .await
+            .map_err(|e| io_error(work.path(), e.to_string()))?
+        {
+            if e.file_type().await.map(|t| t.is_file()).unwrap_or(false) {
+                files.push(e.path());
+            }
+        }
+        let [file] = files.as_slice() else {
+            return Err(CacheError::Download {
+                url: shown,
+                reason: format!(
+                    "`pip download` left {} files instead of one wheel",
+                    files.len()
+                ),
+            });
+        };
+        let file_name = file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| package.to_string());
+        let dest = parent.join(safe_name(&file_name));
+        let file = file.clone();
+        let actual = tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || sha256_file(&file)
+        })
+        .await
+        .map_err(|e| io_error(&file, e.to_string()))?
+        .map_err(|e| io_error(&file, e.to_string()))?;
+        if actual != pin {
+            return Err(CacheError::Checksum {
+                url: format!("{shown} ({file_name})"),
+                expected: pin.to_string(),
+                actual,
+            });
+        }
+        tokio::fs::rename(&file, &dest)
+            .await
+            .map_err(|e| io_error(&dest, e.to_string()))?;
+        Ok(dest)
+    }
+
+    /// A file already in `<dir>/<pin>/` whose bytes still match the pin.
+    async fn cached(&self, pin: &str) -> Result<Option<PathBuf>, CacheError> {
+        let sub = self.dir.join(pin);
+        let pin = pin.to_string();
+        tokio::task::spawn_blocking(move || {
+            let Ok(rd) = std::fs::read_dir(&sub) else {
+                return Ok(None);
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name();
+                if name.to_string_lossy().starts_with('.') || !p.is_file() {
+                    continue;
+                }
+                match sha256_file(&p) {
+                    Ok(h) if h == pin => return Ok(Some(p)),
+                    _ => {
+                        tracing::warn!(path = %p.display(), "cached file fails its checksum, fetching again");
+                        std::fs::remove_file(&p).map_err(|e| io_error(&p, e.to_string()))?;
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| io_error(&self.dir, e.to_string()))?
+    }
+
+    async fn keep_if_pinned(
+        &self,
+        temp: tempfile::NamedTempFile,
+        shown: &str,
+        pin: &str,
+        dest: &Path,
+    ) -> Result<PathBuf, CacheError> {
+        let path = temp.path().to_path_buf();
+        let (temp, actual) = tokio::task::spawn_blocking(move || {
+            let h = sha256_file(&path);
+            (temp, h)
+        })
+        .await
+        .map_err(|e| io_error(dest, e.to_string()))?;
+        let actual = actual.map_err(|e| io_error(dest, e.to_string()))?;
+        if actual != pin {
+            return Err(CacheError::Checksum {
+                url: shown.to_string(),
+                expected: pin.to_string(),
+                actual,
+            });
+        }
+        temp.persist(dest)
+            .map_err(|e| io_error(dest, e.error.to_string()))?;
+        Ok(dest.to_path_buf())
+    }
+}
+
+#[async_trait]
+impl Cache for DownloadCache {
+    async fn fetch(&self, pin: &ArtifactPin) -> Result<PathBuf, CacheError> {
+        let bad = |reason: String| CacheError::Source {
+            name: pin.name.clone(),
+            reason,
+        };
+        if let Some(problem) = pin.check().into_iter().next() {
+            return Err(bad(problem));
+        }
+        let sha = pin.sha256.trim().to_ascii_lowercase();
+        match pin.resolved_source().map_err(bad)? {
+            ArtifactSource::Url(url) => self.fetch_url(&url, &sha).await,
+            ArtifactSource::File(path) => self.fetch_file(&pin.name, Path::new(&path), &sha).await,
+            ArtifactSource::Pip(package) => self.fetch_pip(&package, &pin.version, &sha).await,
+        }
+    }
+}
+
+fn io_error(path: &Path, reason: String) -> CacheError {
+    CacheError::Io {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+fn safe_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+        .collect();
+    if clean.is_empty() || clean.starts_with('.') {
+        format!("download{clean}")
+    } else {
+        clean
     }
 }
 
@@ -294,11 +539,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DownloadCache::with_client(dir.path(), client());
         let url = format!("http://127.0.0.1:{}/releases/v1/tool-linux-amd64", srv.port);
-        let path = cache.fetch(&url, &pin()).await.expect("fetch");
+        let path = cache.fetch_url(&url, &pin()).await.expect("fetch");
         assert_eq!(path, dir.path().join(pin()).join("tool-linux-amd64"));
         assert_eq!(std::fs::read(&path).expect("read"), BODY);
         let again = cache
-            .fetch(&url, &pin().to_uppercase())
+            .fetch_url(&url, &pin().to_uppercase())
             .await
             .expect("fetch again");
         assert_eq!(again, path);
@@ -324,7 +569,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DownloadCache::with_client(dir.path(), client());
         let url = format!("http://127.0.0.1:{}/tool", srv.port);
-        let err = cache.fetch(&url, &pin()).await.expect_err("must fail");
+        let err = cache.fetch_url(&url, &pin()).await.expect_err("must fail");
         match &err {
             CacheError::Checksum {
                 expected, actual, ..
@@ -352,7 +597,7 @@ mod tests {
         let path = cache.path_for(&url, &pin());
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, b"corrupted").expect("write");
-        let got = cache.fetch(&url, &pin()).await.expect("fetch");
+        let got = cache.fetch_url(&url, &pin()).await.expect("fetch");
         assert_eq!(std::fs::read(got).expect("read"), BODY);
         assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
     }
@@ -366,7 +611,7 @@ mod tests {
             "http://user:hunter2@127.0.0.1:{}/missing?token=s3cret",
             srv.port
         );
-        let err = cache.fetch(&url, &pin()).await.expect_err("404");
+        let err = cache.fetch_url(&url, &pin()).await.expect_err("404");
         assert!(matches!(err, CacheError::Download { .. }), "{err:?}");
         assert_eq!(kbz_errors::HasCode::code(&err), kbz_errors::Code::E020);
         let text = err.to_string();
@@ -376,14 +621,17 @@ mod tests {
             "{text}"
         );
 
-        let err = cache.fetch(&url, "not-a-pin").await.expect_err("bad pin");
+        let err = cache
+            .fetch_url(&url, "not-a-pin")
+            .await
+            .expect_err("bad pin");
         assert!(matches!(err, CacheError::Checksum { .. }), "{err:?}");
 
         let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = closed.local_addr().expect("addr").port();
         drop(closed);
         let err = cache
-            .fetch(&format!("http://127.0.0.1:{port}/x"), &pin())
+            .fetch_url(&format!("http://127.0.0.1:{port}/x"), &pin())
             .await
             .expect_err("refused");
         assert!(matches!(err, CacheError::Download { .. }), "{err:?}");

@@ -265,6 +265,18 @@ impl FakeHost {
                     .map(|f| f.content.clone())
                     .unwrap_or_default(),
             },
+            Resource::Artifact { path, .. } => match s.files.get(path) {
+                Some(f) => Observed::Artifact {
+                    sha256: Some(kbz_core::shell::sha256_hex(&f.content)),
+                    mode: Some(f.mode),
+                    owner: Some(f.owner.clone()),
+                },
+                None => Observed::Artifact {
+                    sha256: None,
+                    mode: None,
+                    owner: None,
+                },
+            },
             Resource::Command { id, creates, .. } => Observed::Command {
                 satisfied: creates.as_ref().is_some_and(|c| s.files.contains_key(c))
                     || s.done_commands.contains(id),
@@ -362,6 +374,23 @@ impl FakeHost {
             }
             Op::SwapOff => s.swap_active = false,
             Op::SwapOn => s.swap_active = true,
+            Op::PutArtifact { path, .. } => {
+                return Err(ExecError::File {
+                    host: self.name.clone(),
+                    path: path.clone(),
+                    reason: "artifacts are pushed by the engine (put_local_file)".into(),
+                })
+            }
+            Op::SaveArtifact { path } => {
+                if let Some(f) = s.files.get(path).cloned() {
+                    s.files.insert(format!("{path}.kbz-prev"), f);
+                }
+            }
+            Op::RestoreArtifact { path } => {
+                if let Some(f) = s.files.remove(&format!("{path}.kbz-prev")) {
+                    s.files.insert(path.clone(), f);
+                }
+            }
             Op::Run { id, script } => {
                 i.ran.push(script.clone());
                 match id.strip_prefix("undo ") {
@@ -411,6 +440,29 @@ impl Executor for FakeHost {
             owner: owner.into(),
         };
         self.mutate(&mut i, &op)
+    }
+
+    async fn put_local_file(
+        &self,
+        path: &str,
+        local: &std::path::Path,
+        sha256: &str,
+        mode: u32,
+        owner: &str,
+    ) -> Result<(), ExecError> {
+        let content = std::fs::read(local).map_err(|e| ExecError::File {
+            host: "controller".into(),
+            path: local.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if kbz_core::shell::sha256_hex(&content) != sha256 {
+            return Err(ExecError::File {
+                host: self.name.clone(),
+                path: path.into(),
+                reason: "the local copy does not match its pin".into(),
+            });
+        }
+        self.put_file(path, &content, mode, owner).await
     }
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ExecError> {
