@@ -4,12 +4,12 @@
 use kbz_base::Base;
 use kbz_core::engine::{Mode, RollbackOutcome};
 use kbz_core::{
-    Component, Config, Context, Engine, EngineError, Executor, Host, Inventory, Role, RunOptions,
-    Secrets,
+    ClusterChange, ClusterChangeKind, Component, Config, Context, Engine, EngineError, Executor,
+    Host, Inventory, Role, RunOptions, Secrets,
 };
-use kbz_exec::fake::FakeState;
-use kbz_exec::FakeConnector;
+use kbz_testkit::fake::FakeState;
 use kbz_testkit::fake_engine;
+use kbz_testkit::FakeConnector;
 use std::sync::Arc;
 
 fn inventory(n: usize) -> Inventory {
@@ -286,4 +286,86 @@ async fn unknown_component_and_module_are_usage_errors() {
         .await
         .expect_err("usage");
     assert_eq!(e.diagnostic().code.to_string(), "E010");
+}
+
+/// A component whose cluster step joins each host once (a marker file records the join) and
+/// refuses to run without the facts the engine gathered.
+#[derive(Debug)]
+struct Joiner;
+
+#[async_trait::async_trait]
+impl Component for Joiner {
+    fn name(&self) -> &'static str {
+        "joiner"
+    }
+    fn module(&self) -> u8 {
+        4
+    }
+    fn desired(
+        &self,
+        _ctx: &Context,
+        _host: &Host,
+    ) -> Result<Vec<kbz_core::Resource>, kbz_core::ComponentError> {
+        Ok(vec![kbz_core::Resource::file(
+            "/etc/joiner.conf",
+            b"joined\n".to_vec(),
+            0o644,
+        )])
+    }
+    async fn converge_cluster(
+        &self,
+        ctx: &Context,
+        hosts: &[kbz_core::component::HostExec],
+    ) -> Result<Vec<ClusterChange>, kbz_core::ComponentError> {
+        let mut changes = Vec::new();
+        for hx in hosts {
+            let facts = ctx.facts.get(&hx.host.hostname).ok_or_else(|| {
+                kbz_core::ComponentError::Input(kbz_errors::Diagnostic::new(
+                    kbz_errors::Code::E010,
+                    format!("no facts for {}", hx.host.hostname),
+                ))
+            })?;
+            assert_eq!(facts.os_id, "debian");
+            if hx.exec.read_file("/var/lib/joiner/member").await?.is_none() {
+                hx.exec
+                    .put_file("/var/lib/joiner/member", b"1\n", 0o600, "root:root")
+                    .await?;
+                changes.push(ClusterChange::new(
+                    ClusterChangeKind::Join,
+                    &hx.host.hostname,
+                    "joined the cluster",
+                ));
+            }
+        }
+        Ok(changes)
+    }
+}
+
+#[tokio::test]
+async fn cluster_changes_are_counted_and_a_converged_rerun_reports_none() {
+    let ctx = Context::new(inventory(3), Config::default(), Secrets::in_memory());
+    let (engine, _fleet) = fake_engine(ctx, vec![Arc::new(Joiner)]);
+    let first = engine.run(&RunOptions::default()).await.expect("first run");
+    assert_eq!(first.summary.changed, 3);
+    assert_eq!(
+        first.summary.cluster_changes, 3,
+        "{:?}",
+        first.cluster_changes
+    );
+    assert!(first
+        .cluster_changes
+        .iter()
+        .all(|c| c.component == "joiner" && c.kind == ClusterChangeKind::Join));
+    assert!(first.hosts.values().all(|h| h.cluster_changed == 1));
+    let json = serde_json::to_value(&first).expect("json");
+    assert_eq!(json["summary"]["cluster_changes"], 3);
+    assert_eq!(json["summary"]["changed"], 3);
+
+    let second = engine.run(&RunOptions::default()).await.expect("re-run");
+    assert_eq!(
+        (second.summary.changed, second.summary.cluster_changes),
+        (0, 0)
+    );
+    let json = serde_json::to_value(&second).expect("json");
+    assert_eq!(json["summary"]["cluster_changes"], 0);
 }

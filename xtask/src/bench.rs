@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use kbz_core::{Component, Config, Context, Engine, Host, Inventory, Role, RunOptions, Secrets};
-use kbz_exec::FakeConnector;
+use kbz_testkit::FakeConnector;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;

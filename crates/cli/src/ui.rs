@@ -151,10 +151,14 @@ pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
         .map(|t| format!("{} {} {:.1}s", t.component, t.phase, t.ms as f64 / 1000.0))
         .collect();
     println!("timings: {}", phases.join(", "));
+    for c in &r.cluster_changes {
+        println!("cluster: {c}");
+    }
     println!(
-        "{} operation(s) applied on {} host(s) in {:.1}s ({} SSH round trips)",
+        "{} operation(s) applied on {} host(s), {} cluster change(s), in {:.1}s ({} SSH round trips)",
         r.changed(),
         r.plan.hosts_changed(),
+        r.cluster_changed(),
         elapsed.as_secs_f64(),
         r.round_trips
     );
@@ -163,13 +167,17 @@ pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
 /// Per-host changed / ok / failed.
 pub fn host_table(r: &RunReport) {
     let w = r.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
-    println!("{:<w$}  {:>7}  {:>5}  failed", "host", "changed", "ok");
+    println!(
+        "{:<w$}  {:>7}  {:>5}  {:>7}  failed",
+        "host", "changed", "ok", "cluster"
+    );
     for (host, h) in &r.hosts {
         println!(
-            "{:<w$}  {:>7}  {:>5}  {}",
+            "{:<w$}  {:>7}  {:>5}  {:>7}  {}",
             host,
             h.changed,
             h.ok,
+            h.cluster_changed,
             h.failed
                 .as_deref()
                 .map(|f| f.lines().next().unwrap_or(""))

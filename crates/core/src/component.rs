@@ -33,6 +33,69 @@ pub struct HealthCheck {
     pub detail: String,
 }
 
+/// What a cluster step did to a running cluster: one action with the host it was taken on.
+/// A converged cluster yields none, so a re-run reports 0 cluster changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterChange {
+    /// Component that took the action (the engine fills it in).
+    pub component: String,
+    /// Host the action was taken on.
+    pub host: String,
+    /// Kind of action.
+    pub kind: ClusterChangeKind,
+    /// What was done, with the state that caused it (never a secret).
+    pub detail: String,
+}
+
+/// Kinds of cluster actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterChangeKind {
+    /// A new cluster was created (its first member started it).
+    Bootstrap,
+    /// A member joined an existing cluster.
+    Join,
+    /// A node was told to replicate from the master (`REPLICAOF`).
+    ReplicaOf,
+    /// A Sentinel started monitoring the master (`SENTINEL MONITOR`).
+    SentinelMonitor,
+    /// A Sentinel's parameters were corrected (`SENTINEL SET`).
+    SentinelSet,
+}
+
+impl ClusterChange {
+    /// A change on `host`; the engine sets the component.
+    pub fn new(
+        kind: ClusterChangeKind,
+        host: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        ClusterChange {
+            component: String::new(),
+            host: host.into(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            ClusterChangeKind::Bootstrap => "bootstrap",
+            ClusterChangeKind::Join => "join",
+            ClusterChangeKind::ReplicaOf => "replicaof",
+            ClusterChangeKind::SentinelMonitor => "sentinel monitor",
+            ClusterChangeKind::SentinelSet => "sentinel set",
+        };
+        write!(
+            f,
+            "{} {kind} on {}: {}",
+            self.component, self.host, self.detail
+        )
+    }
+}
+
 /// Component failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -202,13 +265,14 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     }
 
     /// Cluster steps run after every host's resources are applied (bootstrap order,
-    /// readiness waits). Must be idempotent and change nothing on a converged cluster.
+    /// readiness waits), with the run's context (facts included). Returns every action it
+    /// took on the cluster; must be idempotent and return none on a converged cluster.
     async fn converge_cluster(
         &self,
         _ctx: &Context,
         _hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
-        Ok(())
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
+        Ok(Vec::new())
     }
 
     /// Health checks for `kbz-health`.

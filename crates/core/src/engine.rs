@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::artifact::ArtifactPin;
 use crate::cache::{Cache, CacheError};
-use crate::component::{Component, ComponentError, HostExec};
+use crate::component::{ClusterChange, Component, ComponentError, HostExec};
 use crate::context::Context;
 use crate::executor::{Connector, ExecError, Executor};
 use crate::inventory::Host;
@@ -72,6 +72,8 @@ pub struct HostReport {
     pub changed: usize,
     /// Resources already in the desired state.
     pub ok: usize,
+    /// Actions cluster steps took on this host (REPLICAOF, SENTINEL MONITOR, ...).
+    pub cluster_changed: usize,
     /// The failure, if any.
     pub failed: Option<String>,
     /// Unreachable (dry-run only; planned as fresh).
@@ -102,12 +104,44 @@ pub struct RunReport {
     pub timings: Vec<Timing>,
     /// SSH round trips (for executors that count them).
     pub round_trips: u64,
+    /// Every action the components' cluster steps took, in order.
+    pub cluster_changes: Vec<ClusterChange>,
+    /// Totals over every host (filled when the run ends).
+    pub summary: Summary,
+}
+
+/// Totals of a run, as the text summary and `--json` report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Resource operations applied (or planned in dry-run).
+    pub changed: usize,
+    /// Resources already in the desired state.
+    pub ok: usize,
+    /// Actions taken by cluster steps.
+    pub cluster_changes: usize,
+    /// Hosts with a failure.
+    pub failed_hosts: usize,
 }
 
 impl RunReport {
     /// Total changed operations.
     pub fn changed(&self) -> usize {
         self.hosts.values().map(|h| h.changed).sum()
+    }
+
+    /// Total actions taken by cluster steps.
+    pub fn cluster_changed(&self) -> usize {
+        self.cluster_changes.len()
+    }
+
+    /// Computes [`RunReport::summary`] from the per-host figures.
+    pub fn finish(&mut self) {
+        self.summary = Summary {
+            changed: self.changed(),
+            ok: self.hosts.values().map(|h| h.ok).sum(),
+            cluster_changes: self.cluster_changed(),
+            failed_hosts: self.hosts.values().filter(|h| h.failed.is_some()).count(),
+        };
     }
 }
 
@@ -504,11 +538,22 @@ impl Engine {
                         })
                         .collect();
                     let r = match opts.mode {
-                        Mode::Install => comp
-                            .converge_cluster(&self.ctx, &hx)
-                            .await
-                            .err()
-                            .map(|e| (None, e)),
+                        // The context with facts, as every other step of the run sees it.
+                        Mode::Install => match comp.converge_cluster(&ctx, &hx).await {
+                            Ok(changes) => {
+                                for mut c in changes {
+                                    c.component = comp.name().into();
+                                    report
+                                        .hosts
+                                        .entry(c.host.clone())
+                                        .or_default()
+                                        .cluster_changed += 1;
+                                    report.cluster_changes.push(c);
+                                }
+                                None
+                            }
+                            Err(e) => Some((None, e)),
+                        },
                         Mode::Uninstall => None,
                     };
                     push_timing(&mut report, comp.name(), "cluster", t.elapsed());
@@ -519,6 +564,7 @@ impl Engine {
             };
             if let Some((host, source)) = failure {
                 report.round_trips = execs.values().map(|e| e.round_trips()).sum();
+                report.finish();
                 let rollback = if opts.dry_run {
                     RollbackOutcome::NothingApplied
                 } else if opts.skip_cleanup {
@@ -550,6 +596,7 @@ impl Engine {
             lock(&journal).set_status(RunStatus::Succeeded)?;
         }
         report.round_trips = execs.values().map(|e| e.round_trips()).sum();
+        report.finish();
         Ok(report)
     }
 

@@ -273,7 +273,8 @@ impl Facts {
     }
 }
 
-/// One host's transport. Implementations: `kbz_exec::SshExecutor`, `LocalExecutor`, `FakeHost`.
+/// One host's transport. Implementations: `kbz_exec::SshExecutor`, `LocalExecutor`, and
+/// `kbz_testkit::FakeHost` for tests.
 #[async_trait]
 pub trait Executor: Send + Sync + std::fmt::Debug {
     /// The name used in messages (inventory hostname).

@@ -26,7 +26,7 @@ pub mod validate;
 pub mod wait;
 
 pub use cache::Cache;
-pub use component::{Component, ComponentError};
+pub use component::{ClusterChange, ClusterChangeKind, Component, ComponentError};
 pub use config::Config;
 pub use context::Context;
 

@@ -1,7 +1,6 @@
-//! kbz-exec: executors behind `kbz_core::Executor` (SSH over ssh2, local, an in-memory fake
-//! host for engine tests) and the download cache. Knows nothing about components or the CLI.
-
-pub mod fake;
+//! kbz-exec: executors behind `kbz_core::Executor` (SSH over ssh2, local) and the download
+//! cache. Knows nothing about components or the CLI. The in-memory test host lives in
+//! `kbz-testkit`.
 
 pub mod cache;
 mod invoke;
@@ -9,6 +8,5 @@ pub mod local;
 pub mod ssh;
 
 pub use cache::DownloadCache;
-pub use fake::{FakeConnector, FakeHost};
 pub use local::LocalExecutor;
 pub use ssh::{JumpHost, SshConnector, SshExecutor, SshOptions};

@@ -5,12 +5,17 @@
 //! the daemons' own validators (or says how to install them).
 //!
 //! Test support only: every helper panics with a message instead of returning an error.
+//! [`FakeHost`] lives here, not in the production crates: it is strict (an unscripted
+//! command is an error naming the command).
+
+pub mod fake;
+
+pub use fake::{FakeConnector, FakeFile, FakeHost, FakeService, FakeState};
 
 use kbz_core::component::HostExec;
 use kbz_core::{
     Component, Config, Context, Engine, Executor, Host, Inventory, Output, Resource, Role, Secrets,
 };
-use kbz_exec::FakeConnector;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

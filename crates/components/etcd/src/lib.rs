@@ -32,7 +32,7 @@ pub use health::{
 };
 
 use async_trait::async_trait;
-use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::net::http_url;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
 use kbz_errors::Code;
@@ -254,10 +254,10 @@ impl Component for Etcd {
         &self,
         ctx: &Context,
         hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
         let expected = Etcd::expected(ctx);
         if expected.is_empty() || hosts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let secs = ctx.config.timeouts.readiness;
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -285,7 +285,8 @@ impl Component for Etcd {
         let (_, out) = run_on_any(hosts, &Etcd::member_list_script(ctx)).await?;
         let diffs = member_differences(&parse_member_list(&out.stdout_str()), &expected);
         if diffs.is_empty() {
-            Ok(())
+            // etcd bootstraps itself from the env file; this step only waits and checks.
+            Ok(Vec::new())
         } else {
             Err(ComponentError::Bootstrap {
                 component: "etcd".into(),

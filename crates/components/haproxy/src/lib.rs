@@ -25,7 +25,7 @@ pub use fronts::{escape, fronts, render_config, Expect, Front};
 pub use stats::{parse_stats_csv, verdict, ServerState};
 
 use async_trait::async_trait;
-use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
 use kbz_errors::Code;
@@ -125,7 +125,7 @@ impl Component for Haproxy {
         &self,
         ctx: &Context,
         hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
         let timeout = Duration::from_secs(ctx.config.timeouts.readiness);
         let mut set = tokio::task::JoinSet::new();
         for h in hosts.iter().cloned() {
@@ -151,7 +151,8 @@ impl Component for Haproxy {
                 first_err.get_or_insert(e);
             }
         }
-        first_err.map_or(Ok(()), Err)
+        // Read-only: waiting changes nothing on the cluster.
+        first_err.map_or(Ok(Vec::new()), Err)
     }
 
     /// Per lb host: the stats page answers, and each front's backend has the servers it

@@ -5,8 +5,8 @@
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
 use kbz_core::{Component, Context, Engine, Output, Role, RunOptions};
-use kbz_exec::FakeConnector;
 use kbz_haproxy::{Haproxy, CONFIG_PATH};
+use kbz_testkit::FakeConnector;
 use kbz_testkit::{example_context, fake_engine, host_execs, output};
 use std::sync::Arc;
 
@@ -21,10 +21,10 @@ fn setup() -> (Engine, Arc<FakeConnector>, Context) {
     let ctx = example();
     let (engine, fleet) = fake_engine(ctx.clone(), vec![Arc::new(Haproxy)]);
     for name in ["lb1", "lb2"] {
-        fleet
-            .host(name)
-            .expect("lb")
-            .package_units("haproxy", &["haproxy"]);
+        let h = fleet.host(name).expect("lb");
+        h.package_units("haproxy", &["haproxy"]);
+        // The readiness check: HAProxy runs and its stats page wants credentials.
+        h.script("systemctl is-active --quiet haproxy && ", output("", 0));
     }
     (engine, fleet, ctx)
 }

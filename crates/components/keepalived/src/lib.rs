@@ -26,7 +26,7 @@ pub use probe::{observe_script, parse_observation, LbView, VipHolders};
 pub use vrrp::{instances, priority, render_config, VipInstance};
 
 use async_trait::async_trait;
-use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::{Context, Host, Resource, Role};
 use kbz_errors::Code;
 use std::time::{Duration, Instant};
@@ -135,10 +135,10 @@ impl Component for Keepalived {
         &self,
         ctx: &Context,
         hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
         let vips = instances(ctx)?;
         if hosts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let timeout = Duration::from_secs(ctx.config.timeouts.readiness);
         let interval = Duration::from_secs(1);
@@ -157,7 +157,7 @@ impl Component for Keepalived {
             let holders = probe::holders(&vips, &views_ok);
             let bad: Vec<&VipHolders> = holders.iter().filter(|h| !h.ok()).collect();
             if inactive.is_empty() && bad.is_empty() {
-                return Ok(());
+                return Ok(Vec::new());
             }
             if start.elapsed() + interval > timeout {
                 if !bad.is_empty() {

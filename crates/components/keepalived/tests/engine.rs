@@ -6,8 +6,8 @@ use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
 use kbz_core::{Component, ComponentError, Context, Engine, EngineError, Output, Role, RunOptions};
 use kbz_errors::{Code, HasCode};
-use kbz_exec::FakeConnector;
 use kbz_keepalived::{Keepalived, CHECK_SCRIPT_PATH, CONFIG_PATH};
+use kbz_testkit::FakeConnector;
 use kbz_testkit::{example_context, fake_engine, host_execs, output};
 use std::sync::Arc;
 
@@ -44,9 +44,12 @@ fn setup(lb2_vips: &[&str]) -> (Engine, Arc<FakeConnector>, Context) {
     let (engine, fleet) = fake_engine(ctx.clone(), vec![Arc::new(Keepalived)]);
     let lb1 = fleet.host("lb1").expect("lb1");
     lb1.package_units("keepalived", &["keepalived"]);
+    // The rolling step's readiness check after each host: keepalived runs.
+    lb1.script("systemctl is-active --quiet keepalived", output("", 0));
     lb1.script("ip -o addr show", addresses("192.0.2.11", ALL_VIPS));
     let lb2 = fleet.host("lb2").expect("lb2");
     lb2.package_units("keepalived", &["keepalived"]);
+    lb2.script("systemctl is-active --quiet keepalived", output("", 0));
     lb2.script("ip -o addr show", addresses("192.0.2.12", lb2_vips));
     (engine, fleet, ctx)
 }

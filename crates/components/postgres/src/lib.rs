@@ -40,7 +40,7 @@ pub use cluster::{
 };
 
 use async_trait::async_trait;
-use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
 use kbz_errors::{Code, Diagnostic};
@@ -491,15 +491,16 @@ impl Component for Postgres {
         &self,
         ctx: &Context,
         hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
         if hosts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let secs = ctx.config.timeouts.readiness;
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
+            // Patroni bootstraps and joins by itself; this step only waits and checks.
             let why = match observe(ctx, hosts).await? {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Vec::new()),
                 Err(why) => why,
             };
             if Instant::now() + POLL_INTERVAL > deadline {

@@ -2,7 +2,9 @@
 //! decisions themselves are pure (see [`crate::observe`]); this module gathers state, acts on
 //! the decisions and waits for real readiness with [`kbz_core::wait::until_ok`].
 
-use kbz_core::component::{ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{
+    ClusterChange, ClusterChangeKind, ComponentError, HealthCheck, HostExec,
+};
 use kbz_core::{wait, Cmd, Context, Role};
 use kbz_errors::Code;
 use std::net::IpAddr;
@@ -33,6 +35,8 @@ pub struct ConvergeOutcome {
     pub corrected: Vec<String>,
     /// One line per action taken, with the state that caused it.
     pub details: Vec<String>,
+    /// Every action taken, as the run report counts them.
+    pub changes: Vec<ClusterChange>,
 }
 
 /// An E-coded failure of a cluster step, on a host when one is to blame.
@@ -205,6 +209,7 @@ pub async fn converge(
         monitored: Vec::new(),
         corrected: Vec::new(),
         details: Vec::new(),
+        changes: Vec::new(),
     };
     for (hx, v) in hosts.iter().zip(&views) {
         match replication_action(v, master) {
@@ -228,6 +233,11 @@ pub async fn converge(
                 outcome.details.push(format!(
                     "{}: replicaof {m} (saw {:?})",
                     hx.host.hostname, v.redis
+                ));
+                outcome.changes.push(ClusterChange::new(
+                    ClusterChangeKind::ReplicaOf,
+                    &hx.host.hostname,
+                    format!("REPLICAOF {m} (was {:?})", v.redis),
                 ));
             }
             ReplicationAction::SplitBrain => {
@@ -264,6 +274,11 @@ pub async fn converge(
                     )
                 })?;
                 outcome.monitored.push(hx.host.hostname.clone());
+                outcome.changes.push(ClusterChange::new(
+                    ClusterChangeKind::SentinelMonitor,
+                    &hx.host.hostname,
+                    format!("SENTINEL MONITOR {MASTER_NAME} {m} (was {:?})", v.sentinel),
+                ));
             }
             SentinelAction::Set { params, auth_pass } => {
                 run_checked(
@@ -281,6 +296,11 @@ pub async fn converge(
                     )
                 })?;
                 outcome.corrected.push(hx.host.hostname.clone());
+                outcome.changes.push(ClusterChange::new(
+                    ClusterChangeKind::SentinelSet,
+                    &hx.host.hostname,
+                    format!("SENTINEL SET {MASTER_NAME} {params:?}"),
+                ));
                 outcome.details.push(format!(
                     "{}: sentinel set {params:?} auth-pass={auth_pass} (saw {:?})",
                     hx.host.hostname, v.sentinel

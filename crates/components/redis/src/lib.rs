@@ -48,7 +48,7 @@ pub mod render;
 pub mod scripts;
 
 use async_trait::async_trait;
-use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::shell::quote;
 use kbz_core::{Context, Host, Resource, Role};
 
@@ -299,10 +299,10 @@ impl Component for Redis {
         &self,
         ctx: &Context,
         hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
         cluster::converge(ctx, hosts, &Layout::debian())
             .await
-            .map(|_| ())
+            .map(|o| o.changes)
     }
 
     async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {

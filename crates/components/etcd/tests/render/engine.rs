@@ -6,7 +6,7 @@ use kbz_core::engine::RollbackOutcome;
 use kbz_core::{Component, Config, Context, Engine, EngineError, RunOptions, Secrets};
 use kbz_errors::{Code, HasCode};
 use kbz_etcd::{Etcd, DATA_DIR, DROPIN_FILE, ENV_FILE};
-use kbz_exec::FakeConnector;
+use kbz_testkit::FakeConnector;
 use kbz_testkit::{db_inventory, fake_engine, host_execs, output};
 use std::sync::Arc;
 

@@ -5,8 +5,8 @@
 use kbz_core::engine::RollbackOutcome;
 use kbz_core::{Component, Config, Context, Engine, EngineError, RunOptions, Secrets};
 use kbz_errors::{Code, HasCode};
-use kbz_exec::FakeConnector;
 use kbz_postgres::{Postgres, CONFIG_PATH, CREATECLUSTER_PATH};
+use kbz_testkit::FakeConnector;
 use kbz_testkit::{db_inventory, fake_engine, host_execs, output};
 use std::sync::Arc;
 
@@ -33,6 +33,17 @@ fn setup(replication: &str) -> (Engine, Arc<FakeConnector>) {
         h.package_units("patroni", &["patroni"]);
         h.script(":8008/cluster", output(LIST, 0));
         h.script("pg_stat_replication", output(replication, 0));
+    }
+    // Each member's readiness check after its rolling change: db1 leads, the others stream.
+    for (name, answer) in [
+        ("db1", "primary\n"),
+        ("db2", "replica streaming\n"),
+        ("db3", "replica streaming\n"),
+    ] {
+        fleet
+            .host(name)
+            .expect("db")
+            .script("/primary", output(answer, 0));
     }
     (engine, fleet)
 }
@@ -158,6 +169,9 @@ async fn health_reports_members_and_the_cluster() {
         cfg,
         Secrets::placeholders(Postgres.secret_names()),
     );
+    for (_, h) in fleet.hosts() {
+        h.script(":8008/health", output("200", 0));
+    }
     let checks = Postgres
         .health(&ctx, &host_execs(&fleet, &ctx.inventory.hosts))
         .await;

@@ -6,13 +6,13 @@
 
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
-use kbz_core::{Context, Engine, RunOptions};
+use kbz_core::{ClusterChangeKind, Context, Engine, RunOptions};
 use kbz_errors::{Code, HasCode};
-use kbz_exec::{FakeConnector, FakeHost};
 use kbz_redis::layout::{self, Layout};
 use kbz_redis::observe::MasterSource;
 use kbz_redis::{cluster, render, scripts, Redis};
 use kbz_testkit::{host_execs, output};
+use kbz_testkit::{FakeConnector, FakeHost};
 use std::sync::Arc;
 
 use crate::common::*;
@@ -28,6 +28,18 @@ fn fleet(ctx: &Context, from: Option<&FakeConnector>) -> FakeConnector {
     for (name, h) in c.hosts() {
         h.package_units("redis-server", &["redis-server"]);
         h.package_units("redis-sentinel", &["redis-sentinel"]);
+        // The daemons answer and the commands kbz sends succeed; tests script failures
+        // (and the GATHER state) on top of these.
+        for s in [
+            scripts::PING,
+            scripts::REPLICAOF,
+            scripts::MONITOR,
+            scripts::SENTINEL_SET,
+            scripts::WAIT_REPLICATION,
+            scripts::WAIT_SENTINELS,
+        ] {
+            h.script(s, output("", 0));
+        }
         if let Some(old) = from.and_then(|f| f.host(name)) {
             let s = old.state();
             h.with_state(|st| *st = s);
@@ -100,6 +112,11 @@ async fn run(
 
 /// Installs on a fresh fleet and returns the fleet.
 async fn install(ctx: &Context) -> Arc<FakeConnector> {
+    install_report(ctx).await.1
+}
+
+/// Installs on a fresh fleet: the report and the fleet.
+async fn install_report(ctx: &Context) -> (kbz_core::RunReport, Arc<FakeConnector>) {
     let c = fleet(ctx, None);
     script_fresh(&c);
     let (report, c) = run(ctx, c, Mode::Install).await;
@@ -108,13 +125,36 @@ async fn install(ctx: &Context) -> Arc<FakeConnector> {
         assert!(report.hosts[n].failed.is_none());
     }
     assert!(!report.hosts.contains_key("lb1") || report.hosts["lb1"].changed == 0);
-    c
+    (report, c)
 }
 
 #[tokio::test]
 async fn fresh_install_bootstraps_db1_as_master() {
     let ctx = example_ctx();
-    let c = install(&ctx).await;
+    let (report, c) = install_report(&ctx).await;
+    // The report counts what the cluster step did: two REPLICAOF, three SENTINEL MONITOR.
+    let kinds: Vec<(String, ClusterChangeKind)> = report
+        .cluster_changes
+        .iter()
+        .map(|c| (c.host.clone(), c.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("db2".to_string(), ClusterChangeKind::ReplicaOf),
+            ("db3".to_string(), ClusterChangeKind::ReplicaOf),
+            ("db1".to_string(), ClusterChangeKind::SentinelMonitor),
+            ("db2".to_string(), ClusterChangeKind::SentinelMonitor),
+            ("db3".to_string(), ClusterChangeKind::SentinelMonitor),
+        ]
+    );
+    assert!(report
+        .cluster_changes
+        .iter()
+        .all(|c| c.component == "redis"));
+    assert_eq!(report.summary.cluster_changes, 5);
+    assert_eq!(report.hosts["db1"].cluster_changed, 1);
+    assert_eq!(report.hosts["db2"].cluster_changed, 2);
     for n in ["db1", "db2", "db3"] {
         let h = host(&c, n);
         let st = h.state();
@@ -174,6 +214,12 @@ async fn converged_rerun_changes_nothing_and_restarts_nothing() {
     script_converged(&c, "db1");
     let (report, c) = run(&ctx, c, Mode::Install).await;
     assert_eq!(report.plan.operations(), 0, "{}", report.plan.render());
+    assert_eq!(
+        (report.summary.changed, report.summary.cluster_changes),
+        (0, 0),
+        "{:?}",
+        report.cluster_changes
+    );
     for (name, h) in c.hosts() {
         assert_eq!(h.restarts("redis-server"), 0, "{name}");
         assert_eq!(h.restarts("redis-sentinel"), 0, "{name}");
@@ -211,7 +257,7 @@ async fn rerun_after_a_failover_leaves_replication_and_files_alone() {
             ] {
                 s.files.insert(
                     p.into(),
-                    kbz_exec::fake::FakeFile {
+                    kbz_testkit::fake::FakeFile {
                         content: text.as_bytes().to_vec(),
                         mode: 0o640,
                         owner: "redis:redis".into(),
@@ -227,6 +273,11 @@ async fn rerun_after_a_failover_leaves_replication_and_files_alone() {
     script_converged(&c, "db2");
     let (report, c) = run(&ctx, c, Mode::Install).await;
     assert_eq!(report.plan.operations(), 0, "{}", report.plan.render());
+    assert_eq!(
+        report.summary.cluster_changes, 0,
+        "{:?}",
+        report.cluster_changes
+    );
     for (i, n) in ["db1", "db2", "db3"].iter().enumerate() {
         let h = host(&c, n);
         assert_eq!(h.restarts("redis-server"), 0, "{n}");
@@ -381,8 +432,9 @@ async fn health_reports_roles_links_and_sentinel_agreement() {
         .expect("db2");
     assert_eq!(db2.detail, "master, 2 replica(s) online");
 
-    // db3's link is down and its Sentinel lost quorum.
+    // db3's link is down and its Sentinel lost quorum (scripted over the converged answers).
     let c = fleet(&ctx, None);
+    script_converged(&c, "db2");
     let down = replica_info(DB2).replace("master_link_status:up", "master_link_status:down");
     host(&c, "db3").script(
         scripts::GATHER,
@@ -395,7 +447,6 @@ async fn health_reports_roles_links_and_sentinel_agreement() {
             0,
         ),
     );
-    script_converged(&c, "db2");
     let checks = cluster::health(&ctx, &hostexecs(&ctx, &c), &Layout::debian()).await;
     let bad: Vec<(&str, &str)> = checks
         .iter()

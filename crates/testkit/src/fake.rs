@@ -1,7 +1,9 @@
 //! `FakeHost`: an in-memory host for fast engine tests. It keeps files, directories,
 //! packages, services, sysctls, modules and swap as plain data, answers `probe` and `apply`
 //! from that state, counts round trips, and fails on demand. It does not run shell: scripts
-//! sent to `run` get scripted answers. Real behaviour is proven on the lab, not here.
+//! sent to `run` get scripted answers, and a script nobody scripted is an error naming it
+//! (so a wrong guard cannot pass by getting a silent exit 0). Real behaviour is proven on
+//! the lab, not here.
 
 use async_trait::async_trait;
 use kbz_core::executor::{Connector, ExecError, Executor, Output};
@@ -154,7 +156,9 @@ impl FakeHost {
         );
     }
 
-    /// Scripts whose text contains `pattern` answer `output` (first match wins).
+    /// Scripts whose text contains `pattern` answer `output`. The pattern scripted last wins,
+    /// so a test overrides a fixture's default by scripting after it. A script that matches
+    /// no pattern is an error naming the script.
     pub fn script(&self, pattern: &str, output: Output) {
         self.lock().scripted.push((pattern.into(), output));
     }
@@ -417,11 +421,12 @@ impl Executor for FakeHost {
         self.trip();
         let mut i = self.lock();
         i.ran.push(cmd.script.clone());
-        Ok(i.scripted
+        i.scripted
             .iter()
+            .rev()
             .find(|(p, _)| cmd.script.contains(p.as_str()))
             .map(|(_, o)| o.clone())
-            .unwrap_or_default())
+            .ok_or_else(|| unscripted(&self.name, &cmd.script))
     }
 
     async fn put_file(
@@ -501,6 +506,18 @@ impl Executor for FakeHost {
     }
 }
 
+/// The error for a command no test scripted: names the host and the command, so the test
+/// that needs it says what to script.
+fn unscripted(host: &str, script: &str) -> ExecError {
+    ExecError::Protocol {
+        host: host.into(),
+        reason: format!(
+            "FakeHost: no answer scripted for this command (script it with \
+             FakeHost::script): {script}"
+        ),
+    }
+}
+
 /// Hands out fake hosts by inventory hostname; unknown or marked hosts are unreachable.
 #[derive(Debug, Default)]
 pub struct FakeConnector {
@@ -548,5 +565,48 @@ impl Connector for FakeConnector {
                 reason: "connection refused (fake)".into(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(stdout: &str) -> Output {
+        Output {
+            status: 0,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unscripted_command_is_an_error_naming_it() {
+        let h = FakeHost::debian("h1");
+        h.script("systemctl is-active", out("active\n"));
+        let e = h
+            .run(&Cmd::new("etcdctl member list"))
+            .await
+            .expect_err("unscripted");
+        let text = e.to_string();
+        assert!(text.contains("etcdctl member list"), "{text}");
+        assert!(text.contains("h1"), "{text}");
+        assert_eq!(kbz_errors::HasCode::code(&e), kbz_errors::Code::E017);
+        // It is recorded as run, so a test can still see what was attempted.
+        assert_eq!(h.ran(), ["etcdctl member list"]);
+        let ok = h
+            .run(&Cmd::new("systemctl is-active etcd"))
+            .await
+            .expect("scripted");
+        assert_eq!(ok.stdout_str(), "active\n");
+    }
+
+    #[tokio::test]
+    async fn the_pattern_scripted_last_wins() {
+        let h = FakeHost::debian("h1");
+        h.script("ping", out("default"));
+        h.script("ping", out("override"));
+        let o = h.run(&Cmd::new("redis-cli ping")).await.expect("scripted");
+        assert_eq!(o.stdout_str(), "override");
     }
 }
