@@ -14,7 +14,8 @@ use kbz_core::{
     RunOptions, Secrets,
 };
 use kbz_errors::{Code, HasCode};
-use kbz_exec::{DownloadCache, FakeConnector};
+use kbz_exec::DownloadCache;
+use kbz_testkit::FakeConnector;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
