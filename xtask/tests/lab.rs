@@ -6,6 +6,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The machine-wide lab lock (one lab per machine, whatever checkout it comes from).
+const MACHINE_LOCK: &str = "/tmp/kbz-lab.lock";
+
 fn lab_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -93,6 +96,20 @@ fn alive(pid: u64, start_time: u64) -> bool {
 fn lab_up_reach_down_leaves_nothing_behind() {
     let uid = sh("id -u");
     assert_eq!(uid.trim(), "0", "the lab test needs root (CI runs as root)");
+
+    // The lab's bridge, namespaces and addresses are machine-wide, so a lab test in another
+    // checkout of kbz would collide with this one: wait for the machine-wide lab lock that
+    // scripts driving the lab hold (`flock /tmp/kbz-lab.lock ...`) for the whole test.
+    let machine = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(MACHINE_LOCK)
+        .unwrap();
+    if machine.try_lock().is_err() {
+        eprintln!("lab test: waiting for {MACHINE_LOCK} (another lab user holds it)");
+        machine.lock().unwrap();
+    }
 
     let dir = lab_dir();
     std::fs::create_dir_all(&dir).unwrap();
