@@ -10,6 +10,9 @@
 //! - [`ui`]: diagnostics, progress bars, tables and JSON on stdout/stderr, confirmation.
 //! - [`log`]: the redacting JSON log file `STATE_DIR/logs/<binary>.jsonl`.
 //! - [`exit`]: the one exit-code table of every kbz binary (shown in each `--help`).
+//! - [`health`]: "is the cluster healthy?" (kbz-health, and any binary that must know
+//!   before it acts): the report, its table/JSON, Prometheus textfile and `/metrics` server,
+//!   transition alerts and the systemd timer.
 //! - [`install`]: kbz-install's subcommands (install, uninstall, validate, explain, rollback,
 //!   notify test).
 //!
@@ -19,6 +22,7 @@
 pub mod args;
 pub mod connect;
 pub mod exit;
+pub mod health;
 pub mod inputs;
 pub mod install;
 pub mod log;

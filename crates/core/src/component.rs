@@ -1,6 +1,6 @@
 //! The `Component` trait: one service (module) of the stack. A component declares desired
 //! resources per host (pure, snapshot-testable), and optionally runs cluster steps, uninstall
-//! and health probes through executors. Components never open connections themselves.
+//! and names health probes (judged on the controller, see [`crate::health`]). Components never open connections themselves.
 
 use async_trait::async_trait;
 use kbz_errors::{Code, Diagnostic, HasCode};
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::executor::{ExecError, Executor};
+pub use crate::health::{HealthCheck, HealthRaw, HealthStatus, Probe};
 use crate::inventory::Host;
 use crate::resource::Resource;
 
@@ -18,19 +19,6 @@ pub struct HostExec {
     pub host: Host,
     /// Its executor.
     pub exec: Arc<dyn Executor>,
-}
-
-/// The result of one health check.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HealthCheck {
-    /// Host checked.
-    pub host: String,
-    /// What was checked (`etcd endpoint health`).
-    pub check: String,
-    /// Healthy.
-    pub ok: bool,
-    /// Detail shown to the operator.
-    pub detail: String,
 }
 
 /// What a cluster step did to a running cluster: one action with the host it was taken on.
@@ -275,8 +263,16 @@ pub trait Component: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
-    /// Health checks for `kbz-health`.
-    async fn health(&self, _ctx: &Context, _hosts: &[HostExec]) -> Vec<HealthCheck> {
+    /// Read-only probes for `kbz-health` on one host this component applies to. Every
+    /// component's probes for a host are joined into one script: one round trip per host.
+    fn health_probes(&self, _ctx: &Context, _host: &Host) -> Vec<Probe> {
+        Vec::new()
+    }
+
+    /// Judges the probes' outputs of every host this component applies to (on the
+    /// controller, pure): member checks fail as degraded, checks of the service as a whole
+    /// (quorum, leader, VIP) as down.
+    fn health_checks(&self, _ctx: &Context, _raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         Vec::new()
     }
 }

@@ -136,12 +136,18 @@ impl Default for Timeouts {
 pub struct PostgresConfig {
     /// Patroni synchronous_mode: no acknowledged commit is lost on failover.
     pub synchronous_mode: bool,
+    /// kbz-health: a replica further behind than this many bytes of WAL is degraded.
+    pub max_lag_bytes: u64,
+    /// kbz-health: a replica whose replay lags more seconds than this is degraded.
+    pub max_lag_seconds: f64,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
         PostgresConfig {
             synchronous_mode: true,
+            max_lag_bytes: 16 * 1024 * 1024,
+            max_lag_seconds: 30.0,
         }
     }
 }
@@ -242,7 +248,10 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("ssh", &["key", "known_hosts", "jump_host"]),
     ("timeouts", &["connect", "command", "readiness"]),
-    ("postgres", &["synchronous_mode"]),
+    (
+        "postgres",
+        &["synchronous_mode", "max_lag_bytes", "max_lag_seconds"],
+    ),
     (
         "kubernetes",
         &["flavor", "metallb_range", "pod_cidr", "service_cidr"],

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod executor;
+pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod net;

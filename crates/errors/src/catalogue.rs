@@ -700,7 +700,8 @@ pub static CATALOGUE: &[Entry] = &[
              RabbitMQ: `sudo rabbitmqctl cluster_status`",
             "Bring the stopped members back, one at a time: `sudo systemctl start etcd`, then \
              check the links between members: `nc -vz -w 3 10.0.0.12 2380`",
-            "Do not bootstrap a new cluster from a stale member; check overall health with `kbz-health` first",
+            "Do not bootstrap a new cluster from a stale member; check overall health first: \
+             `kbz-health --inventory servers.tsv` (every member, quorum and leader, with fixes)",
         ],
     ),
     e(
@@ -712,6 +713,8 @@ pub static CATALOGUE: &[Entry] = &[
          packets (IP protocol 112) may be blocked between the lb hosts, or another keepalived on \
          the same network may use the same virtual_router_id.",
         &[
+            "See who holds each VIP and whether keepalived runs on every lb host: \
+             `kbz-health --inventory servers.tsv --component keepalived`",
             "On each lb host, see who holds the address: `ip -brief address | grep 10.0.0.100`",
             "Check keepalived and its log: `systemctl status keepalived` and `journalctl -u keepalived -n 100`",
             "Check the tracked service: `systemctl status haproxy`",
@@ -728,6 +731,8 @@ pub static CATALOGUE: &[Entry] = &[
          already recycled, network problems, or a replica whose history diverged after a \
          failover.",
         &[
+            "See every replica's state, lag and timeline at once: \
+             `kbz-health --inventory servers.tsv --component postgres` (or `--component redis`)",
             "PostgreSQL: `patronictl -c /etc/patroni/config.yml list` (expect streaming and small lag)",
             "On the primary: `sudo -u postgres psql -c 'SELECT client_addr, state, replay_lag FROM pg_stat_replication'`",
             "Redis, with the password from .kbz/secrets.toml typed at the prompt: \
@@ -745,6 +750,8 @@ pub static CATALOGUE: &[Entry] = &[
          has replica-priority 0. kbz configures against all of these, so this usually means a \
          hand edit or a Sentinel that is down.",
         &[
+            "See every Sentinel's master and CKQUORUM at once: \
+             `kbz-health --inventory servers.tsv --component redis`",
             "Ask each Sentinel, with the password typed at the prompt: \
              `read -rs REDISCLI_AUTH && export REDISCLI_AUTH && redis-cli -p 26379 SENTINEL CKQUORUM kbz`",
             "Check the Sentinels see each other and have distinct ids: \
@@ -762,7 +769,8 @@ pub static CATALOGUE: &[Entry] = &[
          /health, an HAProxy backend's state, etcd endpoint health or a Redis PING through the \
          VIP.",
         &[
-            "See every probe at once: `kbz-health`",
+            "See every check at once, each failing one with its code and fix: \
+             `kbz-health --inventory servers.tsv` (`--component NAME` for one service, `--json` for tools)",
             "Check the service named: `systemctl status patroni` and `journalctl -u patroni -n 100`",
             "Ask Patroni directly: `curl -s http://10.0.0.11:8008/health`",
             "See HAProxy's view of its backends: \

@@ -2,7 +2,11 @@
 //! kernel modules and sysctls for networking and Kubernetes, base packages, hostname,
 //! /etc/hosts from the inventory, time sync, and the optional apt proxy.
 
-use kbz_core::component::{Component, ComponentError};
+mod health;
+
+pub use health::{parse_swaps, parse_time};
+
+use kbz_core::component::{Component, ComponentError, HealthCheck, HealthRaw, Probe};
 use kbz_core::{Context, Host, Resource};
 
 /// Kernel modules loaded now and at boot.
@@ -154,6 +158,14 @@ impl Component for Base {
             Resource::absent_file(SYSCTL_FILE),
             Resource::absent_file(CHRONY_FILE),
         ])
+    }
+
+    fn health_probes(&self, _ctx: &Context, _host: &Host) -> Vec<Probe> {
+        health::probes()
+    }
+
+    fn health_checks(&self, _ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        health::checks(raw)
     }
 }
 

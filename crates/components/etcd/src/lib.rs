@@ -24,15 +24,17 @@
 //! - Uninstall purges the packages; Debian's purge of `etcd-server` removes `/var/lib/etcd`
 //!   (the DCS only holds Patroni's leader lock and dynamic config, which Patroni writes again).
 
+mod check;
 mod health;
 
+pub use check::{parse_status, MemberStatus};
 pub use health::{
     member_differences, parse_endpoint_health, parse_member_list, verdict, EndpointHealth,
     Expected, Member, Verdict,
 };
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
 use kbz_core::net::http_url;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
 use kbz_errors::Code;
@@ -300,73 +302,13 @@ impl Component for Etcd {
         }
     }
 
-    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-        let expected = Etcd::expected(ctx);
-        if expected.is_empty() {
-            return Vec::new();
-        }
-        let (on, out) = match run_on_any(hosts, &Etcd::health_script(ctx)).await {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![HealthCheck {
-                    host: hosts
-                        .first()
-                        .map(|h| h.host.hostname.clone())
-                        .unwrap_or_default(),
-                    check: "etcd endpoint health".into(),
-                    ok: false,
-                    detail: format!("could not run etcdctl: {e}"),
-                }]
-            }
-        };
-        let h = parse_endpoint_health(&text(&out));
-        let v = verdict(&h, &expected);
-        let mut checks: Vec<HealthCheck> = expected
-            .iter()
-            .map(|m| {
-                let ok = h.healthy.contains(&m.client_url);
-                let detail = if ok {
-                    "healthy: committed a proposal".to_string()
-                } else {
-                    h.unhealthy
-                        .iter()
-                        .find(|(u, _)| *u == m.client_url)
-                        .map(|(_, r)| format!("unhealthy: {r}"))
-                        .unwrap_or_else(|| "no answer".into())
-                };
-                HealthCheck {
-                    host: m.name.clone(),
-                    check: "etcd endpoint health".into(),
-                    ok,
-                    detail,
-                }
-            })
-            .collect();
-        let quorum = !matches!(v, Verdict::NoQuorum { .. });
-        checks.push(HealthCheck {
-            host: on.clone(),
-            check: "etcd quorum".into(),
-            ok: quorum,
-            detail: if quorum {
-                v.describe(expected.len())
-            } else {
-                format!("E036 quorum lost: {}", v.describe(expected.len()))
-            },
-        });
-        if let Ok((on, out)) = run_on_any(hosts, &Etcd::member_list_script(ctx)).await {
-            let diffs = member_differences(&parse_member_list(&out.stdout_str()), &expected);
-            checks.push(HealthCheck {
-                host: on,
-                check: "etcd member list".into(),
-                ok: diffs.is_empty(),
-                detail: if diffs.is_empty() {
-                    format!("{} members, as in the inventory", expected.len())
-                } else {
-                    diffs.join("; ")
-                },
-            });
-        }
-        checks
+    fn health_probes(&self, ctx: &Context, host: &Host) -> Vec<Probe> {
+        check::probes(ctx, host)
+    }
+
+    /// Members healthy (degraded otherwise), quorum and one leader (down otherwise).
+    fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        check::checks(ctx, raw)
     }
 }
 

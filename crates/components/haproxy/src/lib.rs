@@ -19,16 +19,16 @@
 //! HAProxy (the engine has no reload), which drops the sessions passing through that host.
 
 mod fronts;
+mod health;
 mod stats;
 
 pub use fronts::{escape, fronts, render_config, Expect, Front};
 pub use stats::{parse_stats_csv, verdict, ServerState};
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
-use kbz_core::net::{host_port, http_url};
-use kbz_core::{Cmd, Context, Host, Resource, Role};
-use kbz_errors::Code;
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
+use kbz_core::net::http_url;
+use kbz_core::{Context, Host, Resource, Role};
 use std::time::Duration;
 
 /// The HAProxy configuration file.
@@ -59,13 +59,6 @@ pub struct Haproxy;
 /// The stats page URL of one lb host (CSV export).
 pub fn stats_url(host: &Host) -> String {
     format!("{}/stats;csv", http_url(host.ip, STATS_PORT))
-}
-
-/// A curl config line (read on stdin with `-K -`) carrying the stats credentials, so the
-/// password never appears on a command line.
-fn curl_auth(password: &str) -> String {
-    let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("user = \"{STATS_USER}:{quoted}\"\n")
 }
 
 /// Passes once HAProxy is active and its stats page answers (401 without credentials).
@@ -155,82 +148,14 @@ impl Component for Haproxy {
         first_err.map_or(Ok(Vec::new()), Err)
     }
 
+    fn health_probes(&self, _ctx: &Context, host: &Host) -> Vec<Probe> {
+        health::probes(host)
+    }
+
     /// Per lb host: the stats page answers, and each front's backend has the servers it
-    /// needs up (exactly one primary or master, at least one replica); E040 otherwise.
-    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-        let fronts = fronts(ctx);
-        let auth = match ctx.secret(STATS_SECRET) {
-            Ok(s) => curl_auth(s.expose()),
-            Err(e) => {
-                return vec![HealthCheck {
-                    host: "-".into(),
-                    check: "haproxy stats".into(),
-                    ok: false,
-                    detail: format!("{}: {e}", Code::E040),
-                }]
-            }
-        };
-        let mut set = tokio::task::JoinSet::new();
-        for (i, h) in hosts.iter().cloned().enumerate() {
-            let cmd = Cmd::new(format!(
-                "curl -gfsS --max-time 5 -K - '{}'",
-                stats_url(&h.host)
-            ))
-            .stdin(auth.clone())
-            .timeout(Duration::from_secs(15));
-            set.spawn(async move {
-                let out = h.exec.run(&cmd).await;
-                (i, h.host.hostname, out)
-            });
-        }
-        let mut answers = Vec::new();
-        while let Some(j) = set.join_next().await {
-            if let Ok(a) = j {
-                answers.push(a);
-            }
-        }
-        answers.sort_by_key(|a| a.0);
-        let mut out = Vec::new();
-        for (_, host, answer) in answers {
-            let rows = match answer {
-                Ok(o) if o.success() => parse_stats_csv(&o.stdout_str()),
-                Ok(o) => Err(format!(
-                    "curl exited {}: {}",
-                    o.status,
-                    o.stderr_str().trim()
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            match rows {
-                Ok(rows) => {
-                    out.push(HealthCheck {
-                        host: host.clone(),
-                        check: "haproxy stats".into(),
-                        ok: true,
-                        detail: format!("{} servers reported", rows.len()),
-                    });
-                    for f in &fronts {
-                        let (ok, detail) = verdict(f, &rows);
-                        out.push(HealthCheck {
-                            host: host.clone(),
-                            check: format!("haproxy {} ({})", f.backend, host_port(f.vip, f.port)),
-                            ok,
-                            detail,
-                        });
-                    }
-                }
-                Err(reason) => out.push(HealthCheck {
-                    host: host.clone(),
-                    check: "haproxy stats".into(),
-                    ok: false,
-                    detail: format!(
-                        "{}: the stats page did not answer ({reason}): systemctl status haproxy",
-                        Code::E040
-                    ),
-                }),
-            }
-        }
-        out
+    /// needs up (exactly one primary or master, at least one replica).
+    fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        health::checks(ctx, raw)
     }
 }
 
@@ -383,9 +308,16 @@ mod tests {
 
     #[test]
     fn stats_password_stays_off_the_command_line() {
-        let auth = curl_auth("s3\"cr\\t");
-        assert_eq!(auth, "user = \"admin:s3\\\"cr\\\\t\"\n");
-        let lb1 = example().inventory.host("lb1").expect("lb1").clone();
+        let ctx = example();
+        let lb1 = ctx.inventory.host("lb1").expect("lb1").clone();
+        let probe = &Haproxy.health_probes(&ctx, &lb1)[0].script;
+        let secret = ctx.secret(STATS_SECRET).expect("secret");
+        assert!(!probe.contains(secret.expose()), "{probe}");
+        assert!(
+            probe.contains("-K - 'http://192.0.2.11:8404/stats;csv'"),
+            "{probe}"
+        );
+        assert!(probe.contains("/etc/haproxy/haproxy.cfg"), "{probe}");
         assert_eq!(stats_url(&lb1), "http://192.0.2.11:8404/stats;csv");
         assert!(ready_script(&lb1).contains("'http://192.0.2.11:8404/stats'"));
     }

@@ -118,19 +118,31 @@ async fn health_reports_backends_and_keeps_the_password_off_the_command_line() {
             .expect("lb")
             .script("stats;csv", output(CSV, 0));
     }
-    let checks = Haproxy.health(&ctx, &lb_execs(&fleet, &ctx)).await;
-    assert_eq!(checks.len(), 2 * 4, "{checks:#?}");
+    let checks = kbz_core::health::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
+    assert_eq!(checks.len(), 2 * 4 + 3, "{checks:#?}");
     let find = |host: &str, check: &str| {
         checks
             .iter()
             .find(|c| c.host == host && c.check.starts_with(check))
             .unwrap_or_else(|| panic!("no {check} on {host}: {checks:#?}"))
     };
-    assert!(find("lb1", "haproxy stats").ok);
-    assert!(find("lb1", "haproxy postgres_primary").ok);
-    assert!(find("lb2", "haproxy postgres_replicas").ok);
-    let redis = find("lb2", "haproxy redis_master");
-    assert!(!redis.ok && redis.detail.starts_with("E040"), "{redis:?}");
+    assert!(find("lb1", "stats").is_ok());
+    assert!(find("lb1", "backend postgres_primary").is_ok());
+    assert!(find("lb2", "backend postgres_replicas").is_ok());
+    let redis = find("lb2", "backend redis_master");
+    assert_eq!(
+        redis.status,
+        kbz_core::health::HealthStatus::Degraded,
+        "{redis:?}"
+    );
+    assert_eq!(redis.code, Some(kbz_errors::Code::E040), "{redis:?}");
+    // Neither lb host serves the Redis front as expected (two masters up): down.
+    let front = find("-", "front 192.0.2.101:6379");
+    assert_eq!(
+        front.status,
+        kbz_core::health::HealthStatus::Down,
+        "{front:?}"
+    );
     for name in ["lb1", "lb2"] {
         let ran = fleet.host(name).expect("lb").ran();
         assert!(ran.iter().any(|s| s.contains("-K -")), "{ran:?}");
@@ -154,12 +166,19 @@ async fn health_fails_with_e040_when_the_stats_page_does_not_answer() {
             },
         );
     }
-    let checks = Haproxy.health(&ctx, &lb_execs(&fleet, &ctx)).await;
-    assert_eq!(checks.len(), 2, "{checks:#?}");
+    let checks = kbz_core::health::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
+    assert_eq!(checks.len(), 2 + 3, "{checks:#?}");
+    assert!(checks
+        .iter()
+        .filter(|c| c.host == "-")
+        .all(|c| c.status == kbz_core::health::HealthStatus::Down));
     assert!(
         checks
             .iter()
-            .all(|c| !c.ok && c.detail.starts_with("E040") && c.detail.contains("curl exited 7")),
+            .filter(|c| c.check == "stats")
+            .all(|c| !c.is_ok()
+                && c.code == Some(kbz_errors::Code::E040)
+                && c.detail.contains("curl exited 7")),
         "{checks:#?}"
     );
 }

@@ -19,6 +19,7 @@
 //!   with one of these ids collides (E037); move kbz's range with the `vrid_base` label on the
 //!   lb hosts (same value on each, e.g. `vrid_base=120`).
 
+mod health;
 mod probe;
 mod vrrp;
 
@@ -26,7 +27,7 @@ pub use probe::{observe_script, parse_observation, LbView, VipHolders};
 pub use vrrp::{instances, priority, render_config, VipInstance};
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
 use kbz_core::{Context, Host, Resource, Role};
 use kbz_errors::Code;
 use std::time::{Duration, Instant};
@@ -184,72 +185,13 @@ impl Component for Keepalived {
         }
     }
 
+    fn health_probes(&self, _ctx: &Context, _host: &Host) -> Vec<Probe> {
+        health::probes()
+    }
+
     /// Per lb host: keepalived active. Per VIP: exactly one holder (E037 otherwise).
-    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-        let mut out = Vec::new();
-        if hosts.is_empty() {
-            return out;
-        }
-        let vips = match instances(ctx) {
-            Ok(v) => v,
-            Err(e) => {
-                out.push(HealthCheck {
-                    host: "-".into(),
-                    check: "keepalived config".into(),
-                    ok: false,
-                    detail: e.to_string(),
-                });
-                return out;
-            }
-        };
-        let mut views = Vec::new();
-        let mut unreachable = Vec::new();
-        for (name, v) in probe::observe_all(hosts).await {
-            match v {
-                Ok(v) => {
-                    out.push(HealthCheck {
-                        host: name.clone(),
-                        check: "keepalived active".into(),
-                        ok: v.keepalived_active,
-                        detail: if v.keepalived_active {
-                            "active".into()
-                        } else {
-                            format!(
-                                "{}: keepalived is not active: systemctl status keepalived",
-                                Code::E040
-                            )
-                        },
-                    });
-                    views.push((name, v));
-                }
-                Err(e) => {
-                    out.push(HealthCheck {
-                        host: name.clone(),
-                        check: "keepalived active".into(),
-                        ok: false,
-                        detail: format!("{}: cannot ask the host: {e}", Code::E040),
-                    });
-                    unreachable.push(name);
-                }
-            }
-        }
-        for h in probe::holders(&vips, &views) {
-            let mut detail = h.describe();
-            if !unreachable.is_empty() {
-                detail.push_str(&format!(" (not asked: {})", unreachable.join(", ")));
-            }
-            out.push(HealthCheck {
-                host: if h.holders.is_empty() {
-                    "-".into()
-                } else {
-                    h.holders.join(",")
-                },
-                check: format!("VIP {} {}", h.key, h.vip),
-                ok: h.ok(),
-                detail,
-            });
-        }
-        out
+    fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        health::checks(ctx, raw)
     }
 }
 

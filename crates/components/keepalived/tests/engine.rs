@@ -130,9 +130,10 @@ fn lb_execs(fleet: &FakeConnector, ctx: &Context) -> Vec<HostExec> {
 #[tokio::test]
 async fn health_names_the_holder_of_each_vip() {
     let (_, fleet, ctx) = setup(&[]);
-    let checks = Keepalived.health(&ctx, &lb_execs(&fleet, &ctx)).await;
+    let checks =
+        kbz_core::health::check_component(&ctx, &Keepalived, &lb_execs(&fleet, &ctx)).await;
     assert_eq!(checks.len(), 2 + 5, "{checks:#?}");
-    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
     let pg = checks
         .iter()
         .find(|c| c.check == "VIP postgres 192.0.2.100")
@@ -145,10 +146,15 @@ async fn health_names_the_holder_of_each_vip() {
         let h = empty.host(name).expect("lb");
         h.script("ip -o addr show", addresses(ip, &[]));
     }
-    let checks = Keepalived.health(&ctx, &lb_execs(&empty, &ctx)).await;
-    let bad: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
+    let checks =
+        kbz_core::health::check_component(&ctx, &Keepalived, &lb_execs(&empty, &ctx)).await;
+    let bad: Vec<_> = checks.iter().filter(|c| !c.is_ok()).collect();
     assert_eq!(bad.len(), 5, "{checks:#?}");
-    assert!(bad.iter().all(|c| c.detail.starts_with("E037")), "{bad:#?}");
+    assert!(
+        bad.iter().all(|c| c.code == Some(kbz_errors::Code::E037)
+            && c.status == kbz_core::health::HealthStatus::Down),
+        "{bad:#?}"
+    );
 }
 
 #[tokio::test]

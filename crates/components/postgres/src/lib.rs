@@ -33,14 +33,16 @@
 //!   the `postgres` OS user with peer authentication over the local socket.
 
 mod cluster;
+mod health;
 
 pub use cluster::{
     check_members, check_replication, cluster_script, parse_cluster, parse_replication,
     psql_script, ready_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
 };
+pub use health::{parse_patroni, parse_samples, replica_verdict, PatroniStatus, Standby};
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
 use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
 use kbz_errors::{Code, Diagnostic};
@@ -510,50 +512,14 @@ impl Component for Postgres {
         }
     }
 
-    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-        let mut checks = Vec::new();
-        for hx in hosts {
-            let url = format!("{}/health", Postgres::rest_url(&hx.host));
-            let script = format!(
-                "curl -fsS -o /dev/null --max-time 3 -w '%{{http_code}}' {}",
-                kbz_core::shell::quote(&url)
-            );
-            let (ok, detail) = match run(hx, &script).await {
-                Ok(o) if o.success() => (true, "PostgreSQL running (Patroni /health 200)".into()),
-                Ok(o) => (
-                    false,
-                    format!(
-                        "Patroni /health answered {}",
-                        match o.stdout_str().trim() {
-                            "" | "000" => "nothing".to_string(),
-                            code => format!("HTTP {code}"),
-                        }
-                    ),
-                ),
-                Err(e) => (false, format!("cannot ask Patroni: {e}")),
-            };
-            checks.push(HealthCheck {
-                host: hx.host.hostname.clone(),
-                check: "patroni /health".into(),
-                ok,
-                detail,
-            });
-        }
-        let (ok, detail) = match observe(ctx, hosts).await {
-            Ok(Ok(leader)) => (true, format!("leader {leader}, every replica streaming")),
-            Ok(Err(why)) => (false, format!("E038 {why}")),
-            Err(e) => (false, format!("cannot read the cluster: {e}")),
-        };
-        checks.push(HealthCheck {
-            host: hosts
-                .first()
-                .map(|h| h.host.hostname.clone())
-                .unwrap_or_default(),
-            check: "patroni cluster".into(),
-            ok,
-            detail,
-        });
-        checks
+    fn health_probes(&self, _ctx: &Context, host: &Host) -> Vec<Probe> {
+        health::probes(host)
+    }
+
+    /// Members running, one leader, every replica streaming stably within the lag
+    /// thresholds on the leader's timeline, a synchronous standby in synchronous mode.
+    fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        health::checks(ctx, raw)
     }
 
     fn uninstall(&self, ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {

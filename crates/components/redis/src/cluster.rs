@@ -5,7 +5,8 @@
 use kbz_core::component::{
     ClusterChange, ClusterChangeKind, ComponentError, HealthCheck, HostExec,
 };
-use kbz_core::{wait, Cmd, Context, Role};
+use kbz_core::health::{HealthRaw, HealthStatus, CLUSTER};
+use kbz_core::{wait, Cmd, Context, Host, Role};
 use kbz_errors::Code;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -352,28 +353,39 @@ pub async fn host_ready(
     wait_ping(ctx, hx, layout).await
 }
 
-/// Health: per host, the node's replication role and link, and its Sentinel's agreement.
-pub async fn health(ctx: &Context, hosts: &[HostExec], layout: &Layout) -> Vec<HealthCheck> {
+/// Health: per host, the node's replication role and link, and its Sentinel's agreement
+/// (degraded when wrong); for the cluster, a master the Sentinels name that answers as
+/// master (down otherwise). Judged from each host's [`scripts::gather`] answer.
+pub fn health_checks(ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+    let hosts: Vec<&Host> = raw.hosts().collect();
     let Some(first) = hosts.first() else {
         return Vec::new();
     };
-    let views = match gather(hosts, layout).await {
-        Ok(v) => v,
-        Err(e) => {
-            return hosts
-                .iter()
-                .map(|h| HealthCheck {
-                    host: h.host.hostname.clone(),
-                    check: "redis replication".into(),
-                    ok: false,
-                    detail: format!("E040 state query failed: {e}"),
-                })
-                .collect()
+    let mut out = Vec::new();
+    let mut views = Vec::new();
+    for h in &hosts {
+        match raw.get(&h.hostname, "gather") {
+            Ok(o) => views.push(observe::parse_gather(&h.hostname, h.ip, &o.text)),
+            Err(reason) => out.push(HealthCheck::failing(
+                HealthStatus::Degraded,
+                "redis",
+                &h.hostname,
+                "redis node",
+                format!("not asked: {reason}"),
+                Code::E040,
+                FIX_NODE,
+            )),
         }
-    };
+    }
     let n = hosts.len();
-    let bootstrap = bootstrap_ip(ctx, hosts).unwrap_or(first.host.ip);
-    let chosen = choose_master(&views, bootstrap, &inventory_ips(hosts));
+    let bootstrap = ctx
+        .inventory
+        .with_role(Role::Redis)
+        .first()
+        .map(|h| h.ip)
+        .unwrap_or(first.ip);
+    let ips: Vec<IpAddr> = hosts.iter().map(|h| h.ip).collect();
+    let chosen = choose_master(&views, bootstrap, &ips);
     let master = match &chosen {
         Ok(c) if c.source == MasterSource::Sentinels => Some(c.ip),
         _ => None,
@@ -382,15 +394,78 @@ pub async fn health(ctx: &Context, hosts: &[HostExec], layout: &Layout) -> Vec<H
         Ok(_) => "E039 no Sentinel monitors the cluster".to_string(),
         Err(u) => format!("{} {}", u.code, u.reason),
     };
-    let mut out = Vec::new();
     for v in &views {
-        out.push(node_check(v, master, &no_master, n));
-        out.push(sentinel_check(v, master, &no_master, n));
+        let (ok, detail) = node_check(v, master, &no_master, n);
+        out.push(coded(ok, &v.host, "redis node", detail, FIX_NODE));
+        let (ok, detail) = sentinel_check(v, master, &no_master, n);
+        out.push(coded(
+            ok,
+            &v.host,
+            "sentinel",
+            detail,
+            "`journalctl -u redis-sentinel` on the host; every Sentinel must reach the others on port 26379 and agree on one master",
+        ));
     }
+    let serving = master.and_then(|m| {
+        views
+            .iter()
+            .find(|v| v.ip == m && matches!(&v.redis, Ok(r) if r.role == NodeRole::Master))
+    });
+    let mut c = coded(
+        serving.is_some(),
+        serving.map(|v| v.host.as_str()).unwrap_or(CLUSTER),
+        "one master",
+        match (master, serving) {
+            (Some(_), Some(v)) => format!("master {} ({}), named by the Sentinels", v.host, v.ip),
+            (Some(m), None) => format!("E039 the Sentinels name {m}, which does not answer as master"),
+            (None, _) => no_master.clone(),
+        },
+        "Sentinel promotes a replica when a quorum of Sentinels agree the master is gone: see the sentinel rows",
+    );
+    if c.status != HealthStatus::Ok {
+        c.status = HealthStatus::Down;
+    }
+    out.push(c);
     out
 }
 
-fn node_check(v: &NodeView, master: Option<IpAddr>, no_master: &str, n: usize) -> HealthCheck {
+/// [`health_checks`] with the probes of `layout`, one round trip per host (tests and tools
+/// that run Redis on other ports).
+pub async fn health(ctx: &Context, hosts: &[HostExec], layout: &Layout) -> Vec<HealthCheck> {
+    let answers = kbz_core::health::answers(hosts, "redis", |h| {
+        vec![kbz_core::health::Probe::new(
+            "gather",
+            scripts::gather(layout, h),
+        )]
+    })
+    .await;
+    health_checks(ctx, &HealthRaw::new("redis", &answers))
+}
+
+const FIX_NODE: &str = "`systemctl status redis-server` and `journalctl -u redis-server` on the host; a replica re-links by itself once its master answers";
+
+/// A check from a detail that may start with its code (`E038 ...`); failures are degraded.
+fn coded(ok: bool, host: &str, check: &str, detail: String, fix: &str) -> HealthCheck {
+    let (code, rest) = match detail.split_once(' ') {
+        Some((c, rest)) if c.len() == 4 && c.starts_with('E') => (
+            c[1..].parse().ok().and_then(Code::from_number),
+            rest.to_string(),
+        ),
+        _ => (None, detail.clone()),
+    };
+    HealthCheck::verdict(
+        ok,
+        HealthStatus::Degraded,
+        "redis",
+        host,
+        check,
+        if ok { detail } else { rest },
+        code.unwrap_or(Code::E040),
+        fix,
+    )
+}
+
+fn node_check(v: &NodeView, master: Option<IpAddr>, no_master: &str, n: usize) -> (bool, String) {
     let (ok, detail) = match (&v.redis, master) {
         (Err(t), _) => (false, format!("E040 Redis does not answer: {t}")),
         (Ok(_), None) => (false, no_master.to_string()),
@@ -426,15 +501,15 @@ fn node_check(v: &NodeView, master: Option<IpAddr>, no_master: &str, n: usize) -
             NodeRole::Replica => (true, format!("replica of {m}, link up")),
         },
     };
-    HealthCheck {
-        host: v.host.clone(),
-        check: "redis replication".into(),
-        ok,
-        detail,
-    }
+    (ok, detail)
 }
 
-fn sentinel_check(v: &NodeView, master: Option<IpAddr>, no_master: &str, n: usize) -> HealthCheck {
+fn sentinel_check(
+    v: &NodeView,
+    master: Option<IpAddr>,
+    no_master: &str,
+    n: usize,
+) -> (bool, String) {
     let (ok, detail) = match (&v.sentinel, master) {
         (SentinelView::Unreachable(t), _) => (false, format!("E040 Sentinel does not answer: {t}")),
         (SentinelView::NotMonitoring, _) => (
@@ -469,10 +544,5 @@ fn sentinel_check(v: &NodeView, master: Option<IpAddr>, no_master: &str, n: usiz
             ),
         ),
     };
-    HealthCheck {
-        host: v.host.clone(),
-        check: "redis sentinel".into(),
-        ok,
-        detail,
-    }
+    (ok, detail)
 }

@@ -48,7 +48,7 @@ pub mod render;
 pub mod scripts;
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
 use kbz_core::shell::quote;
 use kbz_core::{Context, Host, Resource, Role};
 
@@ -305,8 +305,15 @@ impl Component for Redis {
             .map(|o| o.changes)
     }
 
-    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-        cluster::health(ctx, hosts, &Layout::debian()).await
+    fn health_probes(&self, _ctx: &Context, host: &Host) -> Vec<Probe> {
+        vec![Probe::new(
+            "gather",
+            scripts::gather(&Layout::debian(), host),
+        )]
+    }
+
+    fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        cluster::health_checks(ctx, raw)
     }
 }
 

@@ -141,10 +141,30 @@ async fn health_reports_each_member_quorum_and_member_list() {
         Config::default(),
         Secrets::in_memory(),
     );
-    let checks = Etcd
-        .health(&ctx, &host_execs(&fleet, &ctx.inventory.hosts))
-        .await;
-    assert_eq!(checks.len(), 5, "{checks:?}");
-    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
-    assert!(checks.iter().any(|c| c.check == "etcd quorum"));
+    for (i, name) in ["db1", "db2", "db3"].iter().enumerate() {
+        let url = format!("http://{IP_PREFIX}{}:2379", i + 1);
+        let health = format!("{url} is healthy: successfully committed proposal: took = 2.1ms\n");
+        let status = format!(
+            r#"[{{"Endpoint":"{url}","Status":{{"header":{{"cluster_id":9,"member_id":{},"revision":5,"raft_term":2}},"version":"3.4.23","dbSize":20480,"leader":2,"raftIndex":9,"raftTerm":2}}}}]"#,
+            i + 1
+        );
+        let answer = kbz_core::health::render_output(&[
+            ("etcd", "health", &health, 0),
+            ("etcd", "status", &status, 0),
+        ]);
+        fleet
+            .host(name)
+            .expect("host")
+            .script("# kbz-health", kbz_testkit::output(&answer, 0));
+    }
+    let hx = host_execs(&fleet, &ctx.inventory.hosts);
+    let checks = kbz_core::health::check_component(&ctx, &Etcd, &hx).await;
+    assert_eq!(checks.len(), 5, "{checks:#?}");
+    assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
+    let leader = checks
+        .iter()
+        .find(|c| c.check == "one leader")
+        .expect("leader");
+    assert!(leader.detail.starts_with("leader db2"), "{}", leader.detail);
+    assert!(checks.iter().any(|c| c.check == "quorum"));
 }

@@ -160,8 +160,6 @@ async fn first_member_that_never_leads_is_a_bootstrap_error() {
 
 #[tokio::test]
 async fn health_reports_members_and_the_cluster() {
-    let (engine, fleet) = setup(STREAMING);
-    engine.run(&RunOptions::default()).await.expect("install");
     let mut cfg = Config::default();
     cfg.cluster.subnet = Some("192.0.2.0/24".parse().expect("net"));
     let ctx = Context::new(
@@ -169,17 +167,47 @@ async fn health_reports_members_and_the_cluster() {
         cfg,
         Secrets::placeholders(Postgres.secret_names()),
     );
-    for (_, h) in fleet.hosts() {
-        h.script(":8008/health", output("200", 0));
-    }
-    let checks = Postgres
-        .health(&ctx, &host_execs(&fleet, &ctx.inventory.hosts))
-        .await;
-    assert_eq!(checks.len(), 4, "{checks:?}");
-    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
-    let cluster = checks
+    let fleet = kbz_testkit::FakeConnector::debian_fleet(&ctx.inventory.hosts);
+    let patroni = |role: &str, tl: u64| {
+        format!(
+            r#"{{"state": "running", "role": "{role}", "timeline": {tl}, "server_version": 150005}}"#
+        )
+    };
+    let sample = "db2|streaming|sync|101|0|0\ndb3|streaming|async|102|64|0.001\n";
+    let answer = |role: &str, tl: u64, repl: &str| {
+        output(
+            &kbz_core::health::render_output(&[
+                ("postgres", "patroni", &patroni(role, tl), 0),
+                ("postgres", "replication", repl, 0),
+            ]),
+            0,
+        )
+    };
+    let primary = format!("{sample}@@sample\n{sample}");
+    fleet
+        .host("db1")
+        .expect("db1")
+        .script("# kbz-health", answer("master", 2, &primary));
+    fleet
+        .host("db2")
+        .expect("db2")
+        .script("# kbz-health", answer("replica", 2, "recovery\n"));
+    fleet
+        .host("db3")
+        .expect("db3")
+        .script("# kbz-health", answer("replica", 2, "recovery\n"));
+    let hx = host_execs(&fleet, &ctx.inventory.hosts);
+    let checks = kbz_core::health::check_component(&ctx, &Postgres, &hx).await;
+    assert_eq!(checks.len(), 7, "{checks:#?}");
+    assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
+    let leader = checks
         .iter()
-        .find(|c| c.check == "patroni cluster")
-        .expect("cluster");
-    assert_eq!(cluster.detail, "leader db1, every replica streaming");
+        .find(|c| c.check == "one leader")
+        .expect("leader");
+    assert_eq!(leader.detail, "leader db1");
+    let db3 = checks
+        .iter()
+        .find(|c| c.host == "db3" && c.check == "replica streaming")
+        .expect("db3");
+    assert_eq!(db3.metrics.get("replication_lag_bytes"), Some(&64.0));
 }

@@ -6,6 +6,7 @@
 
 use kbz_core::component::HostExec;
 use kbz_core::engine::Mode;
+use kbz_core::health::HealthStatus;
 use kbz_core::{ClusterChangeKind, Context, Engine, RunOptions};
 use kbz_errors::{Code, HasCode};
 use kbz_redis::layout::{self, Layout};
@@ -424,11 +425,11 @@ async fn health_reports_roles_links_and_sentinel_agreement() {
     let c = fleet(&ctx, None);
     script_converged(&c, "db2");
     let checks = cluster::health(&ctx, &hostexecs(&ctx, &c), &Layout::debian()).await;
-    assert_eq!(checks.len(), 6);
-    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    assert_eq!(checks.len(), 7);
+    assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
     let db2 = checks
         .iter()
-        .find(|c| c.host == "db2" && c.check == "redis replication")
+        .find(|c| c.host == "db2" && c.check == "redis node")
         .expect("db2");
     assert_eq!(db2.detail, "master, 2 replica(s) online");
 
@@ -448,15 +449,17 @@ async fn health_reports_roles_links_and_sentinel_agreement() {
         ),
     );
     let checks = cluster::health(&ctx, &hostexecs(&ctx, &c), &Layout::debian()).await;
-    let bad: Vec<(&str, &str)> = checks
+    let bad: Vec<(&str, Option<Code>, HealthStatus)> = checks
         .iter()
-        .filter(|c| !c.ok)
-        .map(|c| (c.host.as_str(), c.detail.as_str()))
+        .filter(|c| !c.is_ok())
+        .map(|c| (c.host.as_str(), c.code, c.status))
         .collect();
     assert_eq!(bad.len(), 2, "{bad:?}");
-    assert!(bad.iter().all(|(h, _)| *h == "db3"));
-    assert!(bad.iter().any(|(_, d)| d.starts_with("E038")));
-    assert!(bad.iter().any(|(_, d)| d.starts_with("E039")));
+    assert!(bad
+        .iter()
+        .all(|(h, _, s)| *h == "db3" && *s == HealthStatus::Degraded));
+    assert!(bad.iter().any(|(_, c, _)| *c == Some(Code::E038)));
+    assert!(bad.iter().any(|(_, c, _)| *c == Some(Code::E039)));
 }
 
 #[tokio::test]
