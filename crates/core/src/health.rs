@@ -323,6 +323,9 @@ pub struct Collected {
     pub round_trips: BTreeMap<String, u32>,
 }
 
+/// An inventory host with its executor, or why it could not be connected.
+pub type Connected = (Host, Result<Arc<dyn Executor>, ExecError>);
+
 /// Timeout of the batched script on one host.
 pub const HOST_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -333,7 +336,7 @@ pub const HOST_TIMEOUT: Duration = Duration::from_secs(45);
 pub async fn collect(
     ctx: &Context,
     components: &[Arc<dyn Component>],
-    hosts: Vec<(Host, Result<Arc<dyn Executor>, ExecError>)>,
+    hosts: Vec<Connected>,
 ) -> Collected {
     let mut set = tokio::task::JoinSet::new();
     for (i, (host, exec)) in hosts.into_iter().enumerate() {
@@ -512,7 +515,7 @@ mod tests {
             "start members",
         );
         assert_eq!(worst(&[]), HealthStatus::Ok);
-        assert_eq!(worst(&[ok.clone()]), HealthStatus::Ok);
+        assert_eq!(worst(std::slice::from_ref(&ok)), HealthStatus::Ok);
         assert_eq!(worst(&[ok, bad]), HealthStatus::Down);
         assert_eq!(
             HealthStatus::parse("degraded"),
