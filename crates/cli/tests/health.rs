@@ -6,8 +6,8 @@
 use kbz_cli::health::{self, prom, serve::MetricsServer, state, HealthReport};
 use kbz_core::health::{render_output, HealthStatus};
 use kbz_core::{Config, Context, Host, Inventory, Role, Secrets};
-use kbz_testkit::FakeConnector;
 use kbz_testkit::output;
+use kbz_testkit::FakeConnector;
 
 const DB: [(&str, &str); 3] = [
     ("db1", "192.0.2.21"),

@@ -34,7 +34,9 @@ pub use health::{
 };
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
+use kbz_core::component::{
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+};
 use kbz_core::net::http_url;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
 use kbz_errors::Code;

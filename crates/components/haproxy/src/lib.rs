@@ -26,7 +26,9 @@ pub use fronts::{escape, fronts, render_config, Expect, Front};
 pub use stats::{parse_stats_csv, verdict, ServerState};
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
+use kbz_core::component::{
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+};
 use kbz_core::net::http_url;
 use kbz_core::{Context, Host, Resource, Role};
 use std::time::Duration;

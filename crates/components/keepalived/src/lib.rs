@@ -27,7 +27,9 @@ pub use probe::{observe_script, parse_observation, LbView, VipHolders};
 pub use vrrp::{instances, priority, render_config, VipInstance};
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
+use kbz_core::component::{
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+};
 use kbz_core::{Context, Host, Resource, Role};
 use kbz_errors::Code;
 use std::time::{Duration, Instant};

@@ -42,7 +42,9 @@ pub use cluster::{
 pub use health::{parse_patroni, parse_samples, replica_verdict, PatroniStatus, Standby};
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
+use kbz_core::component::{
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+};
 use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
 use kbz_errors::{Code, Diagnostic};

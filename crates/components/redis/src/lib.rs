@@ -48,7 +48,9 @@ pub mod render;
 pub mod scripts;
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe};
+use kbz_core::component::{
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+};
 use kbz_core::shell::quote;
 use kbz_core::{Context, Host, Resource, Role};
 
