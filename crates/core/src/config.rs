@@ -11,6 +11,9 @@ use std::path::Path;
 
 use crate::notifier::Level;
 
+mod failover;
+pub use failover::FailoverConfig;
+
 /// The whole kbz.toml.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,6 +37,8 @@ pub struct Config {
     /// `[artifacts.NAME]`: overrides of the pinned artifacts components declare in code
     /// (see [`crate::artifact`]).
     pub artifacts: BTreeMap<String, crate::artifact::ArtifactOverride>,
+    /// `[failover]`: kbz-failover's budgets and power commands.
+    pub failover: FailoverConfig,
 }
 
 /// `[cluster]`.
@@ -233,6 +238,7 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "kubernetes",
             "notify",
             "artifacts",
+            "failover",
         ],
     ),
     (
@@ -251,6 +257,20 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
     (
         "postgres",
         &["synchronous_mode", "max_lag_bytes", "max_lag_seconds"],
+    ),
+    (
+        "failover",
+        &[
+            "power_off",
+            "power_on",
+            "postgres_lost",
+            "postgres_crash_gap_secs",
+            "postgres_switchover_gap_secs",
+            "etcd_member_gap_secs",
+            "redis_gap_secs",
+            "redis_lost_window_secs",
+            "vip_gap_secs",
+        ],
     ),
     (
         "kubernetes",
@@ -514,6 +534,7 @@ impl Config {
                 );
             }
         }
+        out.extend(self.failover.check(path, text));
         out.extend(crate::artifact::check_overrides(
             &self.artifacts,
             path,
