@@ -273,3 +273,39 @@ fn timer_install_and_remove_under_a_temporary_root() {
     assert!(!root.join("etc/systemd/system/kbz-health.service").exists());
     assert!(!root.join("etc/systemd/system/kbz-health.timer").exists());
 }
+
+#[test]
+fn a_status_change_notifies_once_and_a_repeat_run_stays_quiet() {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("receiver");
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path());
+    let mut cfg = std::fs::read_to_string(dir.path().join("kbz.toml")).expect("config");
+    cfg.push_str(&format!(
+        "\n[[notify]]\nname = \"hook\"\nurl = \"json://127.0.0.1:{port}/hook\"\nmin_level = \"info\"\ntimeout_secs = 5\n"
+    ));
+    std::fs::write(dir.path().join("kbz.toml"), cfg).expect("config");
+    let receiver = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        while let Ok(Some(mut req)) = server.recv_timeout(std::time::Duration::from_secs(4)) {
+            let mut body = String::new();
+            req.as_reader().read_to_string(&mut body).expect("body");
+            req.respond(tiny_http::Response::empty(200))
+                .expect("respond");
+            bodies.push(body);
+        }
+        bodies
+    });
+    for _ in 0..3 {
+        let o = health(&["--inventory", "servers.tsv"], dir.path());
+        assert_eq!(o.status.code(), Some(3));
+    }
+    let bodies = receiver.join().expect("receiver");
+    assert_eq!(
+        bodies.len(),
+        1,
+        "one alert for the change, none for the repeats: {bodies:?}"
+    );
+    assert!(bodies[0].contains("loop health"), "{}", bodies[0]);
+    assert!(!bodies[0].contains("S3cr3t"), "{}", bodies[0]);
+}
