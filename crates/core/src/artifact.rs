@@ -209,7 +209,7 @@ pub(crate) fn check_overrides(
     let mut out = Vec::new();
     for (name, o) in overrides {
         let table = format!("artifacts.{name}");
-        let at = |key: &str| text.and_then(|t| crate::config::key_line(t, &table, key));
+        let at = |key: &str| text.and_then(|t| crate::toml_lines::key_line(t, &table, key));
         let mut bad = |key: &str, msg: String, hint: &str| {
             out.push(
                 Diagnostic::new(Code::E008, format!("[{table}] {msg}"))

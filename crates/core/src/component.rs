@@ -3,11 +3,12 @@
 //! and names health probes (judged on the controller, see [`crate::health`]). Components never open connections themselves.
 
 use async_trait::async_trait;
-use kbz_errors::{Code, Diagnostic, HasCode};
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::executor::{ExecError, Executor};
+use crate::executor::Executor;
+
+pub use crate::error::ComponentError;
 pub use crate::health::{HealthCheck, HealthRaw, HealthStatus, Probe};
 use crate::inventory::Host;
 use crate::resource::Resource;
@@ -84,131 +85,6 @@ impl std::fmt::Display for ClusterChange {
     }
 }
 
-/// Component failures.
-#[derive(Debug, thiserror::Error)]
-pub enum ComponentError {
-    /// A template failed to render.
-    #[error("template {template} failed to render: {reason}")]
-    Render {
-        /// Template name.
-        template: String,
-        /// Detail.
-        reason: String,
-    },
-    /// A readiness wait ran out of time.
-    #[error("timed out after {secs}s waiting for {what}")]
-    Readiness {
-        /// What was awaited.
-        what: String,
-        /// Seconds waited.
-        secs: u64,
-    },
-    /// A daemon's validator rejected a rendered config.
-    #[error("{validator} rejected {file}: {reason}")]
-    Validation {
-        /// Validator command.
-        validator: String,
-        /// File.
-        file: String,
-        /// Validator output.
-        reason: String,
-    },
-    /// Bootstrapping a cluster failed.
-    #[error("cluster bootstrap of {component} failed: {reason}")]
-    Bootstrap {
-        /// Component.
-        component: String,
-        /// Detail.
-        reason: String,
-    },
-    /// A secret was used that the component did not declare.
-    #[error("secret `{0}` was not generated: declare it in Component::secret_names")]
-    MissingSecret(String),
-    /// The inventory or config cannot serve this component.
-    #[error("{0}")]
-    Input(Diagnostic),
-    /// A running cluster did not reach the state it must be in: no quorum (E036), a VIP held
-    /// by no host or by several (E037), replication that does not stream (E038), Sentinels
-    /// that do not agree (E039).
-    #[error("{message}")]
-    Cluster {
-        /// Catalogue code of the failure.
-        code: Code,
-        /// What is wrong, with what was observed.
-        message: String,
-        /// The host the failure was seen on, when one is to blame.
-        host: Option<String>,
-        /// A fix specific to this failure; the catalogue's general solutions follow it.
-        hint: Option<String>,
-    },
-    /// The host's OS is not supported.
-    #[error("{host} runs {os}; supported: Debian 11/12, Ubuntu 20.04/22.04/24.04")]
-    UnsupportedOs {
-        /// Host.
-        host: String,
-        /// OS id and version.
-        os: String,
-    },
-    /// An operation of the plan failed on a host; `code` says which kind (package, service,
-    /// kernel setting, file, command).
-    #[error("{what} failed: {source}")]
-    Operation {
-        /// The operation (`install packages chrony`).
-        what: String,
-        /// Catalogue code for this kind of operation.
-        code: Code,
-        /// The remote failure.
-        source: ExecError,
-    },
-    /// A pinned artifact could not be fetched or failed its sha256 (E020, E028, E030).
-    #[error(transparent)]
-    Artifact(crate::cache::CacheError),
-    /// The run journal could not be written, so the change was not started.
-    #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
-    /// A remote operation failed.
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-}
-
-impl HasCode for ComponentError {
-    fn code(&self) -> Code {
-        match self {
-            ComponentError::Render { .. } => Code::E034,
-            ComponentError::Readiness { .. } => Code::E031,
-            ComponentError::Validation { .. } => Code::E033,
-            ComponentError::Bootstrap { .. } => Code::E035,
-            ComponentError::MissingSecret(_) => Code::E052,
-            ComponentError::Input(d) => d.code,
-            ComponentError::Cluster { code, .. } => *code,
-            ComponentError::UnsupportedOs { .. } => Code::E032,
-            ComponentError::Operation { code, .. } => *code,
-            ComponentError::Artifact(e) => e.code(),
-            ComponentError::Journal(e) => e.code(),
-            ComponentError::Exec(e) => e.code(),
-        }
-    }
-}
-
-impl ComponentError {
-    /// The host a cluster failure was seen on, if it names one.
-    pub fn host(&self) -> Option<&str> {
-        match self {
-            ComponentError::Cluster { host, .. } => host.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The specific fix of a cluster failure, if it has one (an [`ComponentError::Input`]
-    /// diagnostic shows its own).
-    pub fn hint(&self) -> Option<&str> {
-        match self {
-            ComponentError::Cluster { hint, .. } => hint.as_deref(),
-            _ => None,
-        }
-    }
-}
-
 /// One service of the stack.
 #[async_trait]
 pub trait Component: Send + Sync + std::fmt::Debug {
@@ -274,30 +150,5 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     /// (quorum, leader, VIP) as down.
     fn health_checks(&self, _ctx: &Context, _raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_failures_carry_their_code_host_and_fix() {
-        let e = ComponentError::Cluster {
-            code: Code::E036,
-            message: "etcd has no quorum after waiting 5s: 1 of 3 members healthy".into(),
-            host: Some("db1".into()),
-            hint: Some("start etcd on the other members".into()),
-        };
-        assert_eq!(e.code(), Code::E036);
-        assert_eq!(
-            e.to_string(),
-            "etcd has no quorum after waiting 5s: 1 of 3 members healthy"
-        );
-        assert_eq!(e.host(), Some("db1"));
-        assert_eq!(e.hint(), Some("start etcd on the other members"));
-        let input = ComponentError::Input(Diagnostic::new(Code::E008, "bad").hint("fix it"));
-        assert_eq!(input.code(), Code::E008);
-        assert_eq!((input.host(), input.hint()), (None, None));
     }
 }

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::component::ComponentError;
+use crate::command::Facts;
 use crate::config::Config;
-use crate::executor::Facts;
+use crate::error::ComponentError;
 use crate::inventory::Host;
 use crate::inventory::Inventory;
 use crate::secret::{Secret, Secrets};

@@ -7,10 +7,12 @@
 
 pub mod artifact;
 pub mod cache;
+pub mod command;
 pub mod component;
 pub mod config;
 pub mod context;
 pub mod engine;
+pub mod error;
 pub mod executor;
 pub mod health;
 pub mod inventory;
@@ -23,6 +25,7 @@ pub mod resource;
 pub mod secret;
 pub mod shell;
 pub mod template;
+pub mod toml_lines;
 pub mod validate;
 pub mod wait;
 
@@ -40,3 +43,82 @@ pub use plan::{Change, Plan};
 pub use redact::Redactor;
 pub use resource::Resource;
 pub use secret::{Secret, Secrets};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The modules each module of this crate names through `crate::<module>`.
+    fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut graph = BTreeMap::new();
+        for entry in std::fs::read_dir(&src).expect("src") {
+            let path = entry.expect("entry").path();
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if name == "lib" || path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            // Test modules may use anything; doc links are not dependencies.
+            let text: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let deps: BTreeSet<String> = text
+                .match_indices("crate::")
+                .map(|(i, _)| {
+                    text[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .filter(|d| !d.is_empty() && d != name && d.chars().all(|c| !c.is_uppercase()))
+                .collect();
+            graph.insert(name.to_string(), deps);
+        }
+        graph
+    }
+
+    #[test]
+    fn modules_do_not_depend_on_each_other_in_a_cycle() {
+        let graph = module_graph();
+        assert!(graph.contains_key("executor") && graph.contains_key("shell"));
+        // Depth-first search for a back edge, reporting the cycle's path.
+        fn visit(
+            n: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            stack: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = stack.iter().position(|s| s == n) {
+                let mut cycle = stack[i..].to_vec();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            if done.contains(n) {
+                return None;
+            }
+            stack.push(n.to_string());
+            for d in graph.get(n).into_iter().flatten() {
+                if let Some(c) = visit(d, graph, stack, done) {
+                    return Some(c);
+                }
+            }
+            stack.pop();
+            done.insert(n.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for n in graph.keys() {
+            if let Some(cycle) = visit(n, &graph, &mut Vec::new(), &mut done) {
+                panic!("module cycle in kbz-core: {}", cycle.join(" -> "));
+            }
+        }
+    }
+}

@@ -5,13 +5,11 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::executor::{Cmd, ExecError, Facts};
-use crate::resource::{Observed, Op, Resource};
+use crate::command::{Cmd, Facts};
+use crate::error::ExecError;
 
-/// Quotes a string for sh.
-pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use crate::command::quote;
+use crate::resource::{Observed, Op, Resource};
 
 /// Hex sha256 of bytes.
 pub fn sha256_hex(data: &[u8]) -> String {

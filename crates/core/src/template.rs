@@ -4,7 +4,7 @@
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use crate::component::ComponentError;
+use crate::error::ComponentError;
 
 /// Renders one template with `data`. `name` appears in errors (`haproxy.cfg.hbs`).
 pub fn render<T: Serialize>(name: &str, source: &str, data: &T) -> Result<String, ComponentError> {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::component::ComponentError;
+use crate::error::ComponentError;
 use crate::executor::{Cmd, Executor, Output};
 
 /// Runs `script` on `exec` until it exits 0, at most `timeout`, polling every `interval`.
