@@ -85,7 +85,7 @@ fn explain_prints_fixes_and_rejects_unknown_codes() {
     let o = kbz(&["explain", "E999"], dir.path());
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("E001 to E060"), "{err}");
+    assert!(err.contains("E001 to E065"), "{err}");
 }
 
 #[test]
@@ -233,5 +233,62 @@ fn help_shows_the_shared_exit_code_table() {
             out.contains(&format!("  {code}  ")) && out.contains(meaning),
             "{out}"
         );
+    }
+}
+
+#[test]
+fn offline_dry_run_plans_module_10_for_both_distributions() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example = std::fs::read_to_string(root.join("examples/kbz.toml")).expect("example");
+    assert!(
+        example.contains("flavor = \"k3s\""),
+        "the example shows the choice"
+    );
+    for (flavor, expect) in [
+        (
+            "k3s",
+            ["/etc/rancher/k3s/config.yaml", "fetch k3s v1.34.2+k3s1"],
+        ),
+        (
+            "kubeadm",
+            [
+                "/etc/kubernetes/kbz/kubeadm.yaml",
+                "fetch kubernetes-apt-key v1.31",
+            ],
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::copy(
+            root.join("examples/servers.tsv"),
+            dir.path().join("servers.tsv"),
+        )
+        .expect("inventory");
+        std::fs::write(
+            dir.path().join("kbz.toml"),
+            example.replace("flavor = \"k3s\"", &format!("flavor = \"{flavor}\"")),
+        )
+        .expect("config");
+        let o = kbz(
+            &[
+                "--inventory",
+                "servers.tsv",
+                "--config",
+                "kbz.toml",
+                "--offline",
+                "--dry-run",
+            ],
+            dir.path(),
+        );
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{flavor}: {err}");
+        for host in ["k8s-m1", "k8s-m3", "k8s-w1"] {
+            assert!(
+                out.contains(&format!("== {host} · module 10 kubernetes")),
+                "{flavor}: {host} not planned in module 10:\n{out}"
+            );
+        }
+        for e in expect {
+            assert!(out.contains(e), "{flavor}: `{e}` not in the plan");
+        }
     }
 }

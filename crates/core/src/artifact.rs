@@ -29,9 +29,16 @@ pub enum ArtifactSource {
 
 impl ArtifactSource {
     /// Parses a source string, replacing `{version}` with `version`.
+    /// In URLs a `+` of the version is written `%2B` (`v1.31.4+k3s1` in a release path).
     pub fn parse(source: &str, version: &str) -> Result<ArtifactSource, String> {
-        let s = source.trim().replace("{version}", version);
-        if s.starts_with("https://") || s.starts_with("http://") {
+        let t = source.trim();
+        let is_url = t.starts_with("https://") || t.starts_with("http://");
+        let s = if is_url {
+            t.replace("{version}", &version.replace('+', "%2B"))
+        } else {
+            t.replace("{version}", version)
+        };
+        if is_url {
             let host = s.split("://").nth(1).unwrap_or("");
             if host.is_empty() || host.starts_with('/') {
                 return Err(format!("`{source}` has no host after the scheme"));
@@ -136,12 +143,12 @@ impl ArtifactPin {
             Ok(s) => s.to_string(),
             Err(_) => "(invalid source)".into(),
         };
-        format!(
-            "{} {} (sha256 {}…) from {from}",
-            self.name,
-            self.version,
-            self.sha256.get(..12).unwrap_or(&self.sha256),
-        )
+        let sha = if self.sha256.is_empty() {
+            "no sha256 pinned".to_string()
+        } else {
+            format!("sha256 {}…", self.sha256.get(..12).unwrap_or(&self.sha256))
+        };
+        format!("{} {} ({sha}) from {from}", self.name, self.version)
     }
 }
 

@@ -171,7 +171,23 @@ pub struct KubernetesConfig {
     pub pod_cidr: String,
     /// Service network.
     pub service_cidr: String,
+    /// Add-ons installed on the cluster, from [`ADDONS`] (default: all of them).
+    pub addons: Vec<String>,
+    /// A registry mirror (`https://registry.example.internal:5000`) written to K3s'
+    /// registries.yaml for docker.io and the other upstream registries; unset: none.
+    pub registry_mirror: Option<String>,
+    /// Host name Rancher answers on (its ingress); default `rancher.<cluster slug>.internal`.
+    pub rancher_hostname: Option<String>,
 }
+
+/// The add-ons of `[kubernetes] addons`, in install order.
+pub const ADDONS: &[&str] = &[
+    "calico",
+    "metallb",
+    "ingress-nginx",
+    "monitoring",
+    "rancher",
+];
 
 impl Default for KubernetesConfig {
     fn default() -> Self {
@@ -180,6 +196,9 @@ impl Default for KubernetesConfig {
             metallb_range: None,
             pod_cidr: "10.42.0.0/16".into(),
             service_cidr: "10.43.0.0/16".into(),
+            addons: ADDONS.iter().map(|a| a.to_string()).collect(),
+            registry_mirror: None,
+            rancher_hostname: None,
         }
     }
 }
@@ -276,7 +295,15 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "kubernetes",
-        &["flavor", "metallb_range", "pod_cidr", "service_cidr"],
+        &[
+            "flavor",
+            "metallb_range",
+            "pod_cidr",
+            "service_cidr",
+            "addons",
+            "registry_mirror",
+            "rancher_hostname",
+        ],
     ),
     (
         "notify",
@@ -521,6 +548,44 @@ impl Config {
                  [cluster] subnet"
                     .into(),
             );
+        }
+        for a in &k.addons {
+            if !ADDONS.contains(&a.as_str()) {
+                bad(
+                    "kubernetes",
+                    "addons",
+                    format!("[kubernetes] addons: `{a}` is not an add-on kbz installs"),
+                    format!("{}add-ons: {}", did_you_mean(a, ADDONS), ADDONS.join(", ")),
+                );
+            }
+        }
+        if let Some(m) = &k.registry_mirror {
+            if !(m.starts_with("http://") || m.starts_with("https://")) {
+                bad(
+                    "kubernetes",
+                    "registry_mirror",
+                    format!("[kubernetes] registry_mirror `{m}` is not an http(s) URL"),
+                    "write it like `registry_mirror = \"https://registry.example.internal:5000\"`"
+                        .into(),
+                );
+            }
+        }
+        if let Some(h) = &k.rancher_hostname {
+            let ok = !h.is_empty()
+                && h.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                });
+            if !ok {
+                bad(
+                    "kubernetes",
+                    "rancher_hostname",
+                    format!("[kubernetes] rancher_hostname `{h}` is not a DNS name"),
+                    "write it like `rancher_hostname = \"rancher.example.internal\"`".into(),
+                );
+            }
         }
         for name in self.vips.keys() {
             if !VIP_NAMES.contains(&name.as_str()) {

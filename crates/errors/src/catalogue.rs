@@ -33,6 +33,7 @@ codes! {
     E031 = 31, E032 = 32, E033 = 33, E034 = 34, E035 = 35, E036 = 36, E037 = 37, E038 = 38, E039 = 39, E040 = 40,
     E041 = 41, E042 = 42, E043 = 43, E044 = 44, E045 = 45, E046 = 46, E047 = 47, E048 = 48, E049 = 49, E050 = 50,
     E051 = 51, E052 = 52, E053 = 53, E054 = 54, E055 = 55, E056 = 56, E057 = 57, E058 = 58, E059 = 59, E060 = 60,
+    E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65,
 }
 
 impl fmt::Display for Code {
@@ -260,7 +261,7 @@ pub static CATALOGUE: &[Entry] = &[
         "general",
         "Invalid request",
         "The command line asked for something kbz cannot do: `explain` with a code outside \
-         E001-E060, `--only` with a name that is not a component, `--start-from-module` with a \
+         E001-E065, `--only` with a name that is not a component, `--start-from-module` with a \
          number outside 1-10, or `rollback` when the state directory .kbz/ holds no failed run \
          to undo. Nothing was changed on any host.",
         &[
@@ -1083,6 +1084,80 @@ pub static CATALOGUE: &[Entry] = &[
             "Check every directory on the path: `namei -l /var/lib/postgresql/15/main`",
             "Check attributes and the mount: `lsattr -d /etc/patroni` and `findmnt -T /etc/patroni`",
             "Look for AppArmor denials: `sudo journalctl -k | grep -i apparmor | tail` and `sudo aa-status`",
+        ],
+    ),
+    // Kubernetes (module 10): the cluster and its add-ons.
+    e(
+        Code::E061,
+        "kubernetes",
+        "Kubernetes API not ready",
+        "The Kubernetes API server of the cluster did not answer /readyz with ok in time, or a \
+         kubectl call to it failed: the control plane is still starting, K3s or the kubelet \
+         crashed, the embedded etcd has no quorum, or the node cannot reach the first server \
+         or the API VIP on port 6443.",
+        &[
+            "Look at the control plane: `journalctl -u k3s -n 100 --no-pager` (K3s) or `crictl ps -a` and `journalctl -u kubelet -n 100` (kubeadm)",
+            "Ask the API directly on a master: `k3s kubectl get --raw=/readyz` or `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw=/readyz`",
+            "Check the VIP front: `nc -vz 192.0.2.104 6443`",
+            "Resume once it answers: `kbz-install --start-from-module 10`",
+        ],
+    ),
+    e(
+        Code::E062,
+        "kubernetes",
+        "Kubernetes node not Ready",
+        "A node of the inventory did not register with the cluster or did not become Ready in \
+         time. A node stays NotReady until the pod network (Calico) runs on it; an agent that \
+         cannot reach the API VIP, a wrong join token, a clock far off, or swap left on also \
+         keep it out.",
+        &[
+            "See the node's conditions: `kubectl describe node NAME`",
+            "Read the node's log: `journalctl -u k3s-agent -n 100` (K3s) or `journalctl -u kubelet -n 100` (kubeadm)",
+            "Check the pod network: `kubectl -n calico-system get pods -o wide`",
+        ],
+    ),
+    e(
+        Code::E063,
+        "kubernetes",
+        "Admission webhook did not answer",
+        "Applying a resource failed because an admission webhook the API server must call \
+         (MetalLB's, cert-manager's, ingress-nginx's) did not answer: its pods are not Ready \
+         yet, its service has no endpoints, or the API server cannot reach the pod network. kbz \
+         retries until the readiness timeout before it reports this.",
+        &[
+            "Check the webhook's pods and endpoints: `kubectl -n metallb-system get pods,endpoints`",
+            "Check that the pod network runs (the API server reaches webhooks through it): `kubectl get nodes` and `kubectl -n calico-system get pods`",
+            "Give slow clusters more time: `[timeouts] readiness = 600` in kbz.toml, then `kbz-install --start-from-module 10`",
+        ],
+    ),
+    e(
+        Code::E064,
+        "kubernetes",
+        "Kubernetes add-on did not roll out",
+        "An add-on (Calico, MetalLB, ingress-nginx, the monitoring stack, cert-manager, Rancher) \
+         was applied but its deployment did not become available in time, or its manifest was \
+         refused. Usual causes are images that cannot be pulled (no registry access: set \
+         [kubernetes] registry_mirror), too little memory on the nodes, or a pinned manifest \
+         that does not match the cluster's version.",
+        &[
+            "See what the pods wait for: `kubectl -n NAMESPACE get pods` and `kubectl -n NAMESPACE describe pod NAME`",
+            "Check image pulls: `kubectl get events -A --field-selector reason=Failed`",
+            "Check the pinned versions: `grep -n -A 3 '^\\[artifacts' kbz.toml`",
+        ],
+    ),
+    e(
+        Code::E065,
+        "kubernetes",
+        "kubeadm init or join failed",
+        "`kubeadm init` on the first master or `kubeadm join` on another node exited with an \
+         error: preflight checks failed (swap on, ports in use, a previous half-done install), \
+         the node cannot reach the API VIP, the bootstrap token or uploaded certificates \
+         expired, or the kubelet did not start under containerd.",
+        &[
+            "Read kubeadm's message and the kubelet: `journalctl -u kubelet -n 100 --no-pager`",
+            "Clean a half-done node before retrying: `kubeadm reset -f`",
+            "Check the VIP front from the joiner: `nc -vz 192.0.2.104 6443`",
+            "Retry: `kbz-install --start-from-module 10`",
         ],
     ),
 ];

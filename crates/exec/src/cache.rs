@@ -375,6 +375,19 @@ impl Cache for DownloadCache {
             name: pin.name.clone(),
             reason,
         };
+        if pin.sha256.trim().is_empty() {
+            // Upstream publishes no checksum for some files (raw manifests): kbz never
+            // fetches bytes nobody has pinned.
+            return Err(CacheError::Checksum {
+                url: pin.describe(),
+                expected: "(none pinned)".into(),
+                actual: format!(
+                    "(not downloaded: compute it with `curl -fsSL URL | sha256sum` and set \
+                     [artifacts.{}] sha256 in kbz.toml)",
+                    pin.name
+                ),
+            });
+        }
         if let Some(problem) = pin.check().into_iter().next() {
             return Err(bad(problem));
         }

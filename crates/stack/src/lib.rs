@@ -13,5 +13,6 @@ pub fn components() -> Vec<Arc<dyn Component>> {
         Arc::new(kbz_etcd::Etcd),
         Arc::new(kbz_postgres::Postgres),
         Arc::new(kbz_redis::Redis),
+        Arc::new(kbz_kubernetes::Kubernetes),
     ]
 }
