@@ -50,6 +50,10 @@ pub enum ClusterChangeKind {
     SentinelMonitor,
     /// A Sentinel's parameters were corrected (`SENTINEL SET`).
     SentinelSet,
+    /// A manifest or chart was applied to a cluster (it differed from what runs).
+    Apply,
+    /// A member the inventory no longer lists was removed (a replaced Kubernetes node).
+    RemoveMember,
 }
 
 impl ClusterChange {
@@ -76,6 +80,8 @@ impl std::fmt::Display for ClusterChange {
             ClusterChangeKind::ReplicaOf => "replicaof",
             ClusterChangeKind::SentinelMonitor => "sentinel monitor",
             ClusterChangeKind::SentinelSet => "sentinel set",
+            ClusterChangeKind::Apply => "apply",
+            ClusterChangeKind::RemoveMember => "remove member",
         };
         write!(
             f,

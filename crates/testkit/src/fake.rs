@@ -163,12 +163,6 @@ impl FakeHost {
         self.lock().scripted.push((pattern.into(), output));
     }
 
-    /// Like [`FakeHost::script`], but checked before every earlier pattern, so a test can
-    /// change an answer between runs.
-    pub fn script_first(&self, pattern: &str, output: Output) {
-        self.lock().scripted.insert(0, (pattern.into(), output));
-    }
-
     /// The n-th mutating operation from now (1-based) fails.
     pub fn fail_nth_operation(&self, n: u64) {
         let mut i = self.lock();

@@ -2,7 +2,7 @@
 //! nodes, the add-ons (apply only what differs, then wait on real rollout output), and the
 //! final "every node Ready" check. Every wait polls a command; none sleeps a fixed time.
 
-use kbz_core::component::{ComponentError, HostExec};
+use kbz_core::component::{ClusterChange, ClusterChangeKind, ComponentError, HostExec};
 use kbz_core::shell::quote;
 use kbz_core::wait::until_ok;
 use kbz_core::{Cmd, Context, Executor, Role};
@@ -116,22 +116,28 @@ async fn must(
     ))
 }
 
-/// Cluster steps after every host is applied.
-pub async fn converge(ctx: &Context, hosts: &[HostExec]) -> Result<(), ComponentError> {
+/// What the cluster steps changed.
+type Changes = Vec<ClusterChange>;
+
+/// Cluster steps after every host is applied; returns what they changed (nothing on a
+/// converged cluster).
+pub async fn converge(ctx: &Context, hosts: &[HostExec]) -> Result<Changes, ComponentError> {
     let masters: Vec<&HostExec> = hosts
         .iter()
         .filter(|h| h.host.has(Role::K8sMaster))
         .collect();
     let Some(first) = masters.first().copied() else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut changes = Vec::new();
     if Flavor::of(ctx) == Flavor::Kubeadm {
-        kubeadm_bootstrap(ctx, first, hosts).await?;
+        kubeadm_bootstrap(ctx, first, hosts, &mut changes).await?;
     }
     wait_api(ctx, first).await?;
-    remove_stale_nodes(ctx, first).await?;
-    install_addons(ctx, first).await?;
-    wait_nodes_ready(ctx, first).await
+    remove_stale_nodes(ctx, first, &mut changes).await?;
+    install_addons(ctx, first, &mut changes).await?;
+    wait_nodes_ready(ctx, first).await?;
+    Ok(changes)
 }
 
 /// kubeadm: init on the first master (once), then each node without a kubelet.conf joins.
@@ -139,6 +145,7 @@ async fn kubeadm_bootstrap(
     ctx: &Context,
     first: &HostExec,
     hosts: &[HostExec],
+    changes: &mut Changes,
 ) -> Result<(), ComponentError> {
     let secs = ctx.config.timeouts.readiness;
     let init_hint = "read kubeadm's output above; `journalctl -u kubelet -n 100` and `crictl ps -a` on the host; `kubeadm reset -f` before retrying a half-done init";
@@ -160,6 +167,11 @@ async fn kubeadm_bootstrap(
             secs,
         )
         .await?;
+        changes.push(ClusterChange::new(
+            ClusterChangeKind::Bootstrap,
+            &first.host.hostname,
+            "kubeadm init: no /etc/kubernetes/admin.conf yet",
+        ));
     }
     let mut joiners = Vec::new();
     for hx in hosts
@@ -219,13 +231,22 @@ async fn kubeadm_bootstrap(
             secs,
         )
         .await?;
+        changes.push(ClusterChange::new(
+            ClusterChangeKind::Join,
+            &hx.host.hostname,
+            "kubeadm join: no /etc/kubernetes/kubelet.conf yet",
+        ));
     }
     Ok(())
 }
 
 /// Nodes the cluster knows but the inventory no longer lists (a replaced master or worker)
 /// are deleted; K3s then drops the node's etcd member too.
-async fn remove_stale_nodes(ctx: &Context, first: &HostExec) -> Result<(), ComponentError> {
+async fn remove_stale_nodes(
+    ctx: &Context,
+    first: &HostExec,
+    changes: &mut Changes,
+) -> Result<(), ComponentError> {
     let k = kubectl(ctx);
     let out = must(
         first.exec.as_ref(),
@@ -257,6 +278,11 @@ async fn remove_stale_nodes(ctx: &Context, first: &HostExec) -> Result<(), Compo
                 60,
             )
             .await?;
+            changes.push(ClusterChange::new(
+                ClusterChangeKind::RemoveMember,
+                &first.host.hostname,
+                format!("deleted node {node}: not in the inventory"),
+            ));
         }
     }
     Ok(())
@@ -294,6 +320,7 @@ async fn apply(
     first: &HostExec,
     file: &str,
     addon: &str,
+    changes: &mut Changes,
 ) -> Result<(), ComponentError> {
     let deadline = Instant::now() + timeout(ctx);
     loop {
@@ -303,6 +330,13 @@ async fn apply(
             .await?;
         let text = format!("{}{}", out.stdout_str(), out.stderr_str());
         if out.success() {
+            if !text.contains("kbz: unchanged") {
+                changes.push(ClusterChange::new(
+                    ClusterChangeKind::Apply,
+                    &first.host.hostname,
+                    format!("{addon}: applied {file} (kubectl diff showed a difference)"),
+                ));
+            }
             return Ok(());
         }
         let webhook = text.contains("failed calling webhook")
@@ -338,17 +372,25 @@ async fn helm_release(
     ns: &str,
     chart: &str,
     values: &str,
+    changes: &mut Changes,
 ) -> Result<(), ComponentError> {
     let kc = "--kubeconfig /etc/kubernetes/admin.conf";
+    // The release description carries a hash of the chart and its values file's content, so
+    // a re-run with the same inputs is a read-only `helm history`.
+    let content = addons::helm_values(ctx)?
+        .into_iter()
+        .find(|(f, ..)| *f == values)
+        .map(|(.., v)| v.to_string())
+        .unwrap_or_default();
     let stamp = format!(
         "kbz-{}",
-        &kbz_core::shell::sha256_hex(format!("{chart}\n{values}").as_bytes())[..12]
+        &kbz_core::shell::sha256_hex(format!("{chart}\n{content}").as_bytes())[..12]
     );
     let script = format!(
         "if helm {kc} -n {ns} history {release} --max 1 -o json 2>/dev/null | grep -q '\"description\":\"{stamp}\"'; then echo 'kbz: unchanged {release}'; else helm {kc} upgrade --install {release} {chart} -n {ns} --create-namespace -f {MANIFEST_DIR}/{values} --description {stamp} --wait --timeout {}s 2>&1; fi",
         ctx.config.timeouts.readiness
     );
-    must(
+    let out = must(
         first.exec.as_ref(),
         &script,
         Code::E064,
@@ -356,11 +398,22 @@ async fn helm_release(
         &format!("`helm -n {ns} status {release}` and `kubectl -n {ns} get pods`"),
         ctx.config.timeouts.readiness,
     )
-    .await
-    .map(|_| ())
+    .await?;
+    if !out.contains("kbz: unchanged") {
+        changes.push(ClusterChange::new(
+            ClusterChangeKind::Apply,
+            &first.host.hostname,
+            format!("helm upgrade --install {release} ({chart})"),
+        ));
+    }
+    Ok(())
 }
 
-async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), ComponentError> {
+async fn install_addons(
+    ctx: &Context,
+    first: &HostExec,
+    changes: &mut Changes,
+) -> Result<(), ComponentError> {
     let k = kubectl(ctx);
     let secs = ctx.config.timeouts.readiness;
     let upstream = Kubernetes::upstream_manifests(ctx);
@@ -372,7 +425,7 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
     };
     let k3s = Flavor::of(ctx) == Flavor::K3s;
     if let Some(f) = file_of("calico") {
-        apply(ctx, first, &f, "calico").await?;
+        apply(ctx, first, &f, "calico", changes).await?;
         rollout(ctx, first, "tigera-operator", "tigera-operator", "calico").await?;
         must(first.exec.as_ref(), &format!("{k} wait --for=condition=Established crd/installations.operator.tigera.io --timeout={secs}s 2>&1"), Code::E064, "waiting for Calico's CRDs", "`kubectl get crd | grep tigera`", secs).await?;
         apply(
@@ -380,22 +433,24 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
             first,
             &format!("{MANIFEST_DIR}/calico-installation.yaml"),
             "calico",
+            changes,
         )
         .await?;
     }
     if let Some(f) = file_of("metallb") {
-        apply(ctx, first, &f, "metallb").await?;
+        apply(ctx, first, &f, "metallb", changes).await?;
         rollout(ctx, first, "metallb-system", "controller", "metallb").await?;
         apply(
             ctx,
             first,
             &format!("{MANIFEST_DIR}/metallb-pool.yaml"),
             "metallb",
+            changes,
         )
         .await?;
     }
     if let Some(f) = file_of("ingress-nginx") {
-        apply(ctx, first, &f, "ingress-nginx").await?;
+        apply(ctx, first, &f, "ingress-nginx", changes).await?;
         rollout(
             ctx,
             first,
@@ -418,6 +473,7 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
             first,
             &format!("{MANIFEST_DIR}/monitoring.yaml"),
             "monitoring",
+            changes,
         )
         .await?;
         if !k3s {
@@ -429,6 +485,7 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
                     addons::MONITORING_NS,
                     &c,
                     "monitoring-values.yaml",
+                    changes,
                 )
                 .await?;
             }
@@ -444,7 +501,7 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
     }
     if addons::enabled(ctx, "rancher") {
         if let Some(f) = file_of("rancher") {
-            apply(ctx, first, &f, "cert-manager").await?;
+            apply(ctx, first, &f, "cert-manager", changes).await?;
             rollout(
                 ctx,
                 first,
@@ -459,6 +516,7 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
             first,
             &format!("{MANIFEST_DIR}/rancher.yaml"),
             "rancher",
+            changes,
         )
         .await?;
         if !k3s {
@@ -470,6 +528,7 @@ async fn install_addons(ctx: &Context, first: &HostExec) -> Result<(), Component
                     addons::RANCHER_NS,
                     &c,
                     "rancher-values.yaml",
+                    changes,
                 )
                 .await?;
             }

@@ -45,7 +45,7 @@ pub use kubeadm::{
 };
 
 use async_trait::async_trait;
-use kbz_core::component::{Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
 use kbz_core::{Context, Host, Resource, Role};
 
 /// Directory of kbz's manifests on the masters.
@@ -276,7 +276,7 @@ impl Component for Kubernetes {
         &self,
         ctx: &Context,
         hosts: &[HostExec],
-    ) -> Result<(), ComponentError> {
+    ) -> Result<Vec<ClusterChange>, ComponentError> {
         cluster::converge(ctx, hosts).await
     }
 

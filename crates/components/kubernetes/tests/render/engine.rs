@@ -8,9 +8,10 @@ use kbz_core::artifact::ArtifactOverride;
 use kbz_core::engine::Mode;
 use kbz_core::{Component, Config, Context, Engine, Host, Inventory, Role, RunOptions, Secrets};
 use kbz_errors::{Code, HasCode};
-use kbz_exec::{DownloadCache, FakeConnector};
+use kbz_exec::DownloadCache;
 use kbz_kubernetes::{pins, Kubernetes};
 use kbz_testkit::output;
+use kbz_testkit::FakeConnector;
 use std::sync::Arc;
 
 fn host(name: &str, ip: &str, role: Role) -> Host {
@@ -87,9 +88,9 @@ fn nodes_table(names: &[&str]) -> String {
 /// Scripts what a healthy cluster answers; `registered` is what `get nodes -o name` lists.
 fn script_cluster(fleet: &FakeConnector, registered: &[&str], ready: &[&str], unchanged: bool) {
     for (_, h) in fleet.hosts() {
-        h.script_first("get --raw=/readyz", output("ok", 0));
-        h.script_first("systemctl is-active k3s-agent", output("active\n", 0));
-        h.script_first(
+        h.script("get --raw=/readyz", output("ok", 0));
+        h.script("systemctl is-active k3s-agent", output("active\n", 0));
+        h.script(
             "get nodes -o name",
             output(
                 &registered
@@ -99,24 +100,24 @@ fn script_cluster(fleet: &FakeConnector, registered: &[&str], ready: &[&str], un
                 0,
             ),
         );
-        h.script_first("get nodes --no-headers", output(&nodes_table(ready), 0));
-        h.script_first("delete node", output("node deleted\n", 0));
+        h.script("get nodes --no-headers", output(&nodes_table(ready), 0));
+        h.script("delete node", output("node deleted\n", 0));
         let apply = if unchanged {
             "kbz: unchanged\n"
         } else {
             "serverside-applied\n"
         };
-        h.script_first("diff --server-side", output(apply, 0));
-        h.script_first(
+        h.script("diff --server-side", output(apply, 0));
+        h.script(
             "rollout status",
             output("deployment successfully rolled out\n", 0),
         );
-        h.script_first(
+        h.script(
             "wait --for=condition=Established",
             output("condition met\n", 0),
         );
-        h.script_first("[ -f /etc/kubernetes/admin.conf ]", output("", 0));
-        h.script_first("[ -f /etc/kubernetes/kubelet.conf ]", output("", 0));
+        h.script("[ -f /etc/kubernetes/admin.conf ]", output("", 0));
+        h.script("[ -f /etc/kubernetes/kubelet.conf ]", output("", 0));
     }
 }
 
@@ -151,6 +152,14 @@ async fn k3s_installs_reruns_clean_adds_an_agent_replaces_a_master_and_uninstall
     let e = engine(&lab, inventory(MASTERS, WORKERS));
     let first = e.run(&RunOptions::default()).await.expect("install");
     assert!(first.changed() > 0);
+    assert!(
+        first
+            .cluster_changes
+            .iter()
+            .any(|c| c.detail.contains("metallb-pool.yaml")),
+        "{:?}",
+        first.cluster_changes
+    );
     for (name, _) in MASTERS.iter().chain(WORKERS) {
         let h = lab.fleet.host(name).expect("host");
         let s = h.state();
@@ -210,6 +219,11 @@ async fn k3s_installs_reruns_clean_adds_an_agent_replaces_a_master_and_uninstall
     let applied: Vec<usize> = lab.fleet.hosts().map(|(_, h)| h.applied().len()).collect();
     let again = e.run(&RunOptions::default()).await.expect("re-run");
     assert_eq!(again.changed(), 0, "{}", again.plan.render());
+    assert!(
+        again.cluster_changes.is_empty(),
+        "{:?}",
+        again.cluster_changes
+    );
     assert_eq!(
         applied,
         lab.fleet
@@ -309,7 +323,7 @@ async fn a_webhook_that_never_answers_is_e063() {
     script_cluster(&lab.fleet, &base, &base, false);
     let m1 = lab.fleet.host("k8s-m1").expect("m1");
     // Scripts are matched in order: this one, for the pool only, comes first.
-    m1.script_first(
+    m1.script(
         "metallb-pool.yaml",
         kbz_core::Output {
             status: 1,
@@ -330,8 +344,8 @@ async fn kubeadm_inits_once_and_joins_masters_then_workers() {
     let base: Vec<&str> = names(MASTERS).into_iter().chain(names(WORKERS)).collect();
     script_cluster(&lab.fleet, &base, &base, false);
     for (_, h) in lab.fleet.hosts() {
-        h.script_first("[ -f /etc/kubernetes/admin.conf ]", output("", 1));
-        h.script_first("[ -f /etc/kubernetes/kubelet.conf ]", output("", 1));
+        h.script("[ -f /etc/kubernetes/admin.conf ]", output("", 1));
+        h.script("[ -f /etc/kubernetes/kubelet.conf ]", output("", 1));
         h.script(
             "kubeadm init",
             output(
