@@ -2,8 +2,9 @@
 //! (tested on captured output): nodes Ready, kube-system pods, the API through the VIP and,
 //! on K3s, the embedded etcd members.
 
-use kbz_core::component::{HealthCheck, HostExec};
-use kbz_core::{Cmd, Context, Role};
+use kbz_core::health::{HealthCheck, HealthRaw, HealthStatus, Probe, CLUSTER};
+use kbz_core::{Context, Host, Role};
+use kbz_errors::Code;
 
 use crate::{cluster::kubectl, Flavor, Kubernetes};
 
@@ -56,98 +57,143 @@ pub fn unhealthy_pods(out: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn check(host: &str, what: &str, ok: bool, detail: String) -> HealthCheck {
-    HealthCheck {
-        host: host.into(),
-        check: what.into(),
-        ok,
-        detail,
+const C: &str = "kubernetes";
+
+/// The probes of one host: on masters the node list, kube-system's pods and the API through
+/// the VIP (each bounded by `timeout`); on workers their node agent's unit.
+pub fn probes(ctx: &Context, host: &Host) -> Vec<Probe> {
+    if !host.has(Role::K8sMaster) {
+        let unit = match Flavor::of(ctx) {
+            Flavor::K3s => "k3s-agent",
+            Flavor::Kubeadm => "kubelet",
+        };
+        return vec![Probe::new("unit", format!("systemctl is-active {unit}"))];
     }
+    let k = kubectl(ctx);
+    let mut p = vec![
+        Probe::new("nodes", format!("timeout 15 {k} get nodes --no-headers")),
+        Probe::new(
+            "pods",
+            format!("timeout 15 {k} -n kube-system get pods --no-headers"),
+        ),
+    ];
+    if let Some(vip) = ctx.config.vips.get("k8s_api") {
+        let url = format!(
+            "https://{}/readyz",
+            kbz_core::net::host_port(*vip, crate::API_PORT)
+        );
+        p.push(Probe::new("vip", format!("curl -ksS --max-time 5 {url}")));
+    }
+    p
 }
 
-/// The checks of `kbz-health`.
-pub async fn checks(ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-    let Some(first) = hosts.iter().find(|h| h.host.has(Role::K8sMaster)) else {
-        return Vec::new();
-    };
-    let on = first.host.hostname.clone();
-    let k = kubectl(ctx);
-    let run = |script: String| {
-        let exec = first.exec.clone();
-        async move { exec.run(&Cmd::new(script)).await }
-    };
+/// Judges every host's answers: each node Ready (degraded otherwise), the API answering on
+/// some master and through the VIP (down otherwise), kube-system's pods (degraded), and on
+/// K3s the embedded etcd members (down without a majority, degraded below all).
+pub fn checks(ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
     let mut out = Vec::new();
-    match run(format!("{k} get nodes --no-headers 2>&1")).await {
-        Ok(o) if o.success() => {
-            let nodes = parse_nodes(&o.stdout_str());
-            for h in ctx
-                .inventory
-                .hosts
-                .iter()
-                .filter(|h| h.has(Role::K8sMaster) || h.has(Role::K8sWorker))
-            {
-                let n = nodes.iter().find(|n| n.name == h.hostname);
-                out.push(check(
-                    &h.hostname,
-                    "kubernetes node Ready",
-                    n.is_some_and(|n| n.ready),
-                    match n {
-                        Some(n) if n.ready => format!("{} ({})", n.status, n.roles),
-                        Some(n) => format!("E062 {}", n.status),
-                        None => "E062 not registered in the cluster".into(),
-                    },
-                ));
-            }
-            if Flavor::of(ctx) == Flavor::K3s {
-                let etcd = nodes
-                    .iter()
-                    .filter(|n| n.roles.split(',').any(|r| r == "etcd"))
-                    .count();
-                let want = Kubernetes::masters(ctx).len();
-                out.push(check(
-                    &on,
-                    "k3s etcd members",
-                    etcd == want,
-                    format!("{etcd} of {want} servers are etcd members"),
-                ));
-            }
-        }
-        Ok(o) => out.push(check(
-            &on,
-            "kubernetes API",
-            false,
-            format!("E061 {}", o.stdout_str().trim()),
-        )),
-        Err(e) => out.push(check(&on, "kubernetes API", false, format!("E061 {e}"))),
+    let masters = Kubernetes::masters(ctx);
+    let answer = masters.iter().find_map(|m| {
+        raw.get(&m.hostname, "nodes")
+            .ok()
+            .filter(|o| o.success())
+            .map(|o| (m.hostname.clone(), o))
+    });
+    let Some((on, nodes_out)) = answer else {
+        out.push(HealthCheck::failing(
+            HealthStatus::Down,
+            C,
+            CLUSTER,
+            "API",
+            "no master's API answered `kubectl get nodes`",
+            Code::E061,
+            "on a master: `journalctl -u k3s -n 100` (K3s) or `journalctl -u kubelet -n 100` (kubeadm)",
+        ));
+        return out;
+    };
+    out.push(HealthCheck::ok(C, &on, "API", "kubectl get nodes answered"));
+    let nodes = parse_nodes(&nodes_out.text);
+    for h in raw.hosts() {
+        let n = nodes.iter().find(|n| n.name == h.hostname);
+        out.push(HealthCheck::verdict(
+            n.is_some_and(|n| n.ready),
+            HealthStatus::Degraded,
+            C,
+            &h.hostname,
+            "node Ready",
+            match n {
+                Some(n) => format!("{} ({})", n.status, n.roles),
+                None => "not registered in the cluster".into(),
+            },
+            Code::E062,
+            format!("`kubectl describe node {}`", h.hostname),
+        ));
     }
-    if let Ok(o) = run(format!("{k} -n kube-system get pods --no-headers 2>&1")).await {
-        let bad = unhealthy_pods(&o.stdout_str());
-        out.push(check(
-            &on,
-            "kube-system pods",
+    if Flavor::of(ctx) == Flavor::K3s {
+        let etcd = nodes
+            .iter()
+            .filter(|n| n.ready && n.roles.split(',').any(|r| r == "etcd"))
+            .count();
+        let want = masters.len();
+        let status = if etcd * 2 > want {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Down
+        };
+        out.push(HealthCheck::verdict(
+            etcd == want,
+            status,
+            C,
+            CLUSTER,
+            "etcd members",
+            format!("{etcd} of {want} servers are Ready etcd members"),
+            Code::E036,
+            "on the servers named above: `journalctl -u k3s -n 100`",
+        ));
+    }
+    if let Ok(o) = raw.get(&on, "pods") {
+        let bad = unhealthy_pods(&o.text);
+        out.push(HealthCheck::verdict(
             o.success() && bad.is_empty(),
+            HealthStatus::Degraded,
+            C,
+            CLUSTER,
+            "kube-system pods",
             if bad.is_empty() {
-                "every pod Running or Completed".into()
+                "every pod Running or Completed".to_string()
             } else {
                 bad.iter()
                     .map(|(n, s)| format!("{n} {s}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             },
+            Code::E064,
+            "`kubectl -n kube-system get pods` and `kubectl -n kube-system describe pod NAME`",
         ));
     }
-    if let Some(vip) = ctx.config.vips.get("k8s_api") {
-        let url = format!(
-            "https://{}/readyz",
-            kbz_core::net::host_port(*vip, crate::API_PORT)
-        );
-        if let Ok(o) = run(format!("curl -ksS --max-time 5 {url} 2>&1")).await {
-            let ok = o.success() && o.stdout_str().trim() == "ok";
-            out.push(check(
-                &on,
-                "kubernetes API through the VIP",
-                ok,
-                format!("{url}: {}", o.stdout_str().trim()),
+    if let Ok(o) = raw.get(&on, "vip") {
+        out.push(HealthCheck::verdict(
+            o.success() && o.text.trim() == "ok",
+            HealthStatus::Down,
+            C,
+            CLUSTER,
+            "API through the VIP",
+            format!("/readyz: {}", o.text.trim()),
+            Code::E061,
+            "check the VIP front on the lb hosts: `nc -vz VIP 6443` and HAProxy's stats",
+        ));
+    }
+    for h in raw.hosts().filter(|h| !h.has(Role::K8sMaster)) {
+        if let Ok(o) = raw.get(&h.hostname, "unit") {
+            out.push(HealthCheck::verdict(
+                o.success(),
+                HealthStatus::Degraded,
+                C,
+                &h.hostname,
+                "node agent",
+                o.text.trim().to_string(),
+                Code::E062,
+                "`systemctl status k3s-agent` (or kubelet) on the host",
             ));
         }
     }

@@ -45,7 +45,8 @@ pub use kubeadm::{
 };
 
 use async_trait::async_trait;
-use kbz_core::component::{ClusterChange, Component, ComponentError, HealthCheck, HostExec};
+use kbz_core::component::{ClusterChange, Component, ComponentError, HostExec};
+use kbz_core::health::HealthCheck;
 use kbz_core::{Context, Host, Resource, Role};
 
 /// Directory of kbz's manifests on the masters.
@@ -280,7 +281,15 @@ impl Component for Kubernetes {
         cluster::converge(ctx, hosts).await
     }
 
-    async fn health(&self, ctx: &Context, hosts: &[HostExec]) -> Vec<HealthCheck> {
-        health::checks(ctx, hosts).await
+    fn health_probes(&self, ctx: &Context, host: &Host) -> Vec<kbz_core::health::Probe> {
+        health::probes(ctx, host)
+    }
+
+    fn health_checks(
+        &self,
+        ctx: &Context,
+        raw: &kbz_core::health::HealthRaw<'_>,
+    ) -> Vec<HealthCheck> {
+        health::checks(ctx, raw)
     }
 }

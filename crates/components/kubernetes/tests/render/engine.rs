@@ -404,3 +404,54 @@ async fn kubeadm_inits_once_and_joins_masters_then_workers() {
         .any(|s| s.contains("kubeadm init")));
     let _ = Kubernetes.name();
 }
+
+#[tokio::test]
+async fn health_reports_nodes_etcd_members_pods_and_the_vip_from_one_probe_per_host() {
+    use kbz_core::health::{check_component, render_output, HealthStatus};
+    let inv = inventory(MASTERS, WORKERS);
+    let lab = lab("k3s", &inv);
+    let nodes = nodes_table(&["k8s-m1", "k8s-m2", "k8s-m3", "k8s-w1"])
+        .replace("k8s-m3   Ready", "k8s-m3   NotReady");
+    let pods =
+        "coredns-1   1/1   Running   0   1d\nmetrics-server-1   0/1   CrashLoopBackOff   9   1d\n";
+    for (name, h) in lab.fleet.hosts() {
+        let text = if name.contains("-m") {
+            render_output(&[
+                ("kubernetes", "nodes", &nodes, 0),
+                ("kubernetes", "pods", pods, 0),
+                ("kubernetes", "vip", "ok", 0),
+            ])
+        } else {
+            render_output(&[("kubernetes", "unit", "active", 0)])
+        };
+        h.script("kbz-health batched probes", output(&text, 0));
+    }
+    let ctx = Context::new(
+        inv.clone(),
+        lab.config.clone(),
+        Secrets::placeholders(Kubernetes.secret_names()),
+    );
+    let hx = kbz_testkit::host_execs(&lab.fleet, &inv.hosts);
+    let checks = check_component(&ctx, &Kubernetes, &hx).await;
+    let find = |host: &str, check: &str| {
+        checks
+            .iter()
+            .find(|c| c.host == host && c.check == check)
+            .unwrap_or_else(|| panic!("no {check} on {host}: {checks:#?}"))
+    };
+    assert!(find("k8s-m1", "node Ready").is_ok());
+    assert_eq!(find("k8s-m3", "node Ready").status, HealthStatus::Degraded);
+    let w2 = find("k8s-w2", "node Ready");
+    assert_eq!(
+        (w2.status, w2.code),
+        (HealthStatus::Degraded, Some(Code::E062))
+    );
+    let etcd = find("-", "etcd members");
+    assert_eq!(etcd.status, HealthStatus::Degraded, "2 of 3 is a majority");
+    assert!(etcd.detail.starts_with("2 of 3"), "{}", etcd.detail);
+    assert!(find("-", "kube-system pods")
+        .detail
+        .contains("metrics-server-1 CrashLoopBackOff"));
+    assert!(find("-", "API through the VIP").is_ok());
+    assert!(find("k8s-w1", "node agent").is_ok());
+}
