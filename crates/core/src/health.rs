@@ -350,9 +350,15 @@ pub async fn collect(
                 return (i, host, Ok(BTreeMap::new()), 0);
             }
             let cmd = Cmd::new(host_script(&probes)).timeout(HOST_TIMEOUT);
-            match exec.run(&cmd).await {
-                Ok(o) => (i, host, Ok(split_output(&o.stdout_str())), 1),
-                Err(e) => (i, host, Err(e.to_string()), 1),
+            let r = exec.run(&cmd).await;
+            // The executor's own count when it keeps one (SSH and fake hosts do).
+            let trips = match exec.round_trips() {
+                0 => 1,
+                n => n as u32,
+            };
+            match r {
+                Ok(o) => (i, host, Ok(split_output(&o.stdout_str())), trips),
+                Err(e) => (i, host, Err(e.to_string()), trips),
             }
         });
     }
