@@ -441,3 +441,27 @@ async fn alerts_fire_on_transitions_only() {
         .mode();
     assert_eq!(mode & 0o077, 0);
 }
+
+#[test]
+fn every_batched_script_is_valid_sh() {
+    let c = ctx();
+    let scripts: Vec<String> = c
+        .inventory
+        .hosts
+        .iter()
+        .map(|h| {
+            let probes: Vec<(String, kbz_core::health::Probe)> = kbz_stack::components()
+                .iter()
+                .filter(|comp| comp.applies_to(h))
+                .flat_map(|comp| {
+                    comp.health_probes(&c, h)
+                        .into_iter()
+                        .map(|p| (comp.name().to_string(), p))
+                })
+                .collect();
+            kbz_core::health::host_script(&probes)
+        })
+        .collect();
+    assert_eq!(scripts.len(), 5);
+    kbz_testkit::assert_valid_sh(&scripts);
+}

@@ -1,5 +1,6 @@
-//! Base health: the clock is synchronised (chrony's `tracking`, or the kernel's NTP flag as
-//! timedatectl reports it) and no swap is active; both probed in the host's one batched
+//! Base health: the clock is synchronised (chrony's `tracking`; in a container where chronyd
+//! cannot run, the host's clock; else the kernel's NTP flag as timedatectl reports it) and no
+//! swap is active; both probed in the host's one batched
 //! round trip and judged here, tested on captured output.
 
 use kbz_core::health::{HealthCheck, HealthRaw, HealthStatus, Probe};
@@ -10,7 +11,7 @@ pub fn probes() -> Vec<Probe> {
     vec![
         Probe::new(
             "time",
-            "if command -v chronyc >/dev/null 2>&1 && timeout 5 chronyc -n tracking 2>/dev/null; then :; else printf 'NTPSynchronized=%s\\n' \"$(timedatectl show -p NTPSynchronized --value 2>/dev/null || echo unknown)\"; fi",
+            "if command -v chronyc >/dev/null 2>&1 && timeout 5 chronyc -n tracking 2>/dev/null; then :\nelif c=$(systemd-detect-virt --container 2>/dev/null); then echo \"container=$c\"\nelse printf 'NTPSynchronized=%s\\n' \"$(timedatectl show -p NTPSynchronized --value 2>/dev/null || echo unknown)\"; fi",
         ),
         Probe::new("swap", "tail -n +2 /proc/swaps"),
     ]
@@ -35,6 +36,18 @@ pub fn parse_time(text: &str) -> (bool, String) {
             format!("chrony: leap status {leap}, reference {reference}")
         };
         return (synced, detail);
+    }
+    if let Some(kind) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("container="))
+    {
+        // chronyd cannot set a container's clock (no CAP_SYS_TIME): it is the host's clock.
+        return (
+            true,
+            format!(
+                "{kind} container without chrony: the clock is its host's, check time sync there"
+            ),
+        );
     }
     match text
         .lines()
@@ -115,6 +128,8 @@ mod tests {
         assert!(parse_time("NTPSynchronized=yes\n").0);
         assert!(!parse_time("NTPSynchronized=no\n").0);
         assert!(!parse_time("").0);
+        let (ok, d) = parse_time("container=systemd-nspawn\n");
+        assert!(ok && d.contains("host"), "{d}");
     }
 
     #[test]
