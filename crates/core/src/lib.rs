@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod health;
+pub mod health_run;
 pub mod inventory;
 pub mod journal;
 pub mod net;
@@ -113,13 +114,6 @@ mod tests {
             stack.pop();
             done.insert(n.to_string());
             None
-        }
-        // The one known cycle: `health` keeps its orchestration (`collect`, `check_component`,
-        // which take components) next to the data types the `Component` trait names. Moving
-        // the orchestration into its own module removes it; until then it is the only one.
-        let mut graph = graph;
-        if let Some(deps) = graph.get_mut("health") {
-            deps.remove("component");
         }
         let mut done = BTreeSet::new();
         for n in graph.keys() {

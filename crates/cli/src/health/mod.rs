@@ -1,6 +1,6 @@
 //! kbz-health's library half: "is the cluster healthy?" for every binary and the menu.
 //! [`check`] connects to every host the selected components apply to (concurrently), runs
-//! one batched script per host ([`kbz_core::health::collect`]) and returns a
+//! one batched script per host ([`kbz_core::health_run::collect`]) and returns a
 //! [`HealthReport`]: rows with ok/degraded/down, E-code and fix, the round trips per host,
 //! and the exit code it maps to. [`output`] prints it, [`prom`] writes the node_exporter
 //! textfile, [`serve`] answers `GET /metrics`, [`state`] turns runs into transition alerts,
@@ -127,7 +127,7 @@ pub async fn check(
         .filter(|(_, r)| r.is_err())
         .map(|(h, _)| h.hostname.clone())
         .collect();
-    let collected = health::collect(ctx, components, connected).await;
+    let collected = kbz_core::health_run::collect(ctx, components, connected).await;
     let per_host = collected.round_trips;
     let mut unreachable = unreachable;
     for c in &collected.checks {

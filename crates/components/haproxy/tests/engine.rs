@@ -118,7 +118,8 @@ async fn health_reports_backends_and_keeps_the_password_off_the_command_line() {
             .expect("lb")
             .script("stats;csv", output(CSV, 0));
     }
-    let checks = kbz_core::health::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
+    let checks =
+        kbz_core::health_run::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
     assert_eq!(checks.len(), 2 * 4 + 3, "{checks:#?}");
     let find = |host: &str, check: &str| {
         checks
@@ -166,7 +167,8 @@ async fn health_fails_with_e040_when_the_stats_page_does_not_answer() {
             },
         );
     }
-    let checks = kbz_core::health::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
+    let checks =
+        kbz_core::health_run::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
     assert_eq!(checks.len(), 2 + 3, "{checks:#?}");
     assert!(checks
         .iter()

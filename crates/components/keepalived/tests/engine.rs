@@ -131,7 +131,7 @@ fn lb_execs(fleet: &FakeConnector, ctx: &Context) -> Vec<HostExec> {
 async fn health_names_the_holder_of_each_vip() {
     let (_, fleet, ctx) = setup(&[]);
     let checks =
-        kbz_core::health::check_component(&ctx, &Keepalived, &lb_execs(&fleet, &ctx)).await;
+        kbz_core::health_run::check_component(&ctx, &Keepalived, &lb_execs(&fleet, &ctx)).await;
     assert_eq!(checks.len(), 2 + 5, "{checks:#?}");
     assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
     let pg = checks
@@ -147,7 +147,7 @@ async fn health_names_the_holder_of_each_vip() {
         h.script("ip -o addr show", addresses(ip, &[]));
     }
     let checks =
-        kbz_core::health::check_component(&ctx, &Keepalived, &lb_execs(&empty, &ctx)).await;
+        kbz_core::health_run::check_component(&ctx, &Keepalived, &lb_execs(&empty, &ctx)).await;
     let bad: Vec<_> = checks.iter().filter(|c| !c.is_ok()).collect();
     assert_eq!(bad.len(), 5, "{checks:#?}");
     assert!(

@@ -432,7 +432,7 @@ pub fn health_checks(ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
 /// [`health_checks`] with the probes of `layout`, one round trip per host (tests and tools
 /// that run Redis on other ports).
 pub async fn health(ctx: &Context, hosts: &[HostExec], layout: &Layout) -> Vec<HealthCheck> {
-    let answers = kbz_core::health::answers(hosts, "redis", |h| {
+    let answers = kbz_core::health_run::answers(hosts, "redis", |h| {
         vec![kbz_core::health::Probe::new(
             "gather",
             scripts::gather(layout, h),

@@ -158,7 +158,7 @@ async fn health_reports_each_member_quorum_and_member_list() {
             .script("# kbz-health", kbz_testkit::output(&answer, 0));
     }
     let hx = host_execs(&fleet, &ctx.inventory.hosts);
-    let checks = kbz_core::health::check_component(&ctx, &Etcd, &hx).await;
+    let checks = kbz_core::health_run::check_component(&ctx, &Etcd, &hx).await;
     assert_eq!(checks.len(), 5, "{checks:#?}");
     assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
     let leader = checks

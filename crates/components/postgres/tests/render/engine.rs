@@ -197,7 +197,7 @@ async fn health_reports_members_and_the_cluster() {
         .expect("db3")
         .script("# kbz-health", answer("replica", 2, "recovery\n"));
     let hx = host_execs(&fleet, &ctx.inventory.hosts);
-    let checks = kbz_core::health::check_component(&ctx, &Postgres, &hx).await;
+    let checks = kbz_core::health_run::check_component(&ctx, &Postgres, &hx).await;
     assert_eq!(checks.len(), 7, "{checks:#?}");
     assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
     let leader = checks
