@@ -7,6 +7,7 @@ use kbz_core::{
     ClusterChange, ClusterChangeKind, Component, Config, Context, Engine, EngineError, Executor,
     Host, Inventory, Role, RunOptions, Secrets,
 };
+use kbz_errors::{Code, HasCode};
 use kbz_testkit::fake::FakeState;
 use kbz_testkit::fake_engine;
 use kbz_testkit::FakeConnector;
@@ -241,8 +242,21 @@ async fn skip_cleanup_keeps_changes_and_rollback_replays_the_journal() {
         "skip-cleanup must keep what was applied"
     );
     fleet.host("node1").expect("node1").clear_failure();
-    let steps = engine.rollback_last(&opts).await.expect("rollback");
-    assert!(steps > 0);
+    // A new run refuses to start over the journal: both ways out are in the message.
+    let refused = engine
+        .run(&RunOptions {
+            skip_cleanup: false,
+            ..opts.clone()
+        })
+        .await
+        .expect_err("a journal needs a rollback");
+    assert_eq!(refused.code(), Code::E028, "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("kbz-install rollback"), "{text}");
+    assert!(text.contains("mv "), "{text}");
+    let summary = engine.rollback_last(&opts).await.expect("rollback");
+    assert!(summary.steps > 0);
+    assert!(summary.cluster_not_undone.is_empty());
     assert_eq!(before, states(&fleet));
     // A second rollback has nothing to do, and says so with E010.
     let again = engine.rollback_last(&opts).await.expect_err("nothing left");
@@ -368,4 +382,159 @@ async fn cluster_changes_are_counted_and_a_converged_rerun_reports_none() {
     );
     let json = serde_json::to_value(&second).expect("json");
     assert_eq!(json["summary"]["cluster_changes"], 0);
+}
+
+/// A component that writes a file and then hangs in its cluster step until it is dropped,
+/// as a controller killed mid-run leaves things.
+#[derive(Debug)]
+struct Hangs;
+
+#[async_trait::async_trait]
+impl Component for Hangs {
+    fn name(&self) -> &'static str {
+        "hangs"
+    }
+    fn module(&self) -> u8 {
+        5
+    }
+    fn desired(
+        &self,
+        _ctx: &Context,
+        _host: &Host,
+    ) -> Result<Vec<kbz_core::Resource>, kbz_core::ComponentError> {
+        Ok(vec![kbz_core::Resource::file(
+            "/etc/hangs.conf",
+            b"x\n".to_vec(),
+            0o644,
+        )])
+    }
+    async fn converge_cluster(
+        &self,
+        _ctx: &Context,
+        _hosts: &[kbz_core::component::HostExec],
+    ) -> Result<Vec<ClusterChange>, kbz_core::ComponentError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_killed_controller_leaves_a_journal_that_rollback_replays() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = Context::new(inventory(2), Config::default(), Secrets::in_memory());
+    let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Base), Arc::new(Hangs)]);
+    let before = states(&fleet);
+    let opts = RunOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let engine = Arc::new(engine);
+    let run = {
+        let (engine, opts) = (engine.clone(), opts.clone());
+        tokio::spawn(async move { engine.run(&opts).await })
+    };
+    // Wait until every host has its file, then kill the run where it stands.
+    for _ in 0..500 {
+        if fleet
+            .hosts()
+            .all(|(_, h)| h.state().files.contains_key("/etc/hangs.conf"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    run.abort();
+    assert!(run.await.expect_err("killed").is_cancelled());
+    assert_ne!(before, states(&fleet));
+    let journal = kbz_core::journal::Journal::load(dir.path()).expect("journal");
+    assert_eq!(journal.status, kbz_core::journal::RunStatus::Running);
+    assert!(journal.needs_rollback());
+
+    let summary = engine.rollback_last(&opts).await.expect("rollback");
+    assert!(summary.steps > 0);
+    assert_eq!(before, states(&fleet), "rollback restored every host");
+}
+
+#[tokio::test]
+async fn rollback_reaches_the_reachable_hosts_and_lists_the_rest() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (engine, fleet) = setup(3);
+    let before = states(&fleet);
+    fleet
+        .host("node3")
+        .expect("node3")
+        .fail_matching("install packages");
+    let opts = RunOptions {
+        skip_cleanup: true,
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    engine.run(&opts).await.expect_err("node3 fails");
+    fleet.host("node3").expect("node3").clear_failure();
+    fleet.set_reachable("node2", false);
+    let err = engine
+        .rollback_last(&opts)
+        .await
+        .expect_err("node2 is unreachable");
+    assert_eq!(err.code(), Code::E029);
+    let text = err.to_string();
+    assert!(text.contains("node2: not connected"), "{text}");
+    assert!(!text.contains("node1") && !text.contains("node3"), "{text}");
+    let now = states(&fleet);
+    assert_eq!(before[0], now[0], "node1 was rolled back");
+    assert_eq!(before[2], now[2], "node3 was rolled back");
+    assert_ne!(before[1], now[1], "node2 could not be reached");
+    // The journal keeps only node2's steps; once it is back, a retry finishes the job.
+    let journal = kbz_core::journal::Journal::load(dir.path()).expect("journal");
+    assert!(journal.entries.iter().all(|e| e.host == "node2"));
+    fleet.set_reachable("node2", true);
+    engine.rollback_last(&opts).await.expect("retry");
+    assert_eq!(before, states(&fleet));
+}
+
+/// A component that always fails on every host (module 6, after `Joiner`).
+#[derive(Debug)]
+struct Fails;
+
+#[async_trait::async_trait]
+impl Component for Fails {
+    fn name(&self) -> &'static str {
+        "fails"
+    }
+    fn module(&self) -> u8 {
+        6
+    }
+    fn desired(
+        &self,
+        _ctx: &Context,
+        _host: &Host,
+    ) -> Result<Vec<kbz_core::Resource>, kbz_core::ComponentError> {
+        Ok(vec![kbz_core::Resource::file(
+            "/etc/fails.conf",
+            b"x\n".to_vec(),
+            0o644,
+        )])
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_never_claims_cluster_changes_were_undone() {
+    let ctx = Context::new(inventory(2), Config::default(), Secrets::in_memory());
+    let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Joiner), Arc::new(Fails)]);
+    for (_, h) in fleet.hosts() {
+        h.fail_matching("write /etc/fails.conf");
+    }
+    let err = engine.run(&RunOptions::default()).await.expect_err("fails");
+    match &err {
+        EngineError::Failed {
+            rollback: RollbackOutcome::ClusterNotUndone(c),
+            ..
+        } => {
+            assert_eq!(c.len(), 2, "{c:?}");
+            assert!(c[0].contains("joiner join on node1"), "{c:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(!text.contains("every host was rolled back"), "{text}");
+    assert!(text.contains("were not undone"), "{text}");
 }

@@ -258,14 +258,25 @@ pub fn rollback(g: &Common) -> u8 {
     };
     let engine = with_cache(Engine::new(ctx, components, connector), &i);
     match rt.block_on(engine.rollback_last(&opts)) {
-        Ok(steps) => {
+        Ok(summary) => {
+            let steps = summary.steps;
             if g.json {
                 println!(
                     "{}",
-                    serde_json::json!({"rolled_back": true, "steps": steps})
+                    serde_json::json!({
+                        "rolled_back": true,
+                        "steps": steps,
+                        "cluster_not_undone": summary.cluster_not_undone,
+                    })
                 );
-            } else {
+            } else if summary.cluster_not_undone.is_empty() {
                 println!("Rolled back: {steps} undo step(s) applied; every host is back to its state before the failed run.");
+            } else {
+                println!("Rolled back: {steps} undo step(s) applied to the hosts' files, packages and services.");
+                println!("Not undone (cluster state kbz changed; check it before re-running):");
+                for c in &summary.cluster_not_undone {
+                    println!("  {c}");
+                }
             }
             exit::OK
         }

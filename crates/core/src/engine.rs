@@ -176,6 +176,15 @@ pub enum EngineError {
     RollbackIncomplete(Vec<String>),
 }
 
+/// What `kbz-install rollback` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RollbackSummary {
+    /// Undo steps applied.
+    pub steps: usize,
+    /// Cluster changes of the run that a rollback cannot undo.
+    pub cluster_not_undone: Vec<String>,
+}
+
 /// What happened to a failed run's changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -184,6 +193,9 @@ pub enum RollbackOutcome {
     RolledBack,
     /// Kept on purpose (`--skip-cleanup`); `kbz-install rollback` undoes it.
     Kept,
+    /// Every host's recorded changes were undone, but cluster steps had acted on the running
+    /// cluster (listed) and kbz does not undo those.
+    ClusterNotUndone(Vec<String>),
     /// Some undo steps failed (listed).
     Incomplete(Vec<String>),
     /// Dry-run: nothing was applied.
@@ -198,6 +210,11 @@ fn rollback_text(r: &RollbackOutcome) -> String {
         RollbackOutcome::Kept => {
             "changes were kept (--skip-cleanup); undo them with `kbz-install rollback`".into()
         }
+        RollbackOutcome::ClusterNotUndone(c) => format!(
+            "the hosts' files, packages and services were rolled back, but these cluster changes \
+             were not undone (check the cluster before re-running): {}",
+            c.join("; ")
+        ),
         RollbackOutcome::Incomplete(f) => format!("rollback incomplete: {}", f.join("; ")),
         RollbackOutcome::NothingApplied => "nothing was applied".into(),
     }
@@ -477,6 +494,9 @@ impl Engine {
     /// Runs. Real runs stop at the first failure and roll back (unless `skip_cleanup`).
     pub async fn run(&self, opts: &RunOptions) -> Result<RunReport, EngineError> {
         let selected = self.select(opts)?;
+        if let (false, Some(dir)) = (opts.dry_run, opts.state_dir.as_deref()) {
+            Journal::check_no_pending(dir)?;
+        }
         let mut report = RunReport {
             dry_run: opts.dry_run,
             ..RunReport::default()
@@ -543,6 +563,7 @@ impl Engine {
                             Ok(changes) => {
                                 for mut c in changes {
                                     c.component = comp.name().into();
+                                    lock(&journal).record_cluster(c.to_string())?;
                                     report
                                         .hosts
                                         .entry(c.host.clone())
@@ -575,9 +596,12 @@ impl Engine {
                     let j = lock(&journal).clone();
                     let failures = self.rollback_journal(&j, &execs).await;
                     push_timing(&mut report, "all", "rollback", t.elapsed());
-                    if failures.is_empty() {
+                    if failures.is_empty() && j.cluster.is_empty() {
                         lock(&journal).set_status(RunStatus::RolledBack)?;
                         RollbackOutcome::RolledBack
+                    } else if failures.is_empty() {
+                        lock(&journal).set_status(RunStatus::RolledBack)?;
+                        RollbackOutcome::ClusterNotUndone(j.cluster.clone())
                     } else {
                         lock(&journal).set_status(RunStatus::RollbackIncomplete)?;
                         RollbackOutcome::Incomplete(failures)
@@ -601,7 +625,9 @@ impl Engine {
     }
 
     /// Replays the last failed run's journal from `state_dir` (for `kbz-install rollback`).
-    pub async fn rollback_last(&self, opts: &RunOptions) -> Result<usize, EngineError> {
+    /// Hosts that cannot be reached are listed and kept in the journal; the others are rolled
+    /// back. Cluster changes the run made are named, never claimed undone.
+    pub async fn rollback_last(&self, opts: &RunOptions) -> Result<RollbackSummary, EngineError> {
         let dir = opts
             .state_dir
             .as_deref()
@@ -611,10 +637,11 @@ impl Engine {
             return Err(JournalError::NothingToRollBack(dir.display().to_string()).into());
         }
         let mut report = RunReport::default();
+        // Reach what can be reached: an unreachable host does not stop the others' rollback.
         let execs = self
             .connect_all(
                 &RunOptions {
-                    dry_run: false,
+                    dry_run: true,
                     ..opts.clone()
                 },
                 &mut report,
@@ -624,8 +651,19 @@ impl Engine {
         let failures = self.rollback_journal(&journal, &execs).await;
         if failures.is_empty() {
             journal.set_status(RunStatus::RolledBack)?;
-            Ok(steps)
+            Ok(RollbackSummary {
+                steps,
+                cluster_not_undone: journal.cluster.clone(),
+            })
         } else {
+            // Keep only what is left to undo, so a retry replays just that.
+            let left: Vec<String> = journal
+                .undo_plan()
+                .into_iter()
+                .map(|(h, _)| h)
+                .filter(|h| failures.iter().any(|f| f.starts_with(&format!("{h}: "))))
+                .collect();
+            journal.retain_hosts(&left)?;
             journal.set_status(RunStatus::RollbackIncomplete)?;
             Err(EngineError::RollbackIncomplete(failures))
         }

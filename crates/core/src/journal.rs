@@ -46,6 +46,10 @@ pub struct Journal {
     pub status: RunStatus,
     /// Applied changes, in order.
     pub entries: Vec<JournalEntry>,
+    /// What cluster steps did (REPLICAOF, SENTINEL MONITOR, ...): kbz cannot undo these, so a
+    /// rollback names them instead of claiming the hosts are as they were.
+    #[serde(default)]
+    pub cluster: Vec<String>,
     #[serde(skip)]
     path: Option<PathBuf>,
 }
@@ -70,6 +74,21 @@ pub enum JournalError {
         "no failed run to roll back in {0} (the last run succeeded or was already rolled back)"
     )]
     NothingToRollBack(String),
+    /// The last run left changes that were never rolled back; a new run would bury them.
+    #[error(
+        "the last run ({run_id}) left {entries} change(s) in {path} that were never rolled back \
+         (it failed with --skip-cleanup, or the controller was killed): undo them first with \
+         `kbz-install rollback --inventory servers.tsv`, or, if you repaired the hosts by hand, \
+         set the journal aside with `mv {path} {path}.{run_id}` and run again"
+    )]
+    PendingRollback {
+        /// The journal file.
+        path: String,
+        /// The run that left it.
+        run_id: String,
+        /// Changes recorded.
+        entries: usize,
+    },
 }
 
 impl kbz_errors::HasCode for JournalError {
@@ -77,6 +96,7 @@ impl kbz_errors::HasCode for JournalError {
         match self {
             JournalError::Io { .. } => kbz_errors::Code::E028,
             JournalError::NothingToRollBack(_) => kbz_errors::Code::E010,
+            JournalError::PendingRollback { .. } => kbz_errors::Code::E028,
         }
     }
 }
@@ -88,6 +108,7 @@ impl Journal {
             run_id,
             status: RunStatus::Running,
             entries: Vec::new(),
+            cluster: Vec::new(),
             path: state_dir.map(|d| d.join("journal.json")),
         }
     }
@@ -128,6 +149,32 @@ impl Journal {
                 e.undo.clear();
             }
         }
+        self.save()
+    }
+
+    /// Records what a cluster step did and persists.
+    pub fn record_cluster(&mut self, change: String) -> Result<(), JournalError> {
+        self.cluster.push(change);
+        self.save()
+    }
+
+    /// Refuses to start a new run over a journal that still needs a rollback (a corrupt
+    /// journal is refused too: its undo steps could not be read).
+    pub fn check_no_pending(state_dir: &Path) -> Result<(), JournalError> {
+        match Journal::load(state_dir) {
+            Ok(j) if j.needs_rollback() => Err(JournalError::PendingRollback {
+                path: state_dir.join("journal.json").display().to_string(),
+                run_id: j.run_id,
+                entries: j.entries.len(),
+            }),
+            Ok(_) | Err(JournalError::NothingToRollBack(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps only the entries of `hosts` (after a rollback that reached the others).
+    pub fn retain_hosts(&mut self, hosts: &[String]) -> Result<(), JournalError> {
+        self.entries.retain(|e| hosts.contains(&e.host));
         self.save()
     }
 

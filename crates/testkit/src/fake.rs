@@ -522,7 +522,7 @@ fn unscripted(host: &str, script: &str) -> ExecError {
 #[derive(Debug, Default)]
 pub struct FakeConnector {
     hosts: BTreeMap<String, Arc<FakeHost>>,
-    unreachable: BTreeSet<String>,
+    unreachable: Mutex<BTreeSet<String>>,
 }
 
 impl FakeConnector {
@@ -548,7 +548,17 @@ impl FakeConnector {
 
     /// Makes a host unreachable.
     pub fn set_unreachable(&mut self, name: &str) {
-        self.unreachable.insert(name.into());
+        self.set_reachable(name, false);
+    }
+
+    /// Makes a host unreachable (`false`) or reachable again, on a shared fleet.
+    pub fn set_reachable(&self, name: &str, reachable: bool) {
+        let mut u = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        if reachable {
+            u.remove(name);
+        } else {
+            u.insert(name.into());
+        }
     }
 }
 
@@ -556,7 +566,13 @@ impl FakeConnector {
 impl Connector for FakeConnector {
     async fn connect(&self, host: &Host) -> Result<Arc<dyn Executor>, ExecError> {
         match self.hosts.get(&host.hostname) {
-            Some(h) if !self.unreachable.contains(&host.hostname) => {
+            Some(h)
+                if !self
+                    .unreachable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&host.hostname) =>
+            {
                 Ok(h.clone() as Arc<dyn Executor>)
             }
             _ => Err(ExecError::Unreachable {
