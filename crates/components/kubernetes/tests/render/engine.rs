@@ -407,7 +407,8 @@ async fn kubeadm_inits_once_and_joins_masters_then_workers() {
 
 #[tokio::test]
 async fn health_reports_nodes_etcd_members_pods_and_the_vip_from_one_probe_per_host() {
-    use kbz_core::health::{check_component, render_output, HealthStatus};
+    use kbz_core::health::{render_output, HealthStatus};
+    use kbz_core::health_run::check_component;
     let inv = inventory(MASTERS, WORKERS);
     let lab = lab("k3s", &inv);
     let nodes = nodes_table(&["k8s-m1", "k8s-m2", "k8s-m3", "k8s-w1"])
