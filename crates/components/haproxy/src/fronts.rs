@@ -9,8 +9,8 @@ use serde::Serialize;
 use std::net::IpAddr;
 
 use crate::{
-    PATRONI_REST_PORT, POSTGRES_PORT, POSTGRES_REPLICAS_PORT, REDIS_PORT, REDIS_SECRET, STATS_PORT,
-    STATS_SECRET, STATS_USER,
+    K8S_API_PORT, PATRONI_REST_PORT, POSTGRES_PORT, POSTGRES_REPLICAS_PORT, REDIS_PORT,
+    REDIS_SECRET, STATS_PORT, STATS_SECRET, STATS_USER,
 };
 
 const TEMPLATE: &str = include_str!("../templates/haproxy.cfg.hbs");
@@ -88,6 +88,18 @@ pub fn fronts(ctx: &Context) -> Vec<Front> {
             expect: Expect::ExactlyOne,
         });
     }
+    let masters = servers(Role::K8sMaster);
+    if let (Some(vip), false) = (ctx.config.vips.get("k8s_api"), masters.is_empty()) {
+        out.push(Front {
+            backend: "k8s_api",
+            vip_key: "k8s_api",
+            vip: *vip,
+            port: K8S_API_PORT,
+            server_port: K8S_API_PORT,
+            servers: masters,
+            expect: Expect::AtLeastOne,
+        });
+    }
     out
 }
 
@@ -145,6 +157,12 @@ struct RedisData {
 }
 
 #[derive(Serialize)]
+struct K8sData {
+    bind: String,
+    servers: Vec<ServerData>,
+}
+
+#[derive(Serialize)]
 struct CfgData {
     hostname: String,
     stats_bind: String,
@@ -152,6 +170,7 @@ struct CfgData {
     stats_password: String,
     postgres: Option<PostgresData>,
     redis: Option<RedisData>,
+    k8s_api: Option<K8sData>,
 }
 
 /// Renders /etc/haproxy/haproxy.cfg for one lb host.
@@ -184,6 +203,10 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
         }),
         None => None,
     };
+    let k8s_api = find("k8s_api").map(|f| K8sData {
+        bind: host_port(f.vip, f.port),
+        servers: servers(f, 0),
+    });
     kbz_core::template::render(
         "haproxy.cfg.hbs",
         TEMPLATE,
@@ -194,6 +217,7 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
             stats_password: secret_word(ctx, STATS_SECRET)?,
             postgres,
             redis,
+            k8s_api,
         },
     )
 }

@@ -9,6 +9,9 @@
 //! - Redis master on `<vips.redis>:6379`: a tcp-check that authenticates, pings and expects
 //!   `role:master`. The Redis password therefore sits in haproxy.cfg, which is 0640
 //!   root:haproxy.
+//! - The Kubernetes API on `<vips.k8s_api>:6443` (module 10): every `k8s-master` host whose
+//!   API server answers `GET /readyz` with 200 over TLS; TCP passes through, so clients
+//!   verify the cluster certificate (the VIP is in its SANs).
 //! - A stats page with basic auth on the host's private address, port 8404; `kbz-health`
 //!   reads its CSV and reports each backend (E040).
 //!
@@ -53,6 +56,8 @@ pub const POSTGRES_REPLICAS_PORT: u16 = 5433;
 pub const PATRONI_REST_PORT: u16 = 8008;
 /// Redis port on the VIP and the servers.
 pub const REDIS_PORT: u16 = 6379;
+/// The Kubernetes API port (module 10), fronted on `[vips] k8s_api`.
+pub const K8S_API_PORT: u16 = 6443;
 
 /// Module 3: HAProxy on the `lb` hosts.
 #[derive(Debug, Default, Clone, Copy)]
@@ -183,8 +188,16 @@ mod tests {
         let names: Vec<&str> = f.iter().map(|f| f.backend).collect();
         assert_eq!(
             names,
-            ["postgres_primary", "postgres_replicas", "redis_master"]
+            [
+                "postgres_primary",
+                "postgres_replicas",
+                "redis_master",
+                "k8s_api"
+            ]
         );
+        let k8s = &f[3];
+        assert_eq!((k8s.port, k8s.server_port), (6443, 6443));
+        assert_eq!(k8s.servers.len(), 3);
         let servers: Vec<&str> = f[0].servers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(servers, ["db1", "db2", "db3"]);
         assert_eq!((f[1].port, f[1].server_port), (5433, 5432));
@@ -232,7 +245,15 @@ mod tests {
         assert!(c.contains("bind 192.0.2.100:5433\n"), "{c}");
         assert!(c.contains("http-check send meth GET uri /primary\n"), "{c}");
         assert!(c.contains("http-check send meth GET uri /replica\n"), "{c}");
-        assert_eq!(c.matches("http-check expect status 200\n").count(), 2);
+        assert_eq!(c.matches("http-check expect status 200\n").count(), 3);
+        assert!(
+            c.contains("frontend fe_k8s_api\n    bind 192.0.2.104:6443\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("    server k8s-m2 192.0.2.42:6443 check\n"),
+            "{c}"
+        );
         assert_eq!(
             c.matches("server db2 192.0.2.22:5432 check port 8008\n")
                 .count(),
