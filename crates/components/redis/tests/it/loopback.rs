@@ -1,8 +1,8 @@
 //! Real daemons on loopback: three Redis servers and three Sentinels started from the files
 //! kbz renders (127.0.0.11-13 stand in for three hosts), bootstrapped by kbz's cluster step;
 //! then the master is killed and a replica must be promoted, and kbz's re-run must follow the
-//! new master instead of undoing the failover. Skipped (with a note) when redis-server and
-//! redis-sentinel are not installed; CI installs them.
+//! new master instead of undoing the failover. Fails with the `apt-get install` line when
+//! redis-server, redis-sentinel or redis-cli is missing (never a silent skip); CI installs them.
 
 use kbz_core::component::HostExec;
 use kbz_core::{Cmd, Config, Context, Executor, Host, Inventory, Role, Secret, Secrets};
@@ -40,14 +40,11 @@ impl Drop for Daemons {
     }
 }
 
-fn installed() -> bool {
-    [
-        layout::REDIS_SERVER_BIN,
-        layout::REDIS_SENTINEL_BIN,
-        "/usr/bin/redis-cli",
-    ]
-    .iter()
-    .all(|b| Path::new(b).exists())
+/// The daemons and client the test runs, or a failure naming the package to install.
+fn require_redis() {
+    kbz_testkit::require_tool("redis-server", "redis-server");
+    kbz_testkit::require_tool("redis-sentinel", "redis-sentinel");
+    kbz_testkit::require_tool("redis-cli", "redis-tools");
 }
 
 /// A port free on every one of the addresses.
@@ -114,10 +111,7 @@ fn cli(l: &Layout, h: &Host, port: u16, pass: &str, args: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
-    if !installed() {
-        eprintln!("redis-server/redis-sentinel not installed: loopback failover test skipped");
-        return;
-    }
+    require_redis();
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts: Vec<Host> = [
         ("db1", "127.0.0.11"),
