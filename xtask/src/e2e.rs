@@ -79,17 +79,43 @@ fn step(name: &str) {
     println!("\n== e2e: {name}");
 }
 
-/// The kbz-install binary of this workspace, built once.
+/// The kbz-install binary of this workspace, built once: the path cargo reports for the
+/// artifact it built (so `CARGO_TARGET_DIR` and build config are respected).
 pub fn kbz_install() -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "kbz-install"])
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "kbz-install",
+            "--bin",
+            "kbz-install",
+            "--message-format=json-render-diagnostics",
+        ])
         .current_dir(&root)
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .context("cannot run cargo build")?;
-    ensure!(status.success(), "cargo build -p kbz-install failed");
-    Ok(root.join("target/debug/kbz-install"))
+    ensure!(out.status.success(), "cargo build -p kbz-install failed");
+    built_executable(&String::from_utf8_lossy(&out.stdout), "kbz-install")
+}
+
+/// The `executable` of the `compiler-artifact` message for binary `name` in cargo's JSON
+/// messages.
+fn built_executable(messages: &str, name: &str) -> Result<PathBuf> {
+    for line in messages.lines() {
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if m["reason"] == "compiler-artifact" && m["target"]["name"] == name {
+            if let Some(exe) = m["executable"].as_str() {
+                return Ok(PathBuf::from(exe));
+            }
+        }
+    }
+    bail!("cargo build reported no executable for {name}")
 }
 
 struct Run {
@@ -131,11 +157,30 @@ fn json(r: &Run) -> Result<serde_json::Value> {
     })
 }
 
-fn changed(report: &serde_json::Value) -> u64 {
-    report["hosts"]
-        .as_object()
-        .map(|h| h.values().map(|v| v["changed"].as_u64().unwrap_or(0)).sum())
-        .unwrap_or(0)
+/// A number at `path` in a JSON report; a missing or non-numeric field is an error, never 0.
+fn field_u64(report: &serde_json::Value, path: &[&str]) -> Result<u64> {
+    let mut v = report;
+    for key in path {
+        v = v
+            .get(key)
+            .with_context(|| format!("the JSON report has no `{}`", path.join(".")))?;
+    }
+    v.as_u64().with_context(|| {
+        format!(
+            "`{}` in the JSON report is not a count: {v}",
+            path.join(".")
+        )
+    })
+}
+
+/// Resource operations a run applied (`summary.changed`).
+fn changed(report: &serde_json::Value) -> Result<u64> {
+    field_u64(report, &["summary", "changed"])
+}
+
+/// Actions the cluster steps took (`summary.cluster_changes`).
+fn cluster_changes(report: &serde_json::Value) -> Result<u64> {
+    field_u64(report, &["summary", "cluster_changes"])
 }
 
 /// Everything module 1 promises, checked on one host.
@@ -558,6 +603,7 @@ fn failover_scenario(bin: &Path, info: &LabInfo, names: &[&str], fig: &mut Figur
     }
 
     step("a re-run after the failovers accepts the new leaders");
+    let before = leaders(names[0], &sentinel)?;
     let inv = info.servers_tsv.display().to_string();
     let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
     ensure!(
@@ -567,13 +613,26 @@ fn failover_scenario(bin: &Path, info: &LabInfo, names: &[&str], fig: &mut Figur
         r.stderr
     );
     let report = json(&r)?;
+    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
     ensure!(
-        changed(&report) == 0,
-        "the re-run after failover changed {} operations:\n{}",
-        changed(&report),
+        ops == 0 && cluster == 0,
+        "the re-run after failover changed {ops} operations and made {cluster} cluster changes:\n{}",
         r.stdout
     );
-    println!("re-run after failover: 0 changed");
+    let after = leaders(names[0], &sentinel)?;
+    ensure!(
+        (before.patroni.as_str(), before.redis_ip.as_str())
+            == (after.patroni.as_str(), after.redis_ip.as_str()),
+        "the re-run moved the leaders: Patroni {} -> {}, Redis {} -> {}",
+        before.patroni,
+        after.patroni,
+        before.redis_ip,
+        after.redis_ip
+    );
+    println!(
+        "re-run after failover: 0 changed, 0 cluster changes, leaders kept (Patroni {}, Redis {})",
+        after.patroni, after.redis_ip
+    );
     Ok(())
 }
 
@@ -621,17 +680,17 @@ pub fn install_and_rerun(bin: &Path, info: &LabInfo, fig: &mut Figures) -> Resul
         r.stderr
     );
     let report = json(&r)?;
+    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
     ensure!(
-        changed(&report) == 0,
-        "second run changed {} operations:\n{}",
-        changed(&report),
+        ops == 0 && cluster == 0,
+        "second run changed {ops} operations and made {cluster} cluster changes:\n{}",
         r.stdout
     );
-    fig.rerun_round_trips_per_host =
-        report["round_trips"].as_f64().unwrap_or(0.0) / info.hosts.len() as f64;
+    let trips = field_u64(&report, &["round_trips"])?;
+    fig.rerun_round_trips_per_host = trips as f64 / info.hosts.len() as f64;
     println!(
-        "0 changed in {:.1}s, {} round trips",
-        fig.rerun, report["round_trips"]
+        "0 changed, 0 cluster changes in {:.1}s, {trips} round trips",
+        fig.rerun
     );
     Ok(())
 }
@@ -818,4 +877,33 @@ fn rollback_scenario(
     on(victim, &format!("rmdir {}", kbz_base::CHRONY_FILE))?;
     println!("failure on {victim} (E022), every host identical to before the run");
     Ok(())
+}
+
+#[cfg(test)]
+mod strict_json_tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_count_is_an_error_not_zero() {
+        let report = serde_json::json!({"summary": {"changed": 0}, "round_trips": 7});
+        assert_eq!(changed(&report).expect("present"), 0);
+        assert_eq!(field_u64(&report, &["round_trips"]).expect("present"), 7);
+        let e = cluster_changes(&report).expect_err("missing");
+        assert!(e.to_string().contains("summary.cluster_changes"), "{e}");
+        let e =
+            changed(&serde_json::json!({"summary": {"changed": "x"}})).expect_err("not a count");
+        assert!(e.to_string().contains("not a count"), "{e}");
+    }
+
+    #[test]
+    fn the_binary_is_the_one_cargo_reports() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"kbz-core"},"executable":null}
+{"reason":"compiler-artifact","target":{"name":"kbz-install"},"executable":"/tmp/t/debug/kbz-install"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            built_executable(messages, "kbz-install").expect("found"),
+            PathBuf::from("/tmp/t/debug/kbz-install")
+        );
+        assert!(built_executable(messages, "kbz-health").is_err());
+    }
 }
