@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod e2e;
+mod failover;
 mod lab;
 mod render;
 
@@ -25,6 +26,8 @@ enum Command {
     Bench(bench::Args),
     /// The real installer against a fresh 3-host lab (root only; CI runs it).
     E2e(e2e::Args),
+    /// Runs a kbz-faults scenario against the running lab N times (lost writes, gaps, leaders).
+    Failover(failover::Args),
     /// Render every component's config files for an inventory (default: the example).
     RenderConfigs(render::Args),
 }
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::E2e(args) => e2e::run(args),
         Command::RenderConfigs(args) => render::run(args),
+        Command::Failover(args) => failover::run(args),
     };
     match result {
         Ok(code) => code,

@@ -164,6 +164,25 @@ impl Etcd {
     }
 }
 
+/// Asks the member at `ip` about itself (`endpoint status` of its own client URL, JSON): its
+/// member id and the leader it follows. [`is_leader`] reads the answer.
+pub fn status_script(ip: std::net::IpAddr) -> String {
+    format!(
+        "ETCDCTL_API=3 etcdctl --endpoints={} --dial-timeout=2s --command-timeout=3s endpoint status -w json",
+        kbz_core::net::http_url(ip, CLIENT_PORT)
+    )
+}
+
+/// Whether the member that answered [`status_script`] is the Raft leader (`None` when the
+/// answer is not an endpoint status).
+pub fn is_leader(stdout: &str) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).ok()?;
+    let s = v.get(0)?.get("Status")?;
+    let me = s.get("header")?.get("member_id")?.as_u64()?;
+    let leader = s.get("leader")?.as_u64()?;
+    Some(me == leader)
+}
+
 /// Runs a read-only script on the first host that answers; `Err` when none does.
 async fn run_on_any(hosts: &[HostExec], script: &str) -> Result<(String, Output), ComponentError> {
     let mut last = None;
@@ -316,6 +335,17 @@ impl Component for Etcd {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoint_status_tells_the_leader() {
+        // Captured from etcd 3.4 (`endpoint status -w json`), ids shortened.
+        let leader = r#"[{"Endpoint":"http://10.77.0.12:2379","Status":{"header":{"cluster_id":1,"member_id":18342,"revision":90,"raft_term":8},"version":"3.4.23","dbSize":61440,"leader":18342,"raftIndex":120,"raftTerm":8}}]"#;
+        let follower = leader.replace("\"member_id\":18342", "\"member_id\":77");
+        assert_eq!(super::is_leader(leader), Some(true));
+        assert_eq!(super::is_leader(&follower), Some(false));
+        assert_eq!(super::is_leader("Error: context deadline exceeded"), None);
+        kbz_testkit::assert_valid_sh([super::status_script("10.0.0.1".parse().expect("ip"))]);
+    }
+
     use super::*;
     use kbz_core::{Config, Inventory, Secrets};
 

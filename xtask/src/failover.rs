@@ -1,0 +1,186 @@
+//! `cargo xtask failover SCENARIO --runs N`: runs a kbz-faults scenario against the running
+//! lab (modules 1-6 installed) N times, prints one line per run, a summary table and, with
+//! `--json FILE`, every run's report. Also builds the lab's [`kbz_faults::Target`] for e2e.
+
+use anyhow::{bail, Context as _, Result};
+use fs_err as fs;
+use kbz_core::{Connector, Host, Role, Secret};
+use kbz_faults::{HostCommands, Member, PgTarget, RunReport, Scenario, Summary, Target, Timing};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::lab::{self, LabInfo};
+
+/// `failover` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Scenario: postgres-leader-partition, postgres-leader-crash, postgres-leader-isolation,
+    /// postgres-leader-kill, postgres-replica-partition, etcd-leader-partition.
+    scenario: String,
+    /// How many runs.
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
+    /// Seconds the fault lasts.
+    #[arg(long, default_value_t = 35)]
+    fault_secs: u64,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Append every run's report (JSON lines) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// The lab as a kbz-faults target: every host over SSH with the lab's key and known_hosts,
+/// writes through the PostgreSQL VIP, power cuts by `cargo xtask lab kill|start`.
+pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> Result<Target> {
+    let cfg: toml::Table = fs::read_to_string(&info.config)?.parse()?;
+    let vip: std::net::IpAddr = cfg
+        .get("vips")
+        .and_then(|v| v.get("postgres"))
+        .and_then(|v| v.as_str())
+        .context("lab kbz.toml has no postgres VIP")?
+        .parse()?;
+    let secrets: toml::Table = fs::read_to_string(info.dir.join(".kbz/secrets.toml"))?.parse()?;
+    let password = secrets
+        .get(kbz_postgres::SUPERUSER_PASSWORD)
+        .and_then(|v| v.as_str())
+        .context("no PostgreSQL superuser password in the lab's secrets: install first")?;
+    let opts = kbz_exec::ssh::SshOptions::new(&info.known_hosts)
+        .key(&info.key)
+        .connect_timeout(Duration::from_secs(3));
+    let connector = kbz_exec::ssh::SshConnector::new(opts);
+    let members = info
+        .hosts
+        .iter()
+        .filter(|h| h.roles.iter().any(|r| r == "postgres"))
+        .map(|h| {
+            let host = Host::new(&h.name, h.ip.into(), &[Role::Postgres, Role::Etcd]);
+            let exec = rt
+                .block_on(connector.connect(&host))
+                .with_context(|| format!("SSH to {}", h.name))?;
+            Ok(Member { host, exec })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if members.len() < 3 {
+        bail!("the lab has {} postgres hosts; 3 are needed", members.len());
+    }
+    let me = std::env::current_exe().context("xtask's own path")?;
+    let me = kbz_core::shell::quote(&me.display().to_string());
+    Ok(Target {
+        members,
+        pg: PgTarget {
+            addr: vip,
+            port: kbz_postgres::PG_PORT,
+            user: "postgres".into(),
+            password: Secret::new(password),
+            dbname: "postgres".into(),
+            timeout: Duration::from_secs(2),
+        },
+        power: Some(HostCommands {
+            off: format!("{me} lab kill {{host}} >/dev/null"),
+            on: format!("{me} lab start {{host}} >/dev/null"),
+        }),
+        isolate: Some(HostCommands {
+            off: format!("{me} lab partition {{host}} >/dev/null"),
+            on: format!("{me} lab heal {{host}} >/dev/null"),
+        }),
+        writers,
+    })
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+/// One line per run.
+pub fn run_line(r: &RunReport) -> String {
+    format!(
+        "{} run {:>2}: victim {} ({} -> {}), acked {}, lost {} (members {:?}), unexpected {}, new leader {}s, writes resumed {}s, max gap {:.1}s, back {}s, streaming {}, two primaries {}{}",
+        r.scenario,
+        r.run,
+        r.victim,
+        r.leader_before,
+        r.leader_after,
+        r.vip.acked,
+        r.vip.lost,
+        r.lost_on_member.values().collect::<Vec<_>>(),
+        r.vip.unexpected,
+        opt(r.new_leader_secs),
+        opt(r.writes_resumed_secs),
+        r.max_write_gap_secs,
+        opt(r.victim_streaming_secs),
+        r.replicas_streaming,
+        r.two_primaries_seen,
+        r.error.as_ref().map(|e| format!(", ERROR {e}")).unwrap_or_default()
+    )
+}
+
+/// The summary table.
+pub fn table(sums: &[Summary]) -> String {
+    let mut s = format!(
+        "{:<28} {:>4} {:>6} {:>9} {:>5} {:>8} {:>10} {:>10} {:>10} {:>10} {:>8}\n",
+        "scenario",
+        "runs",
+        "passed",
+        "acked",
+        "lost",
+        "unexp",
+        "gap med s",
+        "gap max s",
+        "leader med",
+        "leader max",
+        "back med"
+    );
+    for x in sums {
+        s.push_str(&format!(
+            "{:<28} {:>4} {:>6} {:>9} {:>5} {:>8} {:>10.1} {:>10.1} {:>10} {:>10} {:>8}\n",
+            x.scenario,
+            x.runs,
+            x.passed,
+            x.acked,
+            x.lost + x.lost_on_members,
+            x.unexpected,
+            x.write_gap_median,
+            x.write_gap_max,
+            opt(x.new_leader_median),
+            opt(x.new_leader_max),
+            opt(x.victim_back_median)
+        ));
+    }
+    s
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let scenario = Scenario::named(&args.scenario)?;
+    let info = lab::info()?.context("no lab is up: `cargo xtask lab up` and install first")?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let t = target(&rt, &info, args.writers)?;
+    let timing = Timing {
+        fault: Duration::from_secs(args.fault_secs),
+        ..Timing::default()
+    };
+    let mut reports = Vec::new();
+    for n in 1..=args.runs {
+        let r = rt.block_on(kbz_faults::run_once(&scenario, &t, &timing, n));
+        println!("{}", run_line(&r));
+        if let Some(path) = &args.json {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            writeln!(f, "{}", serde_json::to_string(&r)?)?;
+        }
+        reports.push(r);
+    }
+    let sum = Summary::of(&reports);
+    print!("\n{}", table(std::slice::from_ref(&sum)));
+    println!("{}", serde_json::to_string(&sum)?);
+    Ok(if sum.passed == sum.runs {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
