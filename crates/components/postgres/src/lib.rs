@@ -10,8 +10,12 @@
 //!   already exists it is stopped and marked `disabled` in its `start.conf` (its data is kept:
 //!   kbz never deletes a database it did not create), and the `postgresql.service` umbrella
 //!   unit is stopped and disabled (not masked: masking breaks package upgrades).
-//! - Unit: Debian's `patroni.service` with `/etc/patroni/config.yml` (mode 0600, owner
-//!   postgres, it holds the passwords). The `patroni@.service` template and
+//! - Patroni itself: a pinned release from PyPI (4.1.5 by default), not Debian 12's 3.0.2,
+//!   whose etcd3 store overwrites a new leader's key after a partition heals (see the
+//!   `patroni` module and docs/patroni-partition.md). Debian's package stays for the unit
+//!   and the Python dependencies.
+//! - Unit: Debian's `patroni.service` (with a drop-in running the pinned Patroni) and
+//!   `/etc/patroni/config.yml` (mode 0600, owner postgres, it holds the passwords). The `patroni@.service` template and
 //!   `pg_createconfig_patroni` are not used: they tie Patroni to postgresql-common's cluster
 //!   registry, which this cluster deliberately stays out of.
 //! - Data lives in `/var/lib/postgresql/NN/kbz`, not registered with postgresql-common, so
@@ -34,12 +38,19 @@
 
 mod cluster;
 mod health;
+mod patroni;
 
 pub use cluster::{
     check_members, check_replication, cluster_script, parse_cluster, parse_replication,
     psql_script, ready_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
 };
 pub use health::{parse_patroni, parse_samples, replica_verdict, PatroniStatus, Standby};
+pub use patroni::{
+    default_pin as patroni_default_pin, dropin as patroni_dropin,
+    install_dir as patroni_install_dir, pin as patroni_pin, wheel_file as patroni_wheel_file,
+    ARTIFACT as PATRONI_ARTIFACT, DEFAULT_PATRONI_SHA256, DEFAULT_PATRONI_VERSION,
+    DROPIN_PATH as PATRONI_DROPIN, PATRONICTL_BIN, PATRONI_BIN,
+};
 
 use async_trait::async_trait;
 use kbz_core::component::{
@@ -114,8 +125,8 @@ fn yq(s: &str) -> String {
 
 /// `pg_hba.conf` lines: peer for local socket users (Patroni and kbz's own checks run as the
 /// `postgres` OS user), passwords (SCRAM) for everything over TCP, replication only for the
-/// `replicator` user, and only from `[cluster] subnet` (or, without one, from the inventory's
-/// addresses). Anything else is rejected.
+/// `replicator` user, and only from loopback and `[cluster] subnet` (or, without one, from
+/// the inventory's addresses). Anything else is rejected.
 pub fn pg_hba(ctx: &Context) -> Vec<String> {
     let nets: Vec<String> = match ctx.config.cluster.subnet {
         Some(net) => vec![net.to_string()],
@@ -129,8 +140,11 @@ pub fn pg_hba(ctx: &Context) -> Vec<String> {
             })
             .collect(),
     };
+    // Patroni's own checks open a replication connection to the local server over loopback.
     let mut v = vec![
         "local all all peer".to_string(),
+        "host replication replicator 127.0.0.1/32 scram-sha-256".to_string(),
+        "host replication replicator ::1/128 scram-sha-256".to_string(),
         "host all all 127.0.0.1/32 scram-sha-256".to_string(),
         "host all all ::1/128 scram-sha-256".to_string(),
     ];
@@ -399,8 +413,12 @@ impl Component for Postgres {
             "[ \"$(sha256sum {CONFIG_PATH} 2>/dev/null | cut -d' ' -f1)\" = {hash} ] \
              || ! systemctl is-active -q patroni.service"
         );
-        let reload =
-            "if systemctl is-active -q patroni.service; then systemctl reload patroni.service; fi";
+        // Skipped when the running Patroni started after the file was written (this run
+        // restarted it): it read the file, and an early SIGHUP could kill it.
+        let reload = "if systemctl is-active -q patroni.service; then \
+             s=$(date -d \"$(systemctl show -p ExecMainStartTimestamp --value patroni.service)\" +%s 2>/dev/null || echo 0); \
+             m=$(stat -c %Y /etc/patroni/config.yml); \
+             if [ \"$s\" -le \"$m\" ]; then systemctl reload patroni.service; fi; fi";
         let mut r = vec![Resource::file(
             CREATECLUSTER_PATH,
             Postgres::createcluster(),
@@ -417,6 +435,7 @@ impl Component for Postgres {
             mode: 0o700,
             owner: "postgres:postgres".into(),
         });
+        r.extend(patroni::resources(ctx));
         // Planned with `patroni-reload`; it does nothing itself, but its undo reloads Patroni
         // *after* a rollback has put the previous file back.
         r.push(Resource::Command {
@@ -433,7 +452,8 @@ impl Component for Postgres {
             owner: "postgres:postgres".into(),
             present: true,
         });
-        r.push(Resource::service(SERVICE, &[]));
+        // A new Patroni release needs a new process (rolling: one member at a time).
+        r.push(Resource::service(SERVICE, &patroni::restart_paths()));
         // A changed config is applied with SIGHUP: a restart would fail the leader over.
         // Nothing to undo here: `patroni-reload-on-rollback` reloads once the old file is back.
         r.push(Resource::Command {
@@ -449,6 +469,7 @@ impl Component for Postgres {
     fn rolling(&self) -> bool {
         true
     }
+
 
     async fn host_ready(
         &self,
@@ -540,6 +561,7 @@ impl Component for Postgres {
         r.push(Resource::absent_file(CONFIG_PATH));
         r.push(Resource::absent_file(PGPASS_PATH));
         r.push(Resource::absent_file(CREATECLUSTER_PATH));
+        r.extend(patroni::uninstall(ctx));
         Ok(r)
     }
 }
@@ -592,6 +614,8 @@ mod tests {
             hba,
             vec![
                 "local all all peer",
+                "host replication replicator 127.0.0.1/32 scram-sha-256",
+                "host replication replicator ::1/128 scram-sha-256",
                 "host all all 127.0.0.1/32 scram-sha-256",
                 "host all all ::1/128 scram-sha-256",
                 "host replication replicator 10.0.0.0/24 scram-sha-256",
@@ -678,11 +702,70 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
-        // Patroni is reloaded, never restarted, by a config change.
+        // Patroni is reloaded, never restarted, by a config change; only a new Patroni
+        // release (its wrapper or the unit's drop-in) restarts it.
         match &r[pos("service:patroni")] {
-            Resource::Service { restart_on, .. } => assert!(restart_on.is_empty()),
+            Resource::Service { restart_on, .. } => {
+                assert!(!restart_on.contains(&CONFIG_PATH.to_string()));
+                assert_eq!(restart_on, &[PATRONI_BIN, PATRONI_DROPIN]);
+            }
             o => panic!("{o:?}"),
         }
+        // The pinned Patroni is in place before the unit starts.
+        for id in [
+            format!(
+                "artifact:/opt/kbz/artifacts/{}",
+                patroni_wheel_file(DEFAULT_PATRONI_VERSION)
+            ),
+            "command:patroni-unpack".into(),
+            format!("file:{PATRONI_BIN}"),
+            format!("file:{PATRONI_DROPIN}"),
+            "command:patroni-unit-reload".into(),
+        ] {
+            assert!(pos(&id) > pos("package:patroni"), "{id}");
+            assert!(pos(&id) < pos("service:patroni"), "{id}");
+        }
+    }
+
+    #[test]
+    fn patroni_is_the_pinned_release_and_overridable() {
+        let mut c = ctx(Some("10.0.0.0/24"));
+        let a = patroni_pin(&c);
+        assert_eq!(a, patroni_default_pin());
+        assert_eq!(a.version, DEFAULT_PATRONI_VERSION);
+        assert!(a.check().is_empty(), "{:?}", a.check());
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let r = Postgres.desired(&c, &host).expect("desired");
+        let wheel = format!("/opt/kbz/artifacts/{}", patroni_wheel_file(DEFAULT_PATRONI_VERSION));
+        assert!(r.contains(&Resource::artifact(&wheel, &a, 0o644)), "{r:?}");
+        // The unit runs the wrapper; the wrapper runs the unpacked release.
+        assert!(patroni_dropin().contains(&format!("ExecStart={PATRONI_BIN} /etc/patroni/config.yml")));
+        let wrapper = r
+            .iter()
+            .find_map(|x| match x {
+                Resource::File { path, content, .. } if path == PATRONI_BIN => {
+                    Some(String::from_utf8_lossy(content).into_owned())
+                }
+                _ => None,
+            })
+            .expect("wrapper");
+        assert!(wrapper.contains(&format!("PYTHONPATH={}", patroni_install_dir(DEFAULT_PATRONI_VERSION))));
+        assert!(wrapper.contains("exec /usr/bin/python3 -m patroni \"$@\""), "{wrapper}");
+        // `[artifacts.patroni]` moves every path to the new version.
+        let mut cfg = (*c.config).clone();
+        cfg.artifacts.insert(
+            "patroni".into(),
+            kbz_core::artifact::ArtifactOverride {
+                version: "4.1.4".into(),
+                sha256: "b".repeat(64),
+                source: None,
+            },
+        );
+        c.config = std::sync::Arc::new(cfg);
+        let p = patroni_pin(&c);
+        assert_eq!((p.version.as_str(), p.source.as_str()), ("4.1.4", "pip:patroni"));
+        let r = Postgres.desired(&c, &host).expect("desired");
+        assert!(r.iter().any(|x| x.id() == "artifact:/opt/kbz/artifacts/patroni-4.1.4-py3-none-any.whl"));
     }
 
     #[test]

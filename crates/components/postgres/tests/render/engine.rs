@@ -17,17 +17,35 @@ const LIST: &str = r#"{"members": [{"name": "db1", "role": "leader", "state": "r
 
 const STREAMING: &str = "db2|streaming|sync\ndb3|streaming|async\n";
 
-fn setup(replication: &str) -> (Engine, Arc<FakeConnector>) {
+const WHEEL: &[u8] = b"not really a wheel";
+
+/// The engine, the fleet, and the directory of the test wheel and the download cache
+/// (removed when dropped, also on failure).
+fn setup(replication: &str) -> (Engine, Arc<FakeConnector>, tempfile::TempDir) {
+    let wheel_dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = Config::default();
     cfg.cluster.name = "example".into();
     cfg.cluster.subnet = Some("192.0.2.0/24".parse().expect("net"));
     cfg.timeouts.readiness = 1;
+    // The pinned wheel, served from a controller file (a real pip download is the lab's).
+    let wheel = wheel_dir.path().join("patroni-test.whl");
+    std::fs::write(&wheel, WHEEL).expect("wheel");
+    cfg.artifacts.insert(
+        "patroni".into(),
+        kbz_core::artifact::ArtifactOverride {
+            version: kbz_postgres::DEFAULT_PATRONI_VERSION.into(),
+            sha256: kbz_core::shell::sha256_hex(WHEEL),
+            source: Some(format!("file://{}", wheel.display())),
+        },
+    );
     let ctx = Context::new(
         db_inventory(IP_PREFIX),
         cfg,
         Secrets::placeholders(Postgres.secret_names()),
     );
     let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Postgres)]);
+    let cache = kbz_exec::DownloadCache::new(wheel_dir.path().join("cache")).expect("cache");
+    let engine = engine.with_artifacts(Arc::new(cache));
     for (_, h) in fleet.hosts() {
         // Debian enables patroni.service on install (it starts once its config exists).
         h.package_units("patroni", &["patroni"]);
@@ -45,12 +63,12 @@ fn setup(replication: &str) -> (Engine, Arc<FakeConnector>) {
             .expect("db")
             .script("/primary", output(answer, 0));
     }
-    (engine, fleet)
+    (engine, fleet, wheel_dir)
 }
 
 #[tokio::test]
 async fn fresh_fleet_converges_and_rerun_changes_nothing() {
-    let (engine, fleet) = setup(STREAMING);
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
     let first = engine.run(&RunOptions::default()).await.expect("first run");
     assert!(first.changed() > 0);
     for (name, h) in fleet.hosts() {
@@ -87,19 +105,30 @@ async fn fresh_fleet_converges_and_rerun_changes_nothing() {
             "{name}: no readiness check"
         );
     }
+    // The first run may (re)start Patroni once: the unit's drop-in and the pinned release
+    // arrive in it. The converged re-run restarts nothing.
+    let restarts: Vec<u32> = fleet
+        .hosts()
+        .map(|(_, h)| h.restarts("patroni") as u32)
+        .collect();
+    assert!(restarts.iter().all(|r| *r <= 1), "{restarts:?}");
     let second = engine
         .run(&RunOptions::default())
         .await
         .expect("second run");
     assert_eq!(second.changed(), 0, "{}", second.plan.render());
-    for (name, h) in fleet.hosts() {
-        assert_eq!(h.restarts("patroni"), 0, "{name}: patroni restarted");
+    for ((name, h), before) in fleet.hosts().zip(restarts) {
+        assert_eq!(
+            h.restarts("patroni") as u32,
+            before,
+            "{name}: patroni restarted"
+        );
     }
 }
 
 #[tokio::test]
 async fn replica_not_streaming_is_e038_and_rolls_back() {
-    let (engine, fleet) = setup("db2|streaming|sync\n");
+    let (engine, fleet, _wheel_dir) = setup("db2|streaming|sync\n");
     let before: Vec<_> = fleet.hosts().map(|(_, h)| h.state()).collect();
     let err = engine
         .run(&RunOptions::default())
@@ -121,7 +150,7 @@ async fn replica_not_streaming_is_e038_and_rolls_back() {
 
 #[tokio::test]
 async fn members_are_rolled_out_one_at_a_time() {
-    let (engine, fleet) = setup(STREAMING);
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
     let db2 = fleet.host("db2").expect("db2");
     // db2's Patroni never serves: the rollout must stop there, before db3 is touched.
     db2.script(
@@ -143,7 +172,7 @@ async fn members_are_rolled_out_one_at_a_time() {
 
 #[tokio::test]
 async fn first_member_that_never_leads_is_a_bootstrap_error() {
-    let (engine, fleet) = setup(STREAMING);
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
     fleet.host("db1").expect("db1").script(
         "/primary",
         output(
