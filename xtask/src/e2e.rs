@@ -36,6 +36,8 @@ pub struct Figures {
     pub patroni_failover: f64,
     /// Seconds until every surviving Sentinel names a new Redis master.
     pub sentinel_failover: f64,
+    /// The leader-partition run under write load (kbz-faults).
+    pub partition: Option<kbz_faults::RunReport>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -48,6 +50,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "e2e: power cuts: the PostgreSQL VIP moved in {:.1}s, Patroni promoted in {:.1}s, the Sentinels agreed on a new master in {:.1}s",
         figures.vip_moved, figures.patroni_failover, figures.sentinel_failover
     );
+    if let Some(r) = &figures.partition {
+        println!(
+            "e2e: leader partition: {} acknowledged, {} lost, new leader after {}s, longest write gap {:.1}s, old leader streaming {}s after the heal",
+            r.vip.acked,
+            r.vip.lost,
+            r.new_leader_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            r.max_write_gap_secs,
+            r.victim_streaming_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,6 +382,38 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
         "Sentinels disagree: {masters:?}"
     );
     println!("every Sentinel names {} and passes CKQUORUM", masters[0]);
+    Ok(())
+}
+
+/// Issue 16: the Patroni leader cut off from its peers by nftables rules (the controller and
+/// the writers still reach it) for 30 s while 4 writers insert through the VIP; after the heal
+/// every acknowledged row must be there (through the VIP and on every member) and both
+/// replicas must stream again.
+fn leader_partition(info: &LabInfo, fig: &mut Figures) -> Result<()> {
+    step("failover: the Patroni leader partitioned from its peers for 30 s under write load");
+    let rt = tokio::runtime::Runtime::new()?;
+    let target = crate::failover::target(&rt, info, 4)?;
+    let scenario = kbz_faults::Scenario::named("postgres-leader-partition")?;
+    let timing = kbz_faults::Timing {
+        fault: std::time::Duration::from_secs(30),
+        ..kbz_faults::Timing::default()
+    };
+    let r = rt.block_on(kbz_faults::run_once(&scenario, &target, &timing, 1));
+    println!("{}", crate::failover::run_line(&r));
+    ensure!(
+        r.passed() && r.vip.acked > 0,
+        "leader partition: {} of {} acknowledged rows lost (members {:?}){}",
+        r.vip.lost,
+        r.vip.acked,
+        r.lost_on_member,
+        r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+    );
+    ensure!(
+        r.replicas_streaming == 2,
+        "after the heal {} replicas stream, 2 expected",
+        r.replicas_streaming
+    );
+    fig.partition = Some(r);
     Ok(())
 }
 
@@ -722,6 +766,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         assert_base(h, info)?;
     }
     data_tier(info, &names)?;
+    leader_partition(info, fig)?;
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;

@@ -114,11 +114,11 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            before: Duration::from_secs(8),
+            before: Duration::from_secs(5),
             fault: Duration::from_secs(35),
-            after: Duration::from_secs(5),
+            after: Duration::from_secs(3),
             healthy_within: Duration::from_secs(240),
-            stable_samples: 4,
+            stable_samples: 3,
         }
     }
 }

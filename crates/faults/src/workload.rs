@@ -41,7 +41,7 @@ impl PgTarget {
 
     fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.addr.to_string())
+        c.host(self.addr.to_string())
             .port(self.port)
             .user(&self.user)
             .password(self.password.expose())

@@ -78,13 +78,24 @@ fn uninstall_removes_what_install_wrote_but_keeps_the_data() {
 #[test]
 fn patroni_validates_the_rendered_config() {
     // postgresql-15 too: the validator checks bin_dir /usr/lib/postgresql/15/bin.
-    let patroni = require_tool("patroni", "--no-install-recommends patroni postgresql-15");
+    // The validator must be the release the hosts run (Debian's 3.0.2 is not): .ci/run puts
+    // it in a venv over Debian's Python and Patroni's packaged dependencies.
+    let v = kbz_postgres::DEFAULT_PATRONI_VERSION;
+    let patroni = std::path::PathBuf::from(format!("/opt/kbz-ci/patroni-{v}/bin/patroni"));
+    assert!(
+        patroni.is_file(),
+        "{} is missing, so this test cannot run: `apt-get install -y python3-venv patroni \
+         postgresql-15 && python3 -m venv --system-site-packages /opt/kbz-ci/patroni-{v} && \
+         /opt/kbz-ci/patroni-{v}/bin/pip install --no-deps patroni=={v}` (.ci/run does)",
+        patroni.display()
+    );
     let found = Command::new(&patroni)
         .arg("--version")
         .output()
         .expect("run patroni --version");
     assert!(found.status.success(), "`patroni --version` failed");
     let version = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    assert_eq!(version, format!("patroni {v}"));
     let inv = db_inventory("127.0.0.2");
     let mut cfg = Config::default();
     cfg.cluster.name = "validate".into();
