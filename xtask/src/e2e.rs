@@ -406,7 +406,10 @@ fn leader_partition(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         r.vip.lost,
         r.vip.acked,
         r.lost_on_member,
-        r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        r.error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
     );
     ensure!(
         r.replicas_streaming == 2,

@@ -418,25 +418,47 @@ async fn run_inner(
     r.writes_resumed_secs = end.map(|f| f - fault_t);
     r.acks_after_fault_by_server = acks_by_server(&tally.acks, fault_t);
     r.write_errors = tally.errors.clone();
-    let leader_after = back?;
-    r.leader_after = leader_after.clone();
-
-    // The read-back: through the VIP, then each member's own copy (replicas replay what the
-    // primary has; give them a moment).
-    let present = workload::read_ids(&t.pg).await?;
-    r.vip = verdict(&tally, &present);
+    // The read-back happens even when the cluster did not heal: the figures are the point.
+    let back_err = match back {
+        Ok(l) => {
+            r.leader_after = l;
+            None
+        }
+        Err(e) => Some(e),
+    };
+    r.vip.acked = tally.acks.len() as u64;
+    // Through the VIP, then each member's own copy (replicas replay what the primary has;
+    // give them a moment).
+    match workload::read_ids(&t.pg).await {
+        Ok(present) => r.vip = verdict(&tally, &present),
+        Err(e) if back_err.is_none() => return Err(e),
+        Err(_) => {}
+    }
     for m in &t.members {
         let pt = t.pg.at(m.host.ip);
-        let mut lost = u64::MAX;
+        let mut lost = None;
         for _ in 0..10 {
-            lost = verdict(&tally, &workload::read_ids(&pt).await?).lost;
-            if lost == 0 {
-                break;
+            match workload::read_ids(&pt).await {
+                Ok(ids) => {
+                    let l = verdict(&tally, &ids).lost;
+                    lost = Some(l);
+                    if l == 0 {
+                        break;
+                    }
+                }
+                Err(e) if back_err.is_none() => return Err(e),
+                Err(_) => break,
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        r.lost_on_member.insert(m.host.hostname.clone(), lost);
+        if let Some(l) = lost {
+            r.lost_on_member.insert(m.host.hostname.clone(), l);
+        }
     }
+    if let Some(e) = back_err {
+        return Err(e);
+    }
+    let leader_after = r.leader_after.clone();
     let leader = t.members.iter().find(|m| m.host.hostname == leader_after);
     if let Some(l) = leader {
         r.replicas_streaming = observe::replication(l)

@@ -470,7 +470,6 @@ impl Component for Postgres {
         true
     }
 
-
     async fn host_ready(
         &self,
         ctx: &Context,
@@ -736,10 +735,15 @@ mod tests {
         assert!(a.check().is_empty(), "{:?}", a.check());
         let host = c.inventory.host("db1").expect("db1").clone();
         let r = Postgres.desired(&c, &host).expect("desired");
-        let wheel = format!("/opt/kbz/artifacts/{}", patroni_wheel_file(DEFAULT_PATRONI_VERSION));
+        let wheel = format!(
+            "/opt/kbz/artifacts/{}",
+            patroni_wheel_file(DEFAULT_PATRONI_VERSION)
+        );
         assert!(r.contains(&Resource::artifact(&wheel, &a, 0o644)), "{r:?}");
         // The unit runs the wrapper; the wrapper runs the unpacked release.
-        assert!(patroni_dropin().contains(&format!("ExecStart={PATRONI_BIN} /etc/patroni/config.yml")));
+        assert!(
+            patroni_dropin().contains(&format!("ExecStart={PATRONI_BIN} /etc/patroni/config.yml"))
+        );
         let wrapper = r
             .iter()
             .find_map(|x| match x {
@@ -749,8 +753,14 @@ mod tests {
                 _ => None,
             })
             .expect("wrapper");
-        assert!(wrapper.contains(&format!("PYTHONPATH={}", patroni_install_dir(DEFAULT_PATRONI_VERSION))));
-        assert!(wrapper.contains("exec /usr/bin/python3 -m patroni \"$@\""), "{wrapper}");
+        assert!(wrapper.contains(&format!(
+            "PYTHONPATH={}",
+            patroni_install_dir(DEFAULT_PATRONI_VERSION)
+        )));
+        assert!(
+            wrapper.contains("exec /usr/bin/python3 -m patroni \"$@\""),
+            "{wrapper}"
+        );
         // `[artifacts.patroni]` moves every path to the new version.
         let mut cfg = (*c.config).clone();
         cfg.artifacts.insert(
@@ -763,9 +773,14 @@ mod tests {
         );
         c.config = std::sync::Arc::new(cfg);
         let p = patroni_pin(&c);
-        assert_eq!((p.version.as_str(), p.source.as_str()), ("4.1.4", "pip:patroni"));
+        assert_eq!(
+            (p.version.as_str(), p.source.as_str()),
+            ("4.1.4", "pip:patroni")
+        );
         let r = Postgres.desired(&c, &host).expect("desired");
-        assert!(r.iter().any(|x| x.id() == "artifact:/opt/kbz/artifacts/patroni-4.1.4-py3-none-any.whl"));
+        assert!(r
+            .iter()
+            .any(|x| x.id() == "artifact:/opt/kbz/artifacts/patroni-4.1.4-py3-none-any.whl"));
     }
 
     #[test]
