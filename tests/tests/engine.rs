@@ -538,3 +538,56 @@ async fn a_rollback_never_claims_cluster_changes_were_undone() {
     assert!(!text.contains("every host was rolled back"), "{text}");
     assert!(text.contains("were not undone"), "{text}");
 }
+
+#[tokio::test]
+async fn two_concurrent_runs_on_one_state_dir_the_second_is_refused_with_e066() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = Context::new(inventory(2), Config::default(), Secrets::in_memory());
+    let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Hangs)]);
+    let opts = RunOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let engine = Arc::new(engine);
+    let first = {
+        let (engine, opts) = (engine.clone(), opts.clone());
+        tokio::spawn(async move { engine.run(&opts).await })
+    };
+    for _ in 0..500 {
+        if fleet
+            .hosts()
+            .all(|(_, h)| h.state().files.contains_key("/etc/hangs.conf"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let applied: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
+    let second = engine
+        .run(&opts)
+        .await
+        .expect_err("the first run holds the lock");
+    assert_eq!(second.code(), Code::E066, "{second}");
+    assert!(
+        second
+            .to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{second}"
+    );
+    let after: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
+    assert_eq!(applied, after, "the refused run changed nothing");
+    // A dry-run plans alongside a real run: it takes no lock.
+    engine
+        .run(&RunOptions {
+            dry_run: true,
+            ..opts.clone()
+        })
+        .await
+        .expect("dry-run");
+    first.abort();
+    let _ = first.await;
+    assert!(
+        !dir.path().join("run.lock").exists(),
+        "the lock is released"
+    );
+}

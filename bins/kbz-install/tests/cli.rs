@@ -85,7 +85,7 @@ fn explain_prints_fixes_and_rejects_unknown_codes() {
     let o = kbz(&["explain", "E999"], dir.path());
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("E001 to E065"), "{err}");
+    assert!(err.contains("E001 to E066"), "{err}");
 }
 
 #[test]

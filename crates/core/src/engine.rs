@@ -20,6 +20,7 @@ use crate::inventory::Host;
 use crate::journal::{Journal, JournalEntry, JournalError, RunStatus};
 use crate::plan::{diff, HostPlan, Plan, Redactor};
 use crate::resource::{Observed, Op, Resource};
+use crate::runlock::RunLock;
 
 /// Install or remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,6 +172,9 @@ pub enum EngineError {
     /// The journal could not be written or read.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Another run holds the state directory's run lock, or a stale lock is left (E066).
+    #[error(transparent)]
+    Lock(#[from] crate::runlock::LockError),
     /// Undo steps failed during `kbz-install rollback`.
     #[error("rollback incomplete: {}", .0.join("; "))]
     RollbackIncomplete(Vec<String>),
@@ -231,6 +235,7 @@ impl HasCode for EngineError {
             } => Code::E029,
             EngineError::Failed { source, .. } => source.code(),
             EngineError::Journal(e) => e.code(),
+            EngineError::Lock(e) => e.code(),
             EngineError::RollbackIncomplete(_) => Code::E029,
         }
     }
@@ -494,9 +499,15 @@ impl Engine {
     /// Runs. Real runs stop at the first failure and roll back (unless `skip_cleanup`).
     pub async fn run(&self, opts: &RunOptions) -> Result<RunReport, EngineError> {
         let selected = self.select(opts)?;
-        if let (false, Some(dir)) = (opts.dry_run, opts.state_dir.as_deref()) {
-            Journal::check_no_pending(dir)?;
-        }
+        // One mutating run per state directory; held until this function returns.
+        let _lock = match (opts.dry_run, opts.state_dir.as_deref()) {
+            (false, Some(dir)) => {
+                let lock = RunLock::acquire(dir, &format!("{:?}", opts.mode).to_lowercase())?;
+                Journal::check_no_pending(dir)?;
+                Some(lock)
+            }
+            _ => None,
+        };
         let mut report = RunReport {
             dry_run: opts.dry_run,
             ..RunReport::default()
@@ -632,6 +643,7 @@ impl Engine {
             .state_dir
             .as_deref()
             .ok_or_else(|| EngineError::Usage("rollback needs a state directory".into()))?;
+        let _lock = RunLock::acquire(dir, "rollback")?;
         let mut journal = Journal::load(dir)?;
         if !journal.needs_rollback() {
             return Err(JournalError::NothingToRollBack(dir.display().to_string()).into());

@@ -23,6 +23,7 @@ pub mod notifier;
 pub mod plan;
 pub mod redact;
 pub mod resource;
+pub mod runlock;
 pub mod secret;
 pub mod shell;
 pub mod template;

@@ -33,7 +33,7 @@ codes! {
     E031 = 31, E032 = 32, E033 = 33, E034 = 34, E035 = 35, E036 = 36, E037 = 37, E038 = 38, E039 = 39, E040 = 40,
     E041 = 41, E042 = 42, E043 = 43, E044 = 44, E045 = 45, E046 = 46, E047 = 47, E048 = 48, E049 = 49, E050 = 50,
     E051 = 51, E052 = 52, E053 = 53, E054 = 54, E055 = 55, E056 = 56, E057 = 57, E058 = 58, E059 = 59, E060 = 60,
-    E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65,
+    E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65, E066 = 66,
 }
 
 impl fmt::Display for Code {
@@ -261,7 +261,7 @@ pub static CATALOGUE: &[Entry] = &[
         "general",
         "Invalid request",
         "The command line asked for something kbz cannot do: `explain` with a code outside \
-         E001-E065, `--only` with a name that is not a component, `--start-from-module` with a \
+         E001-E066, `--only` with a name that is not a component, `--start-from-module` with a \
          number outside 1-10, or `rollback` when the state directory .kbz/ holds no failed run \
          to undo. Nothing was changed on any host.",
         &[
@@ -1158,6 +1158,22 @@ pub static CATALOGUE: &[Entry] = &[
             "Clean a half-done node before retrying: `kubeadm reset -f`",
             "Check the VIP front from the joiner: `nc -vz 192.0.2.104 6443`",
             "Retry: `kbz-install --start-from-module 10`",
+        ],
+    ),
+    e(
+        Code::E066,
+        "operations",
+        "Another kbz run holds the lock",
+        "kbz allows one mutating run (install, uninstall, rollback) per state directory at a \
+         time, so two operators or a cron job and an operator never change the same hosts at \
+         once. The state directory's run.lock names the run that holds it (command, pid, uid, \
+         start time). A lock whose process is gone is stale: its run was killed and may have \
+         left a journal to roll back.",
+        &[
+            "See whether the named process still runs: `ps -p PID -o pid,etime,args`",
+            "Wait for it to finish, then run again",
+            "For a stale lock, roll back what the killed run left: `kbz-install rollback \
+             --inventory servers.tsv`, then remove the lock: `rm .kbz/run.lock`",
         ],
     ),
 ];
