@@ -264,10 +264,7 @@ impl Component for Etcd {
 
     fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
         let mut r = vec![Resource::stopped_service(SERVICE)];
-        r.extend(PACKAGES.iter().map(|p| Resource::Package {
-            name: (*p).into(),
-            present: false,
-        }));
+        r.extend(PACKAGES.iter().map(|p| Resource::absent_package(p)));
         r.push(Resource::absent_file(ENV_FILE));
         r.push(Resource::absent_file(DROPIN_FILE));
         Ok(r)

@@ -552,10 +552,7 @@ impl Component for Postgres {
                 .into_iter()
                 // curl is shared with module 1.
                 .filter(|p| p != "curl")
-                .map(|name| Resource::Package {
-                    name,
-                    present: false,
-                }),
+                .map(|name| Resource::absent_package(&name)),
         );
         r.push(Resource::absent_file(CONFIG_PATH));
         r.push(Resource::absent_file(PGPASS_PATH));

@@ -246,10 +246,7 @@ impl Component for Redis {
             r.push(Resource::stopped_service(s));
         }
         for p in UNINSTALLED_PACKAGES {
-            r.push(Resource::Package {
-                name: (*p).into(),
-                present: false,
-            });
+            r.push(Resource::absent_package(p));
         }
         // The daemons' own files hold copies of the passwords after CONFIG REWRITE; the purge
         // removes them as conffiles, and these entries make sure of it.
