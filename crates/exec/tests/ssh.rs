@@ -795,7 +795,21 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").args(["--remove", &self.0]).output();
+        // sshd's session process for the user may outlive the client by a moment, and
+        // userdel refuses a user with running processes: retry for a few seconds.
+        for _ in 0..50 {
+            let _ = Command::new("userdel").args(["--remove", &self.0]).output();
+            let exists = Command::new("id")
+                .arg(&self.0)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !exists {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!("warning: test user {} could not be removed", self.0);
     }
 }
 
