@@ -256,7 +256,17 @@ pub fn host_script(probes: &[(String, Probe)]) -> String {
 pub fn split_output(stdout: &str) -> BTreeMap<(String, String), ProbeOutput> {
     let mut out = BTreeMap::new();
     let mut current: Option<((String, String), String)> = None;
-    for line in stdout.lines() {
+    for raw in stdout.lines() {
+        // A probe whose output does not end in a newline (curl) leaves the closing marker on
+        // its last line.
+        let (line, tail) = match raw.find(MARK_RC) {
+            Some(i) if i > 0 => (&raw[i..], Some(&raw[..i])),
+            _ => (raw, None),
+        };
+        if let (Some(t), Some((_, text))) = (tail, current.as_mut()) {
+            text.push_str(t);
+            text.push('\n');
+        }
         if let Some(rest) = line.strip_prefix(MARK) {
             if let Some((key, text)) = current.take() {
                 out.insert(key, ProbeOutput { text, status: -1 });
@@ -284,11 +294,8 @@ pub fn split_output(stdout: &str) -> BTreeMap<(String, String), ProbeOutput> {
 pub fn render_output(sections: &[(&str, &str, &str, i32)]) -> String {
     let mut s = String::new();
     for (c, p, text, rc) in sections {
-        s.push_str(&format!("{MARK}{c} {p}\n{text}"));
-        if !text.is_empty() && !text.ends_with('\n') {
-            s.push('\n');
-        }
-        s.push_str(&format!("{MARK_RC}{rc}\n"));
+        // As on a host: output without a final newline leaves the marker on its last line.
+        s.push_str(&format!("{MARK}{c} {p}\n{text}{MARK_RC}{rc}\n"));
     }
     s
 }
@@ -308,7 +315,7 @@ mod tests {
         ];
         let s = host_script(&probes);
         assert!(s.contains("echo '@@kbz-health etcd status'\n(\netcdctl endpoint status\n) </dev/null 2>&1\necho \"@@kbz-health-rc $?\"\n"), "{s}");
-        let out = "@@kbz-health etcd status\n[{\"a\":1}]\n@@kbz-health-rc 0\n@@kbz-health base swap\nFilename\n/swap\n@@kbz-health-rc 3\n@@kbz-health redis gather\ncut";
+        let out = "@@kbz-health etcd status\n[{\"a\":1}]@@kbz-health-rc 0\n@@kbz-health base swap\nFilename\n/swap\n@@kbz-health-rc 3\n@@kbz-health redis gather\ncut";
         let m = split_output(out);
         let get = |c: &str, p: &str| m.get(&(c.to_string(), p.to_string())).cloned();
         assert_eq!(

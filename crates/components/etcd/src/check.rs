@@ -206,15 +206,15 @@ pub fn checks(ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
 mod tests {
     use super::*;
 
-    /// Captured from etcdctl 3.4.23 (Debian 12) against one member.
-    const STATUS: &str = r#"[{"Endpoint":"http://10.77.0.21:2379","Status":{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"revision":51,"raft_term":3},"version":"3.4.23","dbSize":20480,"leader":10276657743932975437,"raftIndex":60,"raftTerm":3,"raftAppliedIndex":60,"dbSizeInUse":20480}}]"#;
+    /// Captured from etcdctl 3.4.23 on the lab (Debian 12): the leader's own status.
+    const STATUS: &str = r#"[{"Endpoint":"http://10.77.0.11:2379","Status":{"header":{"cluster_id":17522425965082613452,"member_id":7783853482738715454,"revision":173,"raft_term":5},"version":"3.4.23","dbSize":61440,"leader":7783853482738715454,"raftIndex":196,"raftTerm":5,"raftAppliedIndex":196,"dbSizeInUse":53248}}]"#;
 
     #[test]
     fn parses_member_and_leader_ids() {
         let s = parse_status(STATUS).expect("status");
-        assert_eq!(s.member_id, 10276657743932975437);
+        assert_eq!(s.member_id, 7783853482738715454);
         assert_eq!(s.leader, s.member_id);
-        assert_eq!(s.raft_term, 3);
+        assert_eq!(s.raft_term, 5);
         let e = parse_status("Error: context deadline exceeded\n").expect_err("no json");
         assert!(e.contains("context deadline exceeded"), "{e}");
     }

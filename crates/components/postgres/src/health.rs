@@ -271,7 +271,9 @@ pub fn checks(ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         let (mut ok, mut detail, last) =
             replica_verdict(m, &first, &second, cfg.max_lag_bytes, cfg.max_lag_seconds);
         if let Some((_, s)) = status.iter().find(|(n, _)| n == m) {
-            if s.timeline != leader_status.timeline {
+            // Patroni 3.0 reports no timeline for a replica that has not replayed a
+            // timeline switch yet; only a known, different timeline is a divergence.
+            if s.timeline.is_some() && s.timeline != leader_status.timeline {
                 ok = false;
                 detail = format!(
                     "timeline {} while the leader is on {}: diverged ({detail})",
@@ -370,6 +372,30 @@ mod tests {
         let far = [standby("db2", "streaming", 7, 5000)];
         let v = replica_verdict("db2", &good, &far, 1000, 30.0);
         assert!(!v.0 && v.1.contains("growing"), "{}", v.1);
+    }
+
+    /// Captured from Patroni 3.0.2 and PostgreSQL 15 on the lab (Debian 12).
+    #[test]
+    fn captured_patroni_answers_parse() {
+        let primary = parse_patroni(include_str!("../fixtures/health/patroni-primary.json"))
+            .expect("primary");
+        assert!(primary.is_leader());
+        assert_eq!(primary.timeline, Some(1));
+        let replica = parse_patroni(include_str!("../fixtures/health/patroni-replica.json"))
+            .expect("replica");
+        assert!(!replica.is_leader() && replica.state == "running");
+        let fresh = parse_patroni(include_str!(
+            "../fixtures/health/patroni-replica-no-timeline.json"
+        ))
+        .expect("fresh");
+        assert_eq!(fresh.timeline, None);
+        let (a, _) = parse_samples(&format!(
+            "{0}@@sample\n{0}",
+            include_str!("../fixtures/health/pg_stat_replication.txt")
+        ))
+        .expect("primary samples");
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].sync_state, "sync");
     }
 
     #[test]
