@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use crate::lab::{self, LabInfo};
 
+mod health;
+
 /// `e2e` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,6 +40,12 @@ pub struct Figures {
     pub sentinel_failover: f64,
     /// The leader-partition run under write load (kbz-faults).
     pub partition: Option<kbz_faults::RunReport>,
+    /// Seconds of one kbz-health run on the healthy lab.
+    pub health_run: f64,
+    /// Checks in that run.
+    pub health_checks: usize,
+    /// Seconds from a powered-off replica's boot until kbz-health says healthy again.
+    pub health_rejoin: f64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -60,6 +68,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             r.victim_streaming_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
         );
     }
+    println!(
+        "e2e: kbz-health: {} checks in {:.1}s (one round trip per host); healthy again {:.1}s after a powered-off replica booted",
+        figures.health_checks, figures.health_run, figures.health_rejoin
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -94,6 +106,12 @@ fn step(name: &str) {
 /// The kbz-install binary of this workspace, built once: the path cargo reports for the
 /// artifact it built (so `CARGO_TARGET_DIR` and build config are respected).
 pub fn kbz_install() -> Result<PathBuf> {
+    built("kbz-install")
+}
+
+/// Builds a binary of this workspace (package and binary named alike) and returns the
+/// executable cargo reports for it (CARGO_TARGET_DIR and config respected).
+pub fn built(package: &str) -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -101,17 +119,17 @@ pub fn kbz_install() -> Result<PathBuf> {
             "build",
             "-q",
             "-p",
-            "kbz-install",
+            package,
             "--bin",
-            "kbz-install",
+            package,
             "--message-format=json-render-diagnostics",
         ])
         .current_dir(&root)
-        .stderr(std::process::Stdio::inherit())
+        .stderr(Stdio::inherit())
         .output()
         .context("cannot run cargo build")?;
-    ensure!(out.status.success(), "cargo build -p kbz-install failed");
-    built_executable(&String::from_utf8_lossy(&out.stdout), "kbz-install")
+    ensure!(out.status.success(), "cargo build -p {package} failed");
+    built_executable(&String::from_utf8_lossy(&out.stdout), package)
 }
 
 /// The `executable` of the `compiler-artifact` message for binary `name` in cargo's JSON
@@ -770,6 +788,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     }
     data_tier(info, &names)?;
     leader_partition(info, fig)?;
+    health::scenario(info, &names, fig)?;
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;
