@@ -21,11 +21,11 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; kbz-health: healthy (every check ok)"),
     (
         FAILED,
-        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup); kbz-health: degraded (redundancy lost, every service up)",
+        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup); kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap) or a failed run",
     ),
     (
         INPUT,
-        "invalid input: inventory, config, secrets or command line (the JSON has `errors`); kbz-health: a service is down (the JSON has `checks`)",
+        "invalid input: inventory, config, secrets or command line (the JSON has `errors`); kbz-health: a service is down (the JSON has `checks`); kbz-failover: also a cluster that is not healthy (nothing injected)",
     ),
     (UNREACHABLE, "hosts unreachable, nothing was changed; kbz-health: no host could be asked"),
     (ROLLBACK_INCOMPLETE, "kbz-install: rollback incomplete, some hosts need attention (see the listed steps)"),

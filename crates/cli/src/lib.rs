@@ -13,6 +13,7 @@
 //! - [`health`]: "is the cluster healthy?" (kbz-health, and any binary that must know
 //!   before it acts): the report, its table/JSON, Prometheus textfile and `/metrics` server,
 //!   transition alerts and the systemd timer.
+//! - [`failover`]: kbz-failover's `list` and `run` (health gate, faults, budgets, heal).
 //! - [`install`]: kbz-install's subcommands (install, uninstall, validate, explain, rollback,
 //!   notify test).
 //!
@@ -22,6 +23,7 @@
 pub mod args;
 pub mod connect;
 pub mod exit;
+pub mod failover;
 pub mod health;
 pub mod inputs;
 pub mod install;

@@ -34,6 +34,7 @@ codes! {
     E041 = 41, E042 = 42, E043 = 43, E044 = 44, E045 = 45, E046 = 46, E047 = 47, E048 = 48, E049 = 49, E050 = 50,
     E051 = 51, E052 = 52, E053 = 53, E054 = 54, E055 = 55, E056 = 56, E057 = 57, E058 = 58, E059 = 59, E060 = 60,
     E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65, E066 = 66,
+    E071 = 71, E072 = 72,
 }
 
 impl fmt::Display for Code {
@@ -1174,6 +1175,41 @@ pub static CATALOGUE: &[Entry] = &[
             "Wait for it to finish, then run again",
             "For a stale lock, roll back what the killed run left: `kbz-install rollback \
              --inventory servers.tsv`, then remove the lock: `rm .kbz/run.lock`",
+        ],
+    ),
+    // Failover (kbz-failover, E071-E075): a measured fault cost more than its budget.
+    e(
+        Code::E071,
+        "failover",
+        "Acknowledged writes lost in a failover",
+        "kbz-failover wrote through the service's VIP while it injected a fault, and after the \
+         heal some writes the service had acknowledged were missing (through the VIP or on a \
+         member's own copy), more than `[failover]` allows, or two members answered as \
+         writable primaries at the same time. With PostgreSQL in synchronous mode no \
+         acknowledged commit may be lost: this is data loss to fix, not a figure to accept. \
+         Redis replicates asynchronously and may lose what was acknowledged within \
+         min-replicas-max-lag before the fault.",
+        &[
+            "See which run lost what: `kbz-failover run SCENARIO --json | jq '.runs[] | {run, vip, lost_on_member}'`",
+            "Check that synchronous mode is on and a sync standby exists: `patronictl -c /etc/patroni/config.yml list` (a `Sync Standby` row) and `[postgres] synchronous_mode = true` in kbz.toml",
+            "Look for a second primary in the logs of the run's victim: `journalctl -u patroni --since -1h | grep -i 'promot\\|demot'`",
+            "Re-run the scenario after the fix with several runs: `kbz-failover run SCENARIO --runs 20 --yes`",
+        ],
+    ),
+    e(
+        Code::E072,
+        "failover",
+        "Failover slower than its budget",
+        "While kbz-failover injected a fault, no write was acknowledged through the VIP for \
+         longer than the scenario's budget in `[failover]` (PostgreSQL 35 s after a crash or \
+         partition and 5 s on a switchover, Redis 15 s, a VIP 5 s by default). The cluster \
+         recovered, but clients waited longer than the operator allows: the leader election, \
+         the VIP move or HAProxy's health checks took too long.",
+        &[
+            "See the gap and the time to a new leader per run: `kbz-failover run SCENARIO --json | jq '.runs[] | {max_write_gap_secs, new_leader_secs}'`",
+            "Check Patroni's timing (ttl, loop_wait, retry_timeout): `patronictl -c /etc/patroni/config.yml show-config`",
+            "Check HAProxy's checks of the front: `echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock | cut -d, -f1,2,18`",
+            "If the budget is stricter than the service can be, raise it in kbz.toml: `[failover] postgres_crash_gap_secs = 45`",
         ],
     ),
 ];

@@ -1,4 +1,4 @@
-//! kbz-errors: the E001-E066 catalogue, the `Diagnostic` every user-visible failure becomes,
+//! kbz-errors: the E001-E066 and E071-E072 catalogue, the `Diagnostic` every user-visible failure becomes,
 //! and its renderings (a framed box for terminals, plain text for logs, JSON for tools).
 //!
 //! Every crate keeps its own `thiserror` enum and implements [`HasCode`] so that a caller can
@@ -26,7 +26,7 @@ pub trait HasCode {
 
 /// The error returned by [`explain`] for a code outside the catalogue.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown error code `{0}`: valid codes are E001 to E066 (for example `kbz-install explain E002`)")]
+#[error("unknown error code `{0}`: valid codes are E001 to E066 and E071 to E072 (for example `kbz-install explain E002`)")]
 pub struct UnknownCode(pub String);
 
 impl HasCode for UnknownCode {

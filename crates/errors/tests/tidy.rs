@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// emitting a code, remove it here (the test fails until you do).
 const NOT_YET_EMITTED: &[&str] = &[
     "E026", "E041", "E042", "E043", "E044", "E045", "E046", "E047", "E048", "E049", "E050", "E054",
-    "E055", "E056", "E057", "E058", "E059", "E060",
+    "E055", "E057", "E058", "E059", "E060",
 ];
 
 fn workspace_root() -> PathBuf {
@@ -23,12 +23,15 @@ fn every_code_is_documented_once_and_in_order() {
     assert_eq!(
         codes,
         Code::ALL,
-        "CATALOGUE must list E001..E066 once each, in order"
+        "CATALOGUE must list every code once, in order"
     );
-    assert_eq!(CATALOGUE.len(), 66);
-    for (i, entry) in CATALOGUE.iter().enumerate() {
-        let expected = format!("E{:03}", i + 1);
-        assert_eq!(entry.code.to_string(), expected);
+    // Each range is filled from its start: E001-E066 (operations so far), E071 on (failover).
+    let numbers: Vec<u16> = codes.iter().map(|c| c.number()).collect();
+    let expected: Vec<u16> = (1..=66).chain(71..=72).collect();
+    assert_eq!(numbers, expected, "a range has a hole");
+    for entry in CATALOGUE.iter() {
+        let expected = entry.code.to_string();
+        assert_eq!(expected, format!("E{:03}", entry.code.number()));
         assert!(!entry.title.trim().is_empty(), "{expected}: empty title");
         assert!(
             !entry.category.trim().is_empty(),
@@ -59,7 +62,8 @@ fn categories_follow_the_code_ranges() {
             41..=50 => "backup",
             51..=60 => "security",
             61..=65 => "kubernetes",
-            _ => "operations",
+            66..=70 => "operations",
+            _ => "failover",
         };
         assert_eq!(entry.category, expected, "{}", entry.code);
     }

@@ -31,6 +31,22 @@ pub enum Fault {
     /// A whole-host isolation by the operator's commands (the lab takes the host's bridge
     /// port down: clients and the controller are cut off too), undone by the second one.
     Isolate,
+    /// The daemon's own graceful switchover (Patroni: `patronictl switchover` to the
+    /// synchronous standby).
+    Switchover,
+}
+
+impl Fault {
+    /// One line for `kbz-failover list`.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::PeerPartition => "nftables partition from its peers (self-removing)".into(),
+            Fault::KillUnit { unit } => format!("SIGKILL of every process of {unit}"),
+            Fault::PowerCut => "power cut by [failover] power_off / power_on".into(),
+            Fault::Isolate => "whole-host isolation by the isolate commands".into(),
+            Fault::Switchover => "graceful switchover by the daemon itself".into(),
+        }
+    }
 }
 
 /// A fault and its undo as commands run on the controller (power off / on, isolate /
@@ -155,6 +171,30 @@ pub async fn heal(exec: &dyn Executor) -> Result<(), FaultError> {
 /// SIGKILLs every process of `unit` on `exec`'s host.
 pub async fn kill_unit(exec: &dyn Executor, unit: &str) -> Result<(), FaultError> {
     run_checked(exec, kill_unit_script(unit), &format!("SIGKILL of {unit}")).await
+}
+
+/// Starts `unit` again if systemd did not restart it after a kill (a no-op when it runs).
+pub async fn start_unit(exec: &dyn Executor, unit: &str) -> Result<(), FaultError> {
+    run_checked(
+        exec,
+        format!("systemctl start {}", quote(unit)),
+        &format!("starting {unit}"),
+    )
+    .await
+}
+
+/// Patroni's graceful switchover from `leader` to `candidate`, run on `exec`'s host.
+pub async fn switchover(
+    exec: &dyn Executor,
+    leader: &str,
+    candidate: &str,
+) -> Result<(), FaultError> {
+    run_checked(
+        exec,
+        kbz_postgres::switchover_script(leader, candidate),
+        &format!("Patroni switchover {leader} -> {candidate}"),
+    )
+    .await
 }
 
 /// Runs a rendered power command on the controller (`sh -c`).

@@ -11,13 +11,16 @@
 //! `kbz-failover`) build a [`Target`] from their inputs, call [`run_once`] and present the
 //! reports. Service knowledge (who leads, what streaming means) comes from the components.
 
+pub mod budget;
 mod check;
+pub mod cleanup;
 mod error;
 pub mod fault;
 pub mod observe;
 mod scenario;
 pub mod workload;
 
+pub use budget::{evaluate, Breach, Budget};
 pub use check::{acks_by_server, longest_gap, verdict, Verdict};
 pub use error::FaultError;
 pub use fault::{Fault, HostCommands};

@@ -74,7 +74,43 @@ impl Scenario {
                 VictimRole::EtcdLeader,
                 Fault::PeerPartition,
             ),
+            s(
+                "postgres-switchover",
+                VictimRole::PostgresLeader,
+                Fault::Switchover,
+            ),
+            s(
+                "etcd-member-crash",
+                VictimRole::EtcdLeader,
+                Fault::KillUnit {
+                    unit: kbz_etcd::SERVICE.into(),
+                },
+            ),
         ]
+    }
+
+    /// The known name nearest to `name` (for "did you mean").
+    pub fn nearest(name: &str) -> Option<String> {
+        Scenario::all()
+            .into_iter()
+            .map(|s| (strsim::damerau_levenshtein(name, &s.name), s.name))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, n)| n)
+    }
+
+    /// Whether it needs [`Target::power`] (or [`Target::isolate`]) commands.
+    pub fn needs_commands(&self) -> bool {
+        matches!(self.fault, Fault::PowerCut | Fault::Isolate)
+    }
+
+    /// One line for `kbz-failover list`: the victim and the fault.
+    pub fn describe(&self) -> String {
+        let victim = match self.victim {
+            VictimRole::PostgresLeader => "the Patroni leader",
+            VictimRole::PostgresReplica => "a PostgreSQL replica (the sync standby)",
+            VictimRole::EtcdLeader => "the etcd leader",
+        };
+        format!("{}: {victim}", self.fault.describe())
     }
 
     /// The built-in scenario called `name`.
@@ -487,6 +523,26 @@ async fn inject(
             .await
         }
         Fault::KillUnit { unit } => fault::kill_unit(victim.exec.as_ref(), unit).await,
+        Fault::Switchover => {
+            let all: Vec<&Member> = t.members.iter().collect();
+            let rows = observe::patroni_members(&all)
+                .await
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            let candidate = rows
+                .iter()
+                .find(|r| r.role == "Sync Standby")
+                .or_else(|| {
+                    rows.iter()
+                        .find(|r| r.role == "Replica" && r.member != victim.host.hostname)
+                })
+                .map(|r| r.member.clone())
+                .ok_or_else(|| FaultError::Unsupported {
+                    scenario: s.name.clone(),
+                    reason: "no replica to switch over to".into(),
+                })?;
+            fault::switchover(victim.exec.as_ref(), &victim.host.hostname, &candidate).await
+        }
         Fault::PowerCut | Fault::Isolate => {
             let p = commands(s, t)?.ok_or_else(|| unsupported(s))?;
             fault::power(
@@ -501,8 +557,10 @@ async fn inject(
 async fn heal(s: &Scenario, t: &Target, victim: &Member) -> Result<(), FaultError> {
     match &s.fault {
         Fault::PeerPartition => fault::heal(victim.exec.as_ref()).await,
-        // systemd restarts the unit (Restart=on-failure); nothing to undo.
-        Fault::KillUnit { .. } => Ok(()),
+        // systemd restarts the unit by itself; starting it is a no-op then, and brings it
+        // back when the unit has no restart policy.
+        Fault::KillUnit { unit } => fault::start_unit(victim.exec.as_ref(), unit).await,
+        Fault::Switchover => Ok(()),
         Fault::PowerCut | Fault::Isolate => {
             let p = commands(s, t)?.ok_or_else(|| unsupported(s))?;
             fault::power(

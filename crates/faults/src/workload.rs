@@ -99,6 +99,14 @@ pub async fn prepare(t: &PgTarget) -> Result<(), FaultError> {
     .map_err(|e| t.err(describe(&e)))
 }
 
+/// Drops the workload table through `t` (the end of every kbz-failover run).
+pub async fn drop_table(t: &PgTarget) -> Result<(), FaultError> {
+    let c = t.connect().await?;
+    c.batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
+        .await
+        .map_err(|e| t.err(describe(&e)))
+}
+
 /// One acknowledged write.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Ack {

@@ -129,6 +129,19 @@ pub fn ready_script(rest_url: &str) -> String {
     )
 }
 
+/// A graceful switchover by Patroni itself (`patronictl switchover`, run as root on a
+/// member: the REST credentials come from Patroni's config file, never the command line).
+/// Exits 0 once Patroni accepted and carried it out.
+pub fn switchover_script(leader: &str, candidate: &str) -> String {
+    format!(
+        "{ctl} -c {cfg} switchover --leader {l} --candidate {c} --force",
+        ctl = crate::PATRONICTL_BIN,
+        cfg = crate::CONFIG_PATH,
+        l = kbz_core::shell::quote(leader),
+        c = kbz_core::shell::quote(candidate),
+    )
+}
+
 /// Judges the member list: exactly one running leader, every other expected member a running
 /// replica, and (in synchronous mode) a synchronous standby. Returns the leader's name.
 pub fn check_members(
@@ -241,6 +254,17 @@ mod cluster_api_tests {
         );
         assert_eq!(rows[1].lag_mb, Some(serde_json::json!(0)));
         assert!(parse_cluster("<html>502</html>").is_err());
+    }
+
+    #[test]
+    fn switchover_names_both_members_and_no_secret() {
+        let s = switchover_script("kbzlab-h1", "kbzlab-h2");
+        assert!(
+            s.contains("--leader 'kbzlab-h1' --candidate 'kbzlab-h2' --force"),
+            "{s}"
+        );
+        assert!(s.contains("-c /etc/patroni/config.yml"), "{s}");
+        kbz_testkit::assert_valid_sh(&[s]);
     }
 }
 

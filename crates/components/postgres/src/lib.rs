@@ -42,7 +42,7 @@ mod patroni;
 
 pub use cluster::{
     check_members, check_replication, cluster_script, parse_cluster, parse_replication,
-    psql_script, ready_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
+    psql_script, ready_script, switchover_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
 };
 pub use health::{parse_patroni, parse_samples, replica_verdict, PatroniStatus, Standby};
 pub use patroni::{

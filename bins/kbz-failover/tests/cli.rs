@@ -1,0 +1,222 @@
+//! The kbz-failover binary as an operator runs it: `list`, `--help` with the exit codes,
+//! and every refusal before a fault (unknown scenario with the nearest name, a budget that
+//! does not parse, a power-cut scenario without power commands, a cluster kbz-health does
+//! not call healthy): each an E-code and an exit code, with nothing injected.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn failover(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kbz-failover"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kbz-failover")
+}
+
+/// Three hosts on loopback addresses whose SSH port is closed, with `extra` appended to
+/// kbz.toml.
+fn unreachable_fleet(dir: &Path, extra: &str) {
+    let inv: String = (1..=3)
+        .map(|i| format!("n{i}\t127.0.0.{i}\tlb,etcd,postgres,redis\troot\t1\n"))
+        .collect();
+    std::fs::write(dir.join("servers.tsv"), inv).expect("inventory");
+    std::fs::write(
+        dir.join("kbz.toml"),
+        format!(
+            "[cluster]\nname = \"loop\"\n\n[vips]\npostgres = \"127.0.1.10\"\nredis = \"127.0.1.11\"\n{extra}"
+        ),
+    )
+    .expect("config");
+    let state = dir.join(".kbz");
+    std::fs::create_dir_all(&state).expect("state");
+    std::fs::write(
+        state.join("secrets.toml"),
+        "postgres_superuser_password = \"S3cr3tPgZq9xW\"\n",
+    )
+    .expect("secrets");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        state.join("secrets.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = failover(&["--help"], dir.path());
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        out.contains("EXIT CODES (shared by every kbz binary)"),
+        "{out}"
+    );
+    assert!(out.contains("E071 lost writes, E072 write gap"), "{out}");
+}
+
+#[test]
+fn list_shows_every_scenario_with_its_budget() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = failover(&["list"], dir.path());
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for name in [
+        "postgres-leader-crash",
+        "postgres-leader-partition",
+        "postgres-switchover",
+        "postgres-replica-partition",
+        "etcd-leader-partition",
+        "etcd-member-crash",
+    ] {
+        assert!(out.contains(name), "{name} missing:\n{out}");
+    }
+    assert!(out.contains("lost <= 0, gap <= 35 s"), "{out}");
+    assert!(out.contains("lost <= 0, gap <= 5 s"), "{out}");
+
+    // The operator's budgets are the ones shown.
+    unreachable_fleet(dir.path(), "\n[failover]\npostgres_crash_gap_secs = 20\n");
+    let o = failover(
+        &["list", "--json", "--inventory", "servers.tsv"],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let crash = v["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .find(|s| s["name"] == "postgres-leader-crash")
+        .expect("crash scenario");
+    assert_eq!(crash["budget"]["gap_secs"], 20.0);
+    assert_eq!(crash["needs_power_commands"], true);
+}
+
+#[test]
+fn an_unknown_scenario_suggests_the_nearest_name() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path(), "");
+    let o = failover(
+        &[
+            "run",
+            "postgres-leader-partitoin",
+            "--inventory",
+            "servers.tsv",
+        ],
+        dir.path(),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("E010"), "{out}");
+    assert!(
+        out.contains("did you mean `postgres-leader-partition`?"),
+        "{out}"
+    );
+    let o = failover(
+        &["run", "nope", "--json", "--inventory", "servers.tsv"],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["errors"][0]["code"], "E010");
+}
+
+#[test]
+fn a_budget_that_cannot_parse_is_e008_with_its_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path(), "\n[failover]\nredis_gap_secs = \"15 s\"\n");
+    let o = failover(
+        &[
+            "run",
+            "postgres-leader-partition",
+            "--yes",
+            "--inventory",
+            "servers.tsv",
+        ],
+        dir.path(),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("E008") && out.contains("kbz.toml:9"), "{out}");
+    assert!(out.contains("redis_gap_secs"), "{out}");
+}
+
+#[test]
+fn a_power_cut_without_power_commands_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path(), "");
+    let o = failover(
+        &[
+            "run",
+            "postgres-leader-crash",
+            "--yes",
+            "--inventory",
+            "servers.tsv",
+        ],
+        dir.path(),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("E008") && out.contains("power_off"), "{out}");
+}
+
+#[test]
+fn an_unhealthy_cluster_is_refused_before_any_fault_and_no_secret_is_shown() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path(), "");
+    let o = failover(
+        &[
+            "run",
+            "postgres-leader-partition",
+            "--yes",
+            "--json",
+            "--inventory",
+            "servers.tsv",
+        ],
+        dir.path(),
+    );
+    let out = text(&o);
+    // No host answers: kbz-health says unreachable, so nothing is injected (exit 3).
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["errors"][0]["code"], "E040", "{out}");
+    let msg = v["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("injects nothing"), "{msg}");
+    assert!(!out.contains("S3cr3tPgZq9xW"), "{out}");
+    // Without --yes and without a terminal, it asks nothing and refuses (after the
+    // health gate, which refuses first here).
+    let o = failover(
+        &["run", "postgres-switchover", "--inventory", "servers.tsv"],
+        dir.path(),
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn bad_counts_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path(), "");
+    let o = failover(
+        &[
+            "run",
+            "postgres-switchover",
+            "--runs",
+            "0",
+            "--inventory",
+            "servers.tsv",
+        ],
+        dir.path(),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("E010") && out.contains("--runs"), "{out}");
+}

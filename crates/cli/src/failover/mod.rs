@@ -1,0 +1,386 @@
+//! kbz-failover's library half: `list` and `run SCENARIO`. A run refuses to start unless
+//! kbz-health's checks ([`crate::health::check`]) say healthy, asks for confirmation unless
+//! `--yes`, builds the kbz-faults [`Target`] from the session (members over SSH, writes
+//! through the PostgreSQL VIP, `[failover]` power commands), runs the scenario `--runs`
+//! times, heals every fault of the scenario and drops the scratch table at the end (also on
+//! Ctrl-C), judges every run against its `[failover]` budget ([`kbz_faults::evaluate`]),
+//! prints a table or JSON, notifies (`Event::failover_result`) and maps the outcome to an
+//! exit code: 0 inside budget, 1 a breach (E071/E072) or a failed run, 2 bad input or an
+//! unhealthy cluster, 3 unreachable.
+
+pub mod output;
+
+use kbz_core::{Context, Role, Secret};
+use kbz_errors::{Code, Diagnostic, HasCode};
+use kbz_faults::{Breach, HostCommands, Member, PgTarget, RunReport, Scenario, Summary, Target};
+use serde::Serialize;
+use std::time::Duration;
+
+use crate::session::{self, prepare, warn_failed};
+use crate::{connect, exit, runtime, ui, Common, Failure};
+
+const BIN: &str = "kbz-failover";
+
+/// `kbz-failover run` options.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenario's name.
+    pub scenario: String,
+    /// How many runs.
+    pub runs: u32,
+    /// Seconds the fault lasts.
+    pub duration: u64,
+    /// Concurrent writers.
+    pub writers: usize,
+    /// No confirmation question.
+    pub yes: bool,
+}
+
+/// The outcome of `kbz-failover run`, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The cluster.
+    pub cluster: String,
+    /// The scenario.
+    pub scenario: String,
+    /// Its budget.
+    pub budget: kbz_faults::Budget,
+    /// Every run's figures.
+    pub runs: Vec<RunReport>,
+    /// The figures over every run.
+    pub summary: Summary,
+    /// Every figure outside its budget.
+    pub breaches: Vec<Breach>,
+    /// Runs that ended in an error (with its E-code).
+    pub errors: Vec<String>,
+    /// Faults that could not be undone at the end (host: error); empty when the fleet is as
+    /// before.
+    pub not_healed: Vec<String>,
+    /// Whether the run was interrupted (Ctrl-C).
+    pub interrupted: bool,
+    /// Every run completed inside its budget.
+    pub passed: bool,
+}
+
+/// An unknown scenario: E010 with the nearest name.
+pub fn scenario(name: &str) -> Result<Scenario, Failure> {
+    Scenario::named(name).map_err(|_| {
+        let known: Vec<String> = Scenario::all().into_iter().map(|s| s.name).collect();
+        let mut d = Diagnostic::new(
+            Code::E010,
+            format!("unknown scenario `{name}`; known: {}", known.join(", ")),
+        );
+        d = match Scenario::nearest(name) {
+            Some(n) => d.hint(format!(
+                "did you mean `{n}`? `kbz-failover list` shows every scenario"
+            )),
+            None => d.hint("`kbz-failover list` shows every scenario"),
+        };
+        Failure::input(vec![d])
+    })
+}
+
+/// `kbz-failover list`: every scenario with its fault and budget.
+pub fn list(c: &Common) -> u8 {
+    let cfg = match crate::inputs::load(c) {
+        Ok(i) => i.config.failover,
+        // Without an inventory the defaults are shown.
+        Err(_) if c.inventory.is_none() && c.config.is_none() => Default::default(),
+        Err(d) => return Failure::input(d).report(c.json),
+    };
+    print!("{}", output::list(&Scenario::all(), &cfg, c.json));
+    exit::OK
+}
+
+/// The kbz-faults target of the session: every PostgreSQL member over SSH, writes through
+/// the PostgreSQL VIP as the superuser, power commands from `[failover]`.
+async fn target(
+    ctx: &Context,
+    connector: &dyn kbz_core::executor::Connector,
+    writers: usize,
+) -> Result<Target, Failure> {
+    let Some(vip) = ctx.config.vips.get("postgres").copied() else {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E008,
+            "kbz.toml has no [vips] postgres: kbz-failover writes through the PostgreSQL VIP",
+        )
+        .hint("set it under [vips], e.g. `postgres = \"10.0.0.100\"`")]));
+    };
+    let mut members = Vec::new();
+    for h in ctx
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| h.roles.contains(&Role::Postgres))
+    {
+        let exec = connector
+            .connect(h)
+            .await
+            .map_err(|e| Failure::new(e.to_diagnostic(), exit::UNREACHABLE))?;
+        members.push(Member {
+            host: h.clone(),
+            exec,
+        });
+    }
+    if members.len() < 2 {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E010,
+            format!(
+                "the inventory has {} postgres host(s); a failover needs a primary and a replica",
+                members.len()
+            ),
+        )
+        .hint("give the postgres role to 3 hosts in servers.tsv")]));
+    }
+    let password = ctx
+        .secrets
+        .get(kbz_postgres::SUPERUSER_PASSWORD)
+        .map(|s| Secret::new(s.expose()))
+        .unwrap_or_else(|| Secret::new(""));
+    let f = &ctx.config.failover;
+    let power = match (&f.power_off, &f.power_on) {
+        (Some(off), Some(on)) => Some(HostCommands {
+            off: off.clone(),
+            on: on.clone(),
+        }),
+        _ => None,
+    };
+    Ok(Target {
+        members,
+        pg: PgTarget {
+            addr: vip,
+            port: kbz_postgres::PG_PORT,
+            user: "postgres".into(),
+            password,
+            dbname: "postgres".into(),
+            timeout: Duration::from_secs(2),
+        },
+        power,
+        isolate: None,
+        writers,
+    })
+}
+
+/// E037 when nothing answers PostgreSQL on the VIP (checked before any fault).
+async fn vip_answers(t: &Target) -> Result<(), Failure> {
+    match t.pg.connect().await {
+        Ok(_) => Ok(()),
+        // 28P01: invalid_password. The VIP answers, the secrets file does not match.
+        Err(e) if e.to_string().contains("28P01") => Err(Failure::input(vec![Diagnostic::new(
+            Code::E056,
+            format!("PostgreSQL on the VIP refused the superuser password, nothing was injected: {e}"),
+        )
+        .hint("run kbz-failover with the state directory of the install (`--state-dir`, default .kbz next to the inventory): its secrets.toml has the password")])),
+        Err(e) => Err(Failure::new(
+            Diagnostic::new(
+                Code::E037,
+                format!("the PostgreSQL VIP does not answer, nothing was injected: {e}"),
+            )
+            .hint(format!(
+                "check that a load balancer holds it and HAProxy fronts the primary: `kbz-health --component haproxy`, `nc -vz {} {}`",
+                t.pg.addr, t.pg.port
+            )),
+            exit::UNREACHABLE,
+        )),
+    }
+}
+
+/// `kbz-failover run SCENARIO`.
+pub fn run(c: &Common, o: &RunOptions) -> u8 {
+    match run_inner(c, o) {
+        Ok(code) => code,
+        Err(f) => f.report(c.json),
+    }
+}
+
+fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
+    let s = scenario(&o.scenario)?;
+    if c.inventory.is_none() {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E010,
+            "kbz-failover needs the --inventory of the cluster to fault",
+        )
+        .hint(
+            "kbz-failover run postgres-leader-partition --inventory servers.tsv",
+        )]));
+    }
+    if o.runs == 0 || o.writers == 0 || o.duration == 0 {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E010,
+            "--runs, --writers and --duration must be at least 1",
+        )
+        .hint("kbz-failover run SCENARIO --runs 1 --writers 4 --duration 35")]));
+    }
+    let all = kbz_stack::components();
+    let session = prepare(c, BIN, &all, session::Secrets::InMemory)?;
+    let ctx = &session.ctx;
+    if s.fault == kbz_faults::Fault::Isolate {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E010,
+            format!("scenario {} isolates a host by the lab's bridge port; kbz-failover has no such command for a real fleet", s.name),
+        )
+        .hint("on the lab run `cargo xtask failover postgres-leader-isolation`; on a fleet use postgres-leader-partition or postgres-leader-crash")]));
+    }
+    if s.needs_commands()
+        && (ctx.config.failover.power_off.is_none() || ctx.config.failover.power_on.is_none())
+    {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E008,
+            format!("scenario {} cuts a host's power: [failover] power_off and power_on are not set", s.name),
+        )
+        .hint("set both in kbz.toml, e.g. `power_off = \"ipmitool -H {host}-bmc chassis power off\"`; the lab uses `cargo xtask lab kill {host}` / `lab start {host}`")]));
+    }
+    let connector = connect::connector(&session.inputs, c, false)?;
+    let rt = runtime()?;
+
+    // Refuse unless healthy: kbz-health's own checks.
+    // A cluster just back from a fault may need a few seconds (a replica catching up): a
+    // degraded or down answer is asked again for up to 30 s; unreachable hosts are final.
+    let asked = std::time::Instant::now();
+    let health = loop {
+        let h = rt.block_on(crate::health::check(ctx, &all, connector.as_ref()));
+        let code = h.exit_code();
+        if code == exit::OK || code == exit::UNREACHABLE || asked.elapsed().as_secs() >= 30 {
+            break h;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    if health.exit_code() != exit::OK {
+        let failing: Vec<String> = health
+            .failing()
+            .map(|x| format!("{} {} {}: {}", x.host, x.component, x.check, x.detail))
+            .collect();
+        let code = health.exit_code();
+        return Err(Failure::new(
+            Diagnostic::new(
+                Code::E040,
+                format!(
+                    "the cluster is {}, kbz-failover injects nothing into an unhealthy cluster: {}",
+                    health.status,
+                    failing.join("; ")
+                ),
+            )
+            .hint("fix what `kbz-health --inventory servers.tsv` reports, then run again"),
+            if code == exit::UNREACHABLE {
+                code
+            } else {
+                exit::INPUT
+            },
+        ));
+    }
+    let t = rt.block_on(target(ctx, connector.as_ref(), o.writers))?;
+    rt.block_on(vip_answers(&t))?;
+
+    if !o.yes {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(Failure::input(vec![Diagnostic::new(
+                Code::E010,
+                "kbz-failover injects real faults and asks first; stdin is not a terminal",
+            )
+            .hint("pass --yes to run without the question")]));
+        }
+        let q = format!(
+            "Inject `{}` ({}) into cluster {} {} time(s)?",
+            s.name,
+            s.describe(),
+            ctx.config.cluster.name,
+            o.runs
+        );
+        if !ui::confirm(&q) {
+            eprintln!("Nothing was injected.");
+            return Ok(exit::OK);
+        }
+    }
+
+    let timing = kbz_faults::Timing {
+        fault: Duration::from_secs(o.duration),
+        ..kbz_faults::Timing::default()
+    };
+    let cfg = ctx.config.failover.clone();
+    let mut reports = Vec::new();
+    let mut interrupted = false;
+    for n in 1..=o.runs {
+        let once = kbz_faults::run_once(&s, &t, &timing, n);
+        let r = rt.block_on(async {
+            tokio::select! {
+                r = once => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        });
+        match r {
+            Some(r) => {
+                if !c.json {
+                    println!("{}", output::run_line(&r));
+                }
+                reports.push(r);
+            }
+            None => {
+                interrupted = true;
+                eprintln!("Interrupted: healing every fault of {} ...", s.name);
+                break;
+            }
+        }
+    }
+    // Heal everything the scenario can inject, then drop the scratch table.
+    let mut not_healed: Vec<String> = rt
+        .block_on(kbz_faults::cleanup::heal_all(&s, &t))
+        .into_iter()
+        .map(|(h, e)| format!("{h}: {} {e}", e.code()))
+        .collect();
+    if let Err(e) = rt.block_on(async {
+        kbz_faults::wait_healthy(&t.members, timing.healthy_within, 1).await?;
+        kbz_faults::cleanup::drop_scratch(&t).await
+    }) {
+        not_healed.push(format!(
+            "scratch table {}: {} {e}",
+            kbz_faults::workload::TABLE,
+            e.code()
+        ));
+    }
+
+    let breaches: Vec<Breach> = reports
+        .iter()
+        .filter(|r| r.error.is_none())
+        .flat_map(|r| kbz_faults::evaluate(&s, &cfg, r))
+        .collect();
+    let errors: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("run {}: {e}", r.run)))
+        .collect();
+    let summary = Summary::of(&reports);
+    let passed = !interrupted
+        && breaches.is_empty()
+        && errors.is_empty()
+        && not_healed.is_empty()
+        && reports.len() == o.runs as usize;
+    let outcome = Outcome {
+        cluster: ctx.config.cluster.name.clone(),
+        scenario: s.name.clone(),
+        budget: s.budget(&cfg),
+        runs: reports,
+        summary,
+        breaches,
+        errors,
+        not_healed,
+        interrupted,
+        passed,
+    };
+    tracing::info!(scenario = %s.name, runs = outcome.runs.len(), passed, breaches = outcome.breaches.len(), "failover run");
+    if c.json {
+        println!("{}", output::json(&outcome));
+    } else {
+        print!("{}", output::table(&outcome));
+    }
+    let diags = output::diagnostics(&outcome);
+    if session.notifiers.has_enabled() {
+        let event = output::event(&outcome, diags.first());
+        warn_failed(rt.block_on(session.notifiers.send(&event)));
+    }
+    if diags.is_empty() {
+        return Ok(exit::OK);
+    }
+    if !c.json {
+        ui::diagnostics(&diags, false);
+    }
+    Ok(exit::FAILED)
+}

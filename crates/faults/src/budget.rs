@@ -1,0 +1,235 @@
+//! Budgets: what one run of a scenario may cost (`[failover]` in kbz.toml, with defaults),
+//! and the breaches of a run: lost acknowledged writes or two primaries at once (E071), a
+//! write gap longer than allowed (E072).
+
+use crate::fault::Fault;
+use crate::scenario::{RunReport, Scenario, VictimRole};
+use kbz_core::config::FailoverConfig;
+use kbz_errors::Code;
+
+/// The budget of one scenario.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Budget {
+    /// Acknowledged writes a run may lose.
+    pub lost: u64,
+    /// The longest write gap allowed, in seconds.
+    pub gap_secs: f64,
+    /// The `[failover]` key the gap comes from (named in messages).
+    pub gap_key: &'static str,
+}
+
+/// One figure of a run outside its budget.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Breach {
+    /// E071 (data: lost writes, two primaries) or E072 (time: write gap).
+    pub code: Code,
+    /// The run.
+    pub run: u32,
+    /// `lost`, `two_primaries` or `write_gap_secs`.
+    pub figure: &'static str,
+    /// What was measured.
+    pub value: f64,
+    /// What the budget allows.
+    pub budget: f64,
+    /// What to tell the operator.
+    pub message: String,
+}
+
+impl Scenario {
+    /// This scenario's budget under `cfg`: a graceful switchover gets the switchover gap, a
+    /// crash of the etcd service alone the etcd gap, every crash or partition of a
+    /// PostgreSQL host the crash gap; PostgreSQL runs in synchronous mode, so the loss budget is `postgres_lost`.
+    pub fn budget(&self, cfg: &FailoverConfig) -> Budget {
+        let (gap_secs, gap_key) = match (&self.fault, self.victim) {
+            (Fault::Switchover, _) => (
+                cfg.postgres_switchover_gap_secs,
+                "postgres_switchover_gap_secs",
+            ),
+            // Only etcd is down: PostgreSQL keeps its primary and its sync standby. (A
+            // partition of the etcd leader's host cuts PostgreSQL too: the crash gap.)
+            (Fault::KillUnit { .. }, VictimRole::EtcdLeader) => {
+                (cfg.etcd_member_gap_secs, "etcd_member_gap_secs")
+            }
+            _ => (cfg.postgres_crash_gap_secs, "postgres_crash_gap_secs"),
+        };
+        Budget {
+            lost: cfg.postgres_lost,
+            gap_secs,
+            gap_key,
+        }
+    }
+}
+
+/// The acknowledged writes a run lost: the worst of the VIP's read-back and every member's
+/// own copy (a member that could not be read counts through the run's error instead).
+pub fn lost(r: &RunReport) -> u64 {
+    r.lost_on_member
+        .values()
+        .copied()
+        .filter(|l| *l != u64::MAX)
+        .chain([r.vip.lost])
+        .max()
+        .unwrap_or(0)
+}
+
+/// The breaches of one completed run (a run that ended in an error is reported by its own
+/// E-code, not judged here).
+pub fn evaluate(s: &Scenario, cfg: &FailoverConfig, r: &RunReport) -> Vec<Breach> {
+    let b = s.budget(cfg);
+    let mut out = Vec::new();
+    let lost = lost(r);
+    if lost > b.lost {
+        out.push(Breach {
+            code: Code::E071,
+            run: r.run,
+            figure: "lost",
+            value: lost as f64,
+            budget: b.lost as f64,
+            message: format!(
+                "{} run {}: {lost} acknowledged write(s) lost (budget [failover] postgres_lost = {}); first ids {:?}",
+                s.name, r.run, b.lost, r.vip.lost_sample
+            ),
+        });
+    }
+    if r.two_primaries_seen {
+        out.push(Breach {
+            code: Code::E071,
+            run: r.run,
+            figure: "two_primaries",
+            value: 1.0,
+            budget: 0.0,
+            message: format!(
+                "{} run {}: two members answered as writable primaries at once",
+                s.name, r.run
+            ),
+        });
+    }
+    if r.max_write_gap_secs > b.gap_secs {
+        out.push(Breach {
+            code: Code::E072,
+            run: r.run,
+            figure: "write_gap_secs",
+            value: r.max_write_gap_secs,
+            budget: b.gap_secs,
+            message: format!(
+                "{} run {}: no write was acknowledged for {:.1} s (budget [failover] {} = {})",
+                s.name, r.run, r.max_write_gap_secs, b.gap_key, b.gap_secs
+            ),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Verdict;
+
+    fn report(lost: u64, member_lost: u64, gap: f64) -> RunReport {
+        RunReport {
+            scenario: "x".into(),
+            run: 2,
+            vip: Verdict {
+                acked: 500,
+                lost,
+                unexpected: 3,
+                lost_sample: vec![],
+            },
+            lost_on_member: [
+                ("db1".to_string(), member_lost),
+                ("db2".to_string(), u64::MAX),
+            ]
+            .into_iter()
+            .collect(),
+            max_write_gap_secs: gap,
+            victim_streaming_secs: Some(9.0),
+            ..RunReport::default()
+        }
+    }
+
+    fn named(n: &str) -> Scenario {
+        Scenario::named(n).expect("known scenario")
+    }
+
+    #[test]
+    fn each_scenario_gets_the_documented_budget() {
+        let cfg = FailoverConfig::default();
+        let b = named("postgres-leader-crash").budget(&cfg);
+        assert_eq!(
+            (b.lost, b.gap_secs, b.gap_key),
+            (0, 35.0, "postgres_crash_gap_secs")
+        );
+        let b = named("postgres-switchover").budget(&cfg);
+        assert_eq!(
+            (b.gap_secs, b.gap_key),
+            (5.0, "postgres_switchover_gap_secs")
+        );
+        assert_eq!(named("etcd-member-crash").budget(&cfg).gap_secs, 5.0);
+        // The etcd leader's host cut off takes its PostgreSQL member with it.
+        assert_eq!(named("etcd-leader-partition").budget(&cfg).gap_secs, 35.0);
+        let cfg = FailoverConfig {
+            postgres_crash_gap_secs: 20.0,
+            ..FailoverConfig::default()
+        };
+        assert_eq!(
+            named("postgres-leader-partition").budget(&cfg).gap_secs,
+            20.0
+        );
+    }
+
+    #[test]
+    fn a_run_inside_its_budget_has_no_breach() {
+        let s = named("postgres-leader-crash");
+        let r = report(0, 0, 34.9);
+        assert_eq!(evaluate(&s, &FailoverConfig::default(), &r), vec![]);
+        // Unexpected rows (acknowledgements lost in flight) are reported, never a breach.
+        assert_eq!(r.vip.unexpected, 3);
+    }
+
+    #[test]
+    fn lost_writes_on_any_copy_and_long_gaps_are_breaches_with_their_codes() {
+        let s = named("postgres-leader-crash");
+        let cfg = FailoverConfig::default();
+        // Lost only on a member's own copy: still lost.
+        let b = evaluate(&s, &cfg, &report(0, 4, 12.0));
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert_eq!(
+            (b[0].code, b[0].figure, b[0].value),
+            (Code::E071, "lost", 4.0)
+        );
+        assert!(
+            b[0].message.contains("run 2: 4 acknowledged"),
+            "{}",
+            b[0].message
+        );
+        let b = evaluate(&s, &cfg, &report(1, 0, 36.0));
+        let codes: Vec<(Code, &str)> = b.iter().map(|x| (x.code, x.figure)).collect();
+        assert_eq!(
+            codes,
+            vec![(Code::E071, "lost"), (Code::E072, "write_gap_secs")]
+        );
+        assert!(
+            b[1].message.contains("postgres_crash_gap_secs = 35"),
+            "{}",
+            b[1].message
+        );
+        // A switchover is held to 5 s.
+        let b = evaluate(&named("postgres-switchover"), &cfg, &report(0, 0, 6.0));
+        assert_eq!(b[0].code, Code::E072);
+        let mut split = report(0, 0, 1.0);
+        split.two_primaries_seen = true;
+        assert_eq!(evaluate(&s, &cfg, &split)[0].figure, "two_primaries");
+    }
+
+    #[test]
+    fn an_operator_budget_allows_what_it_says() {
+        let cfg = FailoverConfig {
+            postgres_lost: 5,
+            postgres_crash_gap_secs: 60.0,
+            ..FailoverConfig::default()
+        };
+        let s = named("postgres-leader-partition");
+        assert!(evaluate(&s, &cfg, &report(5, 2, 59.0)).is_empty());
+        assert_eq!(evaluate(&s, &cfg, &report(6, 0, 1.0)).len(), 1);
+    }
+}

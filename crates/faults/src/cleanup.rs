@@ -1,0 +1,156 @@
+//! What a binary runs when a scenario ends or is interrupted (Ctrl-C): every fault the
+//! scenario can inject is undone on every member (each undo is a no-op where nothing is
+//! injected; a host is powered on only when its SSH port does not answer), and the
+//! workload's scratch table is dropped.
+
+use crate::fault::{self, Fault, HostCommands};
+use crate::scenario::{Scenario, Target};
+use crate::workload;
+use crate::FaultError;
+use std::time::Duration;
+
+/// Undoes `s`'s fault on every member of `t`: removes the nftables partition, starts a
+/// killed unit, powers on (or rejoins) every member that does not answer. Returns what
+/// could not be undone (host, error); empty when the fleet is as before.
+pub async fn heal_all(s: &Scenario, t: &Target) -> Vec<(String, FaultError)> {
+    let mut failed = Vec::new();
+    for m in &t.members {
+        let name = m.host.hostname.clone();
+        let r = match &s.fault {
+            Fault::PeerPartition => fault::heal(m.exec.as_ref()).await,
+            Fault::KillUnit { unit } => fault::start_unit(m.exec.as_ref(), unit).await,
+            Fault::Switchover => Ok(()),
+            Fault::PowerCut | Fault::Isolate => {
+                // A fresh TCP connection to its SSH port tells a host that is off from one
+                // that is up (an SSH session opened before the fault may be dead either way).
+                let addr = std::net::SocketAddr::new(m.host.ip, m.host.ssh_port);
+                let answers = matches!(
+                    tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::net::TcpStream::connect(addr)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                );
+                let cmds = if s.fault == Fault::PowerCut {
+                    t.power.as_ref()
+                } else {
+                    t.isolate.as_ref()
+                };
+                match (answers, cmds) {
+                    (false, Some(c)) => {
+                        fault::power(&HostCommands::render(&c.on, &name, m.host.ip), &name).await
+                    }
+                    _ => Ok(()),
+                }
+            }
+        };
+        if let Err(e) = r {
+            failed.push((name, e));
+        }
+    }
+    failed
+}
+
+/// Drops the workload's scratch table through the VIP.
+pub async fn drop_scratch(t: &Target) -> Result<(), FaultError> {
+    workload::drop_table(&t.pg).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Member;
+    use crate::workload::PgTarget;
+    use kbz_core::{Host, Output, Role, Secret};
+    use kbz_testkit::FakeHost;
+    use std::sync::Arc;
+
+    fn fleet() -> (Vec<Arc<FakeHost>>, Target) {
+        let fakes: Vec<Arc<FakeHost>> = (1..=3)
+            .map(|i| Arc::new(FakeHost::debian(&format!("db{i}"))))
+            .collect();
+        let members = fakes
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Member {
+                host: Host::new(
+                    &format!("db{}", i + 1),
+                    format!("127.0.0.{}", i + 1).parse().expect("ip"),
+                    &[Role::Postgres],
+                ),
+                exec: f.clone(),
+            })
+            .collect();
+        let t = Target {
+            members,
+            pg: PgTarget {
+                addr: "127.0.0.1".parse().expect("ip"),
+                port: 1,
+                user: "postgres".into(),
+                password: Secret::new("x"),
+                dbname: "postgres".into(),
+                timeout: Duration::from_secs(1),
+            },
+            power: None,
+            isolate: None,
+            writers: 1,
+        };
+        (fakes, t)
+    }
+
+    #[tokio::test]
+    async fn every_member_loses_the_partition_and_gets_its_unit_back() {
+        let (fakes, t) = fleet();
+        for f in &fakes {
+            f.script("nft delete table inet kbz_fault", Output::default());
+            f.script("systemctl start 'etcd'", Output::default());
+        }
+        let s = Scenario::named("etcd-leader-partition").expect("scenario");
+        assert!(heal_all(&s, &t).await.is_empty());
+        let s = Scenario::named("etcd-member-crash").expect("scenario");
+        assert!(heal_all(&s, &t).await.is_empty());
+        for f in &fakes {
+            let ran = f.ran();
+            assert!(
+                ran.iter()
+                    .any(|c| c.contains("nft delete table inet kbz_fault")),
+                "{ran:?}"
+            );
+            assert!(
+                ran.iter().any(|c| c.contains("systemctl start 'etcd'")),
+                "{ran:?}"
+            );
+        }
+        // A switchover leaves nothing to undo: no command at all.
+        let before: usize = fakes.iter().map(|f| f.ran().len()).sum();
+        let s = Scenario::named("postgres-switchover").expect("scenario");
+        assert!(heal_all(&s, &t).await.is_empty());
+        assert_eq!(fakes.iter().map(|f| f.ran().len()).sum::<usize>(), before);
+    }
+
+    #[tokio::test]
+    async fn a_heal_that_fails_is_reported_with_its_host() {
+        let (fakes, t) = fleet();
+        fakes[0].script(
+            "nft delete table inet kbz_fault",
+            Output {
+                status: 1,
+                stdout: vec![],
+                stderr: b"nft: permission denied".to_vec(),
+            },
+        );
+        for f in &fakes[1..] {
+            f.script("nft delete table inet kbz_fault", Output::default());
+        }
+        let s = Scenario::named("postgres-leader-partition").expect("scenario");
+        let failed = heal_all(&s, &t).await;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "db1");
+        assert!(
+            failed[0].1.to_string().contains("permission denied"),
+            "{}",
+            failed[0].1
+        );
+    }
+}
