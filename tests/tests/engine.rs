@@ -591,3 +591,27 @@ async fn two_concurrent_runs_on_one_state_dir_the_second_is_refused_with_e066() 
         "the lock is released"
     );
 }
+
+#[tokio::test]
+async fn a_successful_run_keeps_no_old_contents_in_its_journal() {
+    const OLD: &str = "old-hosts-line-with-a-secret-Qw7Zk2Lm";
+    let dir = tempfile::tempdir().expect("tmp");
+    let (engine, fleet) = setup(2);
+    for (_, h) in fleet.hosts() {
+        h.with_state(|s| {
+            if let Some(f) = s.files.get_mut("/etc/hosts") {
+                f.content = format!("127.0.0.1\tlocalhost\n# {OLD}\n").into_bytes();
+            }
+        });
+    }
+    let opts = RunOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let r = engine.run(&opts).await.expect("run");
+    assert!(r.changed() > 0);
+    let journal = std::fs::read_to_string(dir.path().join("journal.json")).expect("journal");
+    assert!(journal.contains("\"succeeded\""), "{journal}");
+    assert!(journal.contains("write /etc/hosts"), "{journal}");
+    assert!(!journal.contains(OLD), "old bytes kept: {journal}");
+}

@@ -55,7 +55,7 @@ fn secrets_mode(dry_run: bool) -> session::Secrets {
 pub fn explain(code: &str, g: &Common) -> u8 {
     match kbz_errors::explain(code) {
         Ok(text) => {
-            println!("{text}");
+            crate::outln!("{text}");
             exit::OK
         }
         Err(e) => {
@@ -75,12 +75,12 @@ pub fn validate(g: &Common) -> u8 {
                 "inventory"
             };
             if g.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::json!({"valid": true, "hosts": i.inventory.hosts.len()})
                 );
             } else {
-                println!(
+                crate::outln!(
                     "{what} {} is valid: {} hosts",
                     i.inventory.path,
                     i.inventory.hosts.len()
@@ -100,7 +100,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
     let bundled = g.inventory.is_none();
     let dry_run = o.dry_run || o.offline || bundled;
     if bundled && !g.json {
-        eprintln!("kbz-install: no --inventory given: planning the bundled example inventory (examples/servers.tsv) in dry-run mode, offline; nothing is contacted or changed.");
+        crate::errln!("kbz-install: no --inventory given: planning the bundled example inventory (examples/servers.tsv) in dry-run mode, offline; nothing is contacted or changed.");
     }
     let components = components();
     let Session {
@@ -153,7 +153,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         };
         bars.clear();
         if plan.operations() == 0 {
-            println!("Nothing to do: every host is already in the desired state.");
+            crate::outln!("Nothing to do: every host is already in the desired state.");
             return exit::OK;
         }
         if !ui::confirm(&format!(
@@ -161,7 +161,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
             plan.operations(),
             plan.hosts_changed()
         )) {
-            eprintln!("kbz-install: nothing was changed.");
+            crate::errln!("kbz-install: nothing was changed.");
             return exit::OK;
         }
     }
@@ -261,7 +261,7 @@ pub fn rollback(g: &Common) -> u8 {
         Ok(summary) => {
             let steps = summary.steps;
             if g.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::json!({
                         "rolled_back": true,
@@ -270,12 +270,14 @@ pub fn rollback(g: &Common) -> u8 {
                     })
                 );
             } else if summary.cluster_not_undone.is_empty() {
-                println!("Rolled back: {steps} undo step(s) applied; every host is back to its state before the failed run.");
+                crate::outln!("Rolled back: {steps} undo step(s) applied; every host is back to its state before the failed run.");
             } else {
-                println!("Rolled back: {steps} undo step(s) applied to the hosts' files, packages and services.");
-                println!("Not undone (cluster state kbz changed; check it before re-running):");
+                crate::outln!("Rolled back: {steps} undo step(s) applied to the hosts' files, packages and services.");
+                crate::outln!(
+                    "Not undone (cluster state kbz changed; check it before re-running):"
+                );
                 for c in &summary.cluster_not_undone {
-                    println!("  {c}");
+                    crate::outln!("  {c}");
                 }
             }
             exit::OK
@@ -297,11 +299,11 @@ pub fn notify_test(g: &Common) -> u8 {
     };
     let report = rt.block_on(notifiers.test_all());
     if report.results.is_empty() {
-        println!("No [[notify]] targets in the config: nothing to test.");
+        crate::outln!("No [[notify]] targets in the config: nothing to test.");
         return exit::OK;
     }
     for line in report.lines() {
-        println!("{line}");
+        crate::outln!("{line}");
     }
     if report.all_delivered() {
         exit::OK

@@ -46,7 +46,7 @@ pub fn prepare(
         .collect::<Vec<_>>();
     let secrets = inputs::secrets(&i, names, secrets == Secrets::Persist)
         .map_err(|d| Failure::input(vec![d]))?;
-    let redactor = Redactor::new(secrets.values().map(|s| s.expose().to_string()));
+    let redactor = Redactor::from_secrets(&secrets);
     ui::mask_secrets(redactor.clone());
     if let Some(dir) = &i.state_dir {
         log::init(dir, binary, c.verbose, redactor);
@@ -67,7 +67,7 @@ pub fn warn_failed(deliveries: Vec<kbz_core::notifier::Delivery>) {
     for d in deliveries {
         if let Err(reason) = d.result {
             tracing::warn!(target_name = %d.target, %reason, "notification failed");
-            eprintln!("warning: notification `{}` failed: {reason}", d.target);
+            crate::errln!("warning: notification `{}` failed: {reason}", d.target);
         }
     }
 }

@@ -10,28 +10,72 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// `text` with every secret of the run (and every value derived from one) masked.
+pub fn mask(text: &str) -> String {
+    match SECRETS.get() {
+        Some(r) => r.redact(text),
+        None => text.to_string(),
+    }
+}
+
+/// Writes `text` to stdout, masked. Every byte a kbz binary prints goes through here or
+/// [`err`] (the `outln!` / `errln!` macros); a tidy test forbids `println!` and friends.
+pub fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(mask(text).as_bytes());
+    let _ = o.flush();
+}
+
+/// Writes `text` to stderr, masked.
+pub fn err(text: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(mask(text).as_bytes());
+    let _ = e.flush();
+}
+
+/// `println!` to stdout through [`ui::out`](crate::ui::out): secrets masked.
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::ui::out(&format!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` to stdout through [`ui::out`](crate::ui::out): secrets masked.
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => { $crate::ui::out(&format!($($t)*)) };
+}
+
+/// `eprintln!` to stderr through [`ui::err`](crate::ui::err): secrets masked.
+#[macro_export]
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::ui::err(&format!("{}\n", format_args!($($t)*))) };
+}
+
+/// `eprint!` to stderr through [`ui::err`](crate::ui::err): secrets masked.
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => { $crate::ui::err(&format!($($t)*)) };
+}
+
 /// Prints diagnostics to stderr (or stdout as JSON).
 pub fn diagnostics(ds: &[Diagnostic], json: bool) {
     // A failed command's stderr is part of its message: mask any secret it might echo.
-    let masked = |t: String| match SECRETS.get() {
-        Some(r) => r.redact(&t),
-        None => t,
-    };
+    let masked = |t: String| mask(&t);
     if json {
         let v: Vec<_> = ds.iter().map(Diagnostic::render_json).collect();
-        println!("{}", masked(serde_json::json!({ "errors": v }).to_string()));
+        crate::outln!("{}", masked(serde_json::json!({ "errors": v }).to_string()));
         return;
     }
     let tty = std::io::stderr().is_terminal();
     for d in ds {
         if tty {
-            eprintln!("{}", masked(d.render_box()));
+            crate::errln!("{}", masked(d.render_box()));
         } else {
-            eprintln!("{}", masked(d.render_plain()));
+            crate::errln!("{}", masked(d.render_plain()));
         }
     }
     if ds.len() > 1 {
-        eprintln!("{} problems found.", ds.len());
+        crate::errln!("{} problems found.", ds.len());
     }
 }
 
@@ -124,7 +168,7 @@ impl Progress for Bars {
 /// The end-of-run summary (or the JSON report).
 pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
     if r.dry_run {
@@ -135,13 +179,13 @@ pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
             .map(|(n, _)| n.as_str())
             .collect();
         if !unreached.is_empty() {
-            eprintln!(
+            crate::errln!(
                 "note: {} host(s) not reached ({}); they are planned as fresh hosts",
                 unreached.len(),
                 unreached.join(", ")
             );
         }
-        print!("{}", r.plan.render());
+        crate::out!("{}", r.plan.render());
         return;
     }
     host_table(r);
@@ -150,11 +194,11 @@ pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
         .iter()
         .map(|t| format!("{} {} {:.1}s", t.component, t.phase, t.ms as f64 / 1000.0))
         .collect();
-    println!("timings: {}", phases.join(", "));
+    crate::outln!("timings: {}", phases.join(", "));
     for c in &r.cluster_changes {
-        println!("cluster: {c}");
+        crate::outln!("cluster: {c}");
     }
-    println!(
+    crate::outln!(
         "{} operation(s) applied on {} host(s), {} cluster change(s), in {:.1}s ({} SSH round trips)",
         r.changed(),
         r.plan.hosts_changed(),
@@ -167,12 +211,15 @@ pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
 /// Per-host changed / ok / failed.
 pub fn host_table(r: &RunReport) {
     let w = r.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
-    println!(
+    crate::outln!(
         "{:<w$}  {:>7}  {:>5}  {:>7}  failed",
-        "host", "changed", "ok", "cluster"
+        "host",
+        "changed",
+        "ok",
+        "cluster"
     );
     for (host, h) in &r.hosts {
-        println!(
+        crate::outln!(
             "{:<w$}  {:>7}  {:>5}  {:>7}  {}",
             host,
             h.changed,
@@ -188,7 +235,7 @@ pub fn host_table(r: &RunReport) {
 
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
 pub fn confirm(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
+    crate::err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() {
@@ -199,7 +246,7 @@ pub fn confirm(question: &str) -> bool {
 
 /// Prints rows under a header as aligned columns (the last column is not padded).
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    print!("{}", render_table(header, rows));
+    crate::out!("{}", render_table(header, rows));
 }
 
 /// Renders rows under a header as aligned columns (the last column is not padded).

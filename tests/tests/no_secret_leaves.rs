@@ -1,0 +1,384 @@
+//! No secret leaves a kbz binary: every subcommand of every binary in `bins/` (found from
+//! the workspace and each binary's clap `--help` tree, so new binaries and subcommands are
+//! covered without editing this file) runs in text, `--json` and `-vv`, as a plan, a real
+//! run against hosts that refuse connections, and a rollback of a seeded journal, with a
+//! real state directory and a JSON webhook receiver on loopback. Then stdout, stderr, every
+//! log file, the journal and every notification body are searched for every secret and
+//! every value derived from one (fragments, hashes, hex, base64, escaped forms).
+
+use kbz_core::redact::Redactor;
+use kbz_core::Secrets;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+fn root() -> PathBuf {
+    kbz_testkit::workspace_root()
+}
+
+/// Every binary of the workspace: the package names under bins/ (each package's binary is
+/// named after it).
+fn binaries() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root().join("bins"))
+        .expect("bins/")
+        .flatten()
+    {
+        let manifest = e.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let name = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name = "))
+            .map(|n| n.trim_matches('"').to_string())
+            .expect("package name");
+        out.push(name);
+    }
+    out.sort();
+    out
+}
+
+/// Builds the binaries (the test may run before they are built) and returns their paths.
+fn build(bins: &[String]) -> Vec<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").current_dir(root());
+    for b in bins {
+        cmd.args(["-p", b]);
+    }
+    let o = cmd.output().expect("cargo build");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The test executable lives in target/<profile>/deps; the binaries one level up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    bins.iter()
+        .map(|b| {
+            let p = dir.join(b);
+            assert!(p.exists(), "{} not built", p.display());
+            p
+        })
+        .collect()
+}
+
+/// The subcommand names listed under `Commands:` in a clap help text (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in help.lines() {
+        if l.trim_end() == "Commands:" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !l.starts_with("  ") {
+                break;
+            }
+            if let Some(name) = l.split_whitespace().next() {
+                if name != "help" {
+                    out.push(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Placeholder values for a command's required positional arguments (`<CODE>` in `Usage:`).
+fn positionals(help: &str) -> Vec<String> {
+    let usage = help
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_default();
+    usage
+        .split_whitespace()
+        .filter(|w| w.starts_with('<') && w.ends_with('>'))
+        .map(|w| match w {
+            "<CODE>" => "E001".to_string(),
+            _ => "x".to_string(),
+        })
+        .collect()
+}
+
+/// Every leaf command of a binary, as argument lists, with its help text.
+fn leaves(bin: &Path, prefix: Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+    let o = Command::new(bin)
+        .args(&prefix)
+        .arg("--help")
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&o.stdout).into_owned();
+    let subs = subcommands(&help);
+    let usage = help
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_default()
+        .to_string();
+    // A command whose own arguments are optional runs without a subcommand too.
+    if subs.is_empty() || usage.contains("[COMMAND]") {
+        let mut args = prefix.clone();
+        args.extend(positionals(&help));
+        out.push((args, help.clone()));
+    }
+    for s in subs {
+        let mut p = prefix.clone();
+        p.push(s);
+        leaves(bin, p, out);
+    }
+}
+
+/// A JSON webhook on loopback that answers 200 and keeps every request.
+struct Receiver {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let mut conn = conn;
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut need = None;
+                while let Ok(n) = conn.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if need.is_none() {
+                        if let Some(h) = text.find("\r\n\r\n") {
+                            let len = text[..h]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            need = Some(h + 4 + len);
+                        }
+                    }
+                    if need.is_some_and(|n| buf.len() >= n) {
+                        break;
+                    }
+                }
+                s.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&buf).into_owned());
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { port, seen }
+    }
+}
+
+/// A loopback port that refuses connections (bound, then closed).
+fn refused_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The example fleet on loopback addresses whose SSH port refuses connections, with a
+/// webhook target that receives every level.
+fn write_inputs(dir: &Path, hook_port: u16) {
+    let port = refused_port();
+    let example = std::fs::read_to_string(root().join("examples/servers.tsv")).expect("example");
+    let mut inv = String::from("hostname\tip\troles\tssh_user\tssh_port\tlabels\n");
+    for l in example.lines() {
+        let cols: Vec<&str> = l.split('\t').collect();
+        if cols.len() < 3 || l.starts_with('#') || cols[0] == "hostname" {
+            continue;
+        }
+        let last = cols[1].rsplit('.').next().expect("octet");
+        inv.push_str(&format!(
+            "{}\t127.0.0.{last}\t{}\troot\t{port}\t\n",
+            cols[0], cols[2]
+        ));
+    }
+    std::fs::write(dir.join("servers.tsv"), inv).expect("inventory");
+    let cfg = std::fs::read_to_string(root().join("examples/kbz.toml"))
+        .expect("example config")
+        .replace("192.0.2.", "127.0.0.")
+        .replace("[timeouts]\nconnect = 10", "[timeouts]\nconnect = 2");
+    let cfg = format!(
+        "{cfg}\n[[notify]]\nname = \"hook\"\nurl = \"json://127.0.0.1:{hook_port}/hook\"\n\
+         min_level = \"debug\"\ntimeout_secs = 5\n\
+         [notify.options]\n\"header.Authorization\" = \"Bearer {{secret:hook_token}}\"\n"
+    );
+    std::fs::write(dir.join("kbz.toml"), cfg).expect("config");
+}
+
+/// A failed run's journal whose undo restores a file, for `rollback` to replay.
+fn seed_journal(state: &Path) {
+    let journal = serde_json::json!({
+        "run_id": "seeded",
+        "status": "failed",
+        "entries": [{
+            "host": "db1",
+            "component": "redis",
+            "did": "write /etc/redis/kbz.conf (10 bytes, mode 0640, owner root:redis)",
+            "undo": [{"op": "remove_file", "path": "/etc/redis/kbz.conf"}]
+        }]
+    });
+    std::fs::write(state.join("journal.json"), journal.to_string()).expect("journal");
+}
+
+#[test]
+fn no_secret_in_any_output_of_any_binary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let hook = Receiver::start();
+    write_inputs(dir, hook.port);
+    let state = dir.join(".kbz");
+    std::fs::create_dir_all(&state).expect("state dir");
+    // A user-provided token (with characters that get escaped) next to the generated ones.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(state.join("secrets.toml"))
+            .expect("secrets");
+        f.write_all(b"hook_token = \"tok\\\"en/with spaces+5cQ\"\n")
+            .expect("write");
+    }
+
+    let names = binaries();
+    assert!(names.iter().any(|n| n == "kbz-install"), "{names:?}");
+    let bins = build(&names);
+    let inv = dir.join("servers.tsv");
+    let inv = inv.to_str().expect("utf-8 path");
+    let state_s = state.to_str().expect("utf-8 path");
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut covered = BTreeSet::new();
+    for (name, bin) in names.iter().zip(&bins) {
+        let mut cmds = Vec::new();
+        leaves(bin, Vec::new(), &mut cmds);
+        assert!(!cmds.is_empty(), "{name}: no command found");
+        for (args, help) in cmds {
+            // Every way the command can run: as it is, as a plan, and for real.
+            let mut variants: Vec<Vec<&str>> = vec![vec![]];
+            if help.contains("--dry-run") {
+                variants.push(vec!["--dry-run", "--offline"]);
+                variants.push(vec!["--dry-run"]);
+            }
+            if help.contains("--yes") {
+                variants.push(vec!["--yes"]);
+            }
+            for v in variants {
+                for style in [&[][..], &["--json"][..], &["-vv"][..]] {
+                    if args.first().map(String::as_str) == Some("rollback") {
+                        seed_journal(&state);
+                    }
+                    let mut cmd = Command::new(bin);
+                    cmd.args(&args)
+                        .args(["--inventory", inv, "--state-dir", state_s])
+                        .args(&v)
+                        .args(style)
+                        .current_dir(dir)
+                        .env_remove("RUST_LOG")
+                        .env_remove("SSH_AUTH_SOCK")
+                        .stdin(std::process::Stdio::null());
+                    let shown = format!(
+                        "{name} {} {} {}",
+                        args.join(" "),
+                        v.join(" "),
+                        style.join(" ")
+                    );
+                    let o = cmd.output().expect("run");
+                    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+                    assert!(!err.contains("panicked"), "{shown}: {err}");
+                    assert!(o.status.code().is_some(), "{shown}: killed");
+                    outputs.push((
+                        format!("{shown} (stdout)"),
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                    ));
+                    outputs.push((format!("{shown} (stderr)"), err));
+                    covered.insert(format!("{name} {}", args.join(" ")));
+                }
+            }
+        }
+    }
+
+    // The secrets as the runs generated and kept them.
+    let secrets = Secrets::load(&state.join("secrets.toml")).expect("secrets file");
+    let count = secrets.values().count();
+    assert!(count >= 8, "only {count} secrets generated");
+    let redactor = Redactor::from_secrets(&secrets);
+    let file = std::fs::read_to_string(state.join("secrets.toml")).expect("secrets file");
+    assert!(redactor.leaks(&file), "the search would find nothing");
+
+    // The plan really holds the secrets' files (masked): the search is not vacuous.
+    let plan = outputs
+        .iter()
+        .find(|(n, _)| n.starts_with("kbz-install  --dry-run --offline  (stdout)"))
+        .map(|(_, t)| t.clone())
+        .expect("the text plan");
+    assert!(plan.contains("masterauth \"****\""), "{plan}");
+    assert!(plan.contains("auth_pass ****"), "{plan}");
+
+    for e in std::fs::read_dir(state.join("logs"))
+        .expect("logs")
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path()).expect("log");
+        assert!(!text.is_empty());
+        outputs.push((e.path().display().to_string(), text));
+    }
+    if let Ok(j) = std::fs::read_to_string(state.join("journal.json")) {
+        outputs.push(("journal.json".into(), j));
+    }
+    let bodies = hook.seen.lock().expect("lock").clone();
+    assert!(
+        bodies.iter().any(|b| b.contains("failed")),
+        "no failure notification received: {bodies:?}"
+    );
+    for (i, b) in bodies.into_iter().enumerate() {
+        // The Authorization header carries the hook token by design: only the body counts.
+        let body = b
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_string();
+        outputs.push((format!("notification {i}"), body));
+    }
+
+    let mut leaks = Vec::new();
+    for (what, text) in &outputs {
+        if redactor.leaks(text) {
+            let shown: Vec<&str> = redactor
+                .patterns()
+                .iter()
+                .filter(|p| text.contains(p.as_str()))
+                .map(|p| &p[..p.len().min(3)])
+                .collect();
+            leaks.push(format!("{what}: forms starting {shown:?}"));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "secrets leaked ({} commands covered: {covered:?}):\n{}",
+        covered.len(),
+        leaks.join("\n")
+    );
+    assert!(covered.len() >= 6, "{covered:?}");
+}
