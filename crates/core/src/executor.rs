@@ -99,7 +99,7 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
 
     /// Observes the current state of every resource in one round trip.
     async fn probe(&self, resources: &[Resource]) -> Result<Vec<Observed>, ExecError> {
-        let out = self.run(&Cmd::new(shell::probe_script(resources))).await?;
+        let out = self.run(&shell::probe_cmd(resources)).await?;
         check(self.name(), &out, "probe current state")?;
         shell::parse_probe(self.name(), resources, &out.stdout_str())
     }

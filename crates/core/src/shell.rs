@@ -78,19 +78,38 @@ pub fn parse_facts(out: &str) -> Facts {
     f
 }
 
+/// The probe as a command: [`probe_script`] with the desired files' sha256 on standard
+/// input (`h<INDEX> <HASH>` lines), never on the command line, where `ps` would show an
+/// unsalted hash of a file that holds a bare password.
+pub fn probe_cmd(resources: &[Resource]) -> crate::executor::Cmd {
+    let mut hashes = String::new();
+    for (i, r) in resources.iter().enumerate() {
+        if let Resource::File { content, .. } = r {
+            hashes.push_str(&format!("h{i} {}\n", sha256_hex(content)));
+        }
+    }
+    crate::executor::Cmd::new(probe_script(resources)).stdin(hashes.into_bytes())
+}
+
 /// A script that observes every resource and prints one `@@ INDEX KIND ...` record each.
-/// Files whose sha256 equals the desired content are reported `same` without transferring
-/// them; others are sent base64-encoded (for the diff and the undo journal).
+/// Files whose sha256 equals the desired content (read from standard input, see
+/// [`probe_cmd`]) are reported `same` without transferring them; others are sent
+/// base64-encoded (for the diff and the undo journal).
 pub fn probe_script(resources: &[Resource]) -> String {
     let mut s = String::from("set +e\nLC_ALL=C; export LC_ALL\n");
+    if resources.iter().any(|r| matches!(r, Resource::File { .. })) {
+        // Only `h<digits>` names with hex values are taken from standard input.
+        s.push_str(
+            "while read -r k v; do case $k in h*[!0-9]*|h) ;; h*) case $v in *[!0-9a-f]*) ;; *) eval \"$k=\\$v\";; esac;; esac; done\n",
+        );
+    }
     let mut pkgs = Vec::new();
     for (i, r) in resources.iter().enumerate() {
         match r {
-            Resource::File { path, content, .. } => {
+            Resource::File { path, .. } => {
                 let p = quote(path);
-                let h = sha256_hex(content);
                 s.push_str(&format!(
-                    "if [ -f {p} ]; then st=$(stat -c '%a %U:%G' {p}); if [ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {h} ]; then echo \"@@ {i} file same $st\"; else echo \"@@ {i} file differs $st\"; base64 -w0 < {p}; echo; fi; else echo \"@@ {i} file absent\"; fi\n"
+                    "if [ -f {p} ]; then st=$(stat -c '%a %U:%G' {p}); if [ \"$(sha256sum < {p} | cut -d' ' -f1)\" = \"$h{i}\" ]; then echo \"@@ {i} file same $st\"; else echo \"@@ {i} file differs $st\"; base64 -w0 < {p}; echo; fi; else echo \"@@ {i} file absent\"; fi\n"
                 ));
             }
             Resource::Directory { path, .. } => {
@@ -471,6 +490,47 @@ mod tests {
             o => panic!("unexpected {o:?}"),
         }
         assert_eq!(obs[8], Observed::Command { satisfied: false });
+    }
+
+    #[test]
+    fn desired_hashes_travel_on_stdin_not_on_the_command_line() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tmp");
+        let same = dir.path().join("same");
+        let other = dir.path().join("other");
+        std::fs::write(&same, b"pw-one\n").expect("write");
+        std::fs::write(&other, b"old\n").expect("write");
+        let file = |p: &std::path::Path, c: &[u8]| Resource::File {
+            path: p.display().to_string(),
+            content: c.to_vec(),
+            mode: 0o600,
+            owner: "root:root".into(),
+            present: true,
+        };
+        let res = [file(&same, b"pw-one\n"), file(&other, b"pw-two\n")];
+        let cmd = probe_cmd(&res);
+        for r in &res {
+            if let Resource::File { content, .. } = r {
+                assert!(!cmd.script.contains(&sha256_hex(content)), "{}", cmd.script);
+            }
+        }
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd.script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(cmd.stdin.as_deref().unwrap_or_default())
+            .expect("feed");
+        let out = child.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("@@ 0 file same"), "{text}");
+        assert!(text.contains("@@ 1 file differs"), "{text}");
     }
 
     #[test]
