@@ -191,26 +191,59 @@ impl Secrets {
     }
 }
 
-/// Writes a file readable by its owner only (0600), atomically: a temporary file in the same
-/// directory, synced, then renamed over the target. Creates the directory if needed.
+/// Writes a file readable by its owner only (0600), atomically: a new temporary file in the
+/// same directory, created exclusively (`O_EXCL`: a planted file or symlink there is never
+/// written through) with a random name, synced, renamed over the target (a symlink at
+/// the target is replaced, not followed), and the directory synced. Creates the directory
+/// (0700) if needed.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use fs_err::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut attempt = 0;
+    let (tmp, mut f) = loop {
+        let suffix: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(12)
+            .map(char::from)
+            .collect();
+        let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 5 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let written = f
+        .write_all(data)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -241,6 +274,37 @@ mod tests {
         let mut again = Secrets::load(&path).expect("reload");
         assert_eq!(again.get_or_generate("postgres_superuser"), a);
         assert_ne!(again.get_or_generate("redis"), a);
+    }
+
+    #[test]
+    fn private_writes_never_follow_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").expect("write");
+        let path = dir.path().join("secrets.toml");
+        // The old fixed temporary name, and the target itself, planted as symlinks.
+        std::os::unix::fs::symlink(&victim, dir.path().join("secrets.toml.tmp")).expect("ln");
+        std::os::unix::fs::symlink(&victim, &path).expect("ln");
+        write_private(&path, b"a = \"s3cret\"\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep me");
+        assert!(!std::fs::symlink_metadata(&path)
+            .expect("meta")
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "a = \"s3cret\"\n"
+        );
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp") && n != "secrets.toml.tmp")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

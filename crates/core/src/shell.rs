@@ -16,12 +16,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Writes stdin to `path` atomically: temporary file in the same directory, mode and owner
-/// set before the rename.
+/// Writes stdin to `path` atomically: `mktemp` creates the temporary file in the same
+/// directory exclusively (`O_EXCL`, so never through a planted symlink) and mode 0600, so a
+/// secret is never readable by others while it is written; mode and owner are set and the
+/// data synced before the rename (which replaces a symlink at `path`, never follows it),
+/// and the directory is synced after it, so a power cut leaves the old file or the new one.
 pub fn put_file_script(path: &str, mode: u32, owner: &str) -> String {
     let p = quote(path);
     format!(
-        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nmv -fT \"$t\" {p}\ntrap - EXIT\n",
+        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nsync \"$t\"\nmv -fT \"$t\" {p}\ntrap - EXIT\nsync \"$d\"\n",
         o = quote(owner)
     )
 }
