@@ -134,6 +134,99 @@ fn leaves(bin: &Path, prefix: Vec<String>, out: &mut Vec<(Vec<String>, String)>)
     }
 }
 
+/// Values for options that would otherwise touch the machine or run forever: `--root`
+/// (a directory under the test's), `--listen` (a free loopback port), and file outputs
+/// (`--prometheus`), which are searched too. Returns the files to search.
+fn fill_options(cmd: &mut Command, help: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if help.contains("--root <") {
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).expect("root");
+        cmd.arg("--root").arg(&root);
+    }
+    if help.contains("--listen <") {
+        cmd.args(["--listen", &format!("127.0.0.1:{}", refused_port())]);
+    }
+    if help.contains("--prometheus <") {
+        let f = dir.join("metrics.prom");
+        cmd.arg("--prometheus").arg(&f);
+        files.push(f);
+    }
+    files
+}
+
+/// Runs a command to its end (60 s at most). A server (`--listen`) is asked for
+/// `/metrics` once it answers, then stopped; its answer is returned as well.
+fn run(mut cmd: Command, help: &str, shown: &str) -> (String, String, Option<String>) {
+    use std::process::Stdio;
+    let listen = cmd
+        .get_args()
+        .skip_while(|a| *a != "--listen")
+        .nth(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut served = None;
+    loop {
+        if let Some(addr) = listen.as_deref().filter(|_| help.contains("--listen <")) {
+            if served.is_none() {
+                if let Ok(mut c) = std::net::TcpStream::connect(addr) {
+                    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+                    let _ = c.write_all(
+                        format!(
+                            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    let mut b = String::new();
+                    let _ = c.read_to_string(&mut b);
+                    served = Some(b);
+                    let _ = child.kill();
+                }
+            }
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{shown}: still running after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.wait();
+    (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+        served,
+    )
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
 /// A JSON webhook on loopback that answers 200 and keeps every request.
 struct Receiver {
     port: u16,
@@ -304,14 +397,18 @@ fn no_secret_in_any_output_of_any_binary() {
                         v.join(" "),
                         style.join(" ")
                     );
-                    let o = cmd.output().expect("run");
-                    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+                    let files = fill_options(&mut cmd, &help, dir);
+                    let (out, err, served) = run(cmd, &help, &shown);
                     assert!(!err.contains("panicked"), "{shown}: {err}");
-                    assert!(o.status.code().is_some(), "{shown}: killed");
-                    outputs.push((
-                        format!("{shown} (stdout)"),
-                        String::from_utf8_lossy(&o.stdout).into_owned(),
-                    ));
+                    outputs.push((format!("{shown} (stdout)"), out));
+                    if let Some(body) = served {
+                        outputs.push((format!("{shown} (served)"), body));
+                    }
+                    for f in files {
+                        if let Ok(text) = std::fs::read_to_string(&f) {
+                            outputs.push((format!("{shown} ({})", f.display()), text));
+                        }
+                    }
                     outputs.push((format!("{shown} (stderr)"), err));
                     covered.insert(format!("{name} {}", args.join(" ")));
                 }
@@ -336,16 +433,20 @@ fn no_secret_in_any_output_of_any_binary() {
     assert!(plan.contains("masterauth \"****\""), "{plan}");
     assert!(plan.contains("auth_pass ****"), "{plan}");
 
-    for e in std::fs::read_dir(state.join("logs"))
-        .expect("logs")
-        .flatten()
-    {
-        let text = std::fs::read_to_string(e.path()).expect("log");
-        assert!(!text.is_empty());
-        outputs.push((e.path().display().to_string(), text));
-    }
-    if let Ok(j) = std::fs::read_to_string(state.join("journal.json")) {
-        outputs.push(("journal.json".into(), j));
+    // Every file the runs left: logs, journal, health state, units under --root.
+    let mut left = Vec::new();
+    walk(&state, &mut left);
+    walk(&dir.join("root"), &mut left);
+    assert!(
+        left.iter().any(|p| p.starts_with(state.join("logs"))),
+        "no log written: {left:?}"
+    );
+    for p in left {
+        if p.ends_with("secrets.toml") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&p).expect("read")).into_owned();
+        outputs.push((p.display().to_string(), text));
     }
     let bodies = hook.seen.lock().expect("lock").clone();
     assert!(

@@ -70,9 +70,9 @@ pub fn once(c: &Common, o: &Options) -> u8 {
     let report = run_checks(&p.session.ctx, &p);
     tracing::info!(status = %report.status, checks = report.checks.len(), round_trips = report.round_trips.total, ms = report.duration_ms, "health run");
     if c.json {
-        println!("{}", output::json(&report));
+        crate::outln!("{}", output::json(&report));
     } else {
-        print!("{}", output::table(&report));
+        crate::out!("{}", output::table(&report));
     }
     if let Some(file) = &o.prometheus {
         if let Err(e) = prom::write_atomic(file, &prom::render(&report, prom::now_unix())) {
@@ -100,7 +100,7 @@ fn alert(p: &Prepared, report: &HealthReport, quiet: bool) {
         }
     }
     if let Err(e) = state::record(dir, report) {
-        eprintln!(
+        crate::errln!(
             "warning: cannot record the health state in {}: {e}",
             dir.display()
         );
@@ -122,7 +122,7 @@ pub fn serve(c: &Common, o: &Options, listen: &str) -> u8 {
         Ok(s) => s,
         Err(f) => return f.report(c.json),
     };
-    eprintln!("kbz-health: serving http://{}/metrics", server.addr());
+    crate::errln!("kbz-health: serving http://{}/metrics", server.addr());
     server.wait();
     exit::OK
 }
@@ -163,7 +163,7 @@ pub fn timer_install(c: &Common, o: &Options, root: &Path, every: &str) -> u8 {
     match timer::install(root, &argv, every) {
         Ok(paths) => {
             for p in paths {
-                println!("wrote {}", p.display());
+                crate::outln!("wrote {}", p.display());
             }
             exit::OK
         }
@@ -176,10 +176,10 @@ pub fn timer_remove(c: &Common, root: &Path) -> u8 {
     match timer::remove(root) {
         Ok(paths) => {
             if paths.is_empty() {
-                println!("no kbz-health timer under {}", root.display());
+                crate::outln!("no kbz-health timer under {}", root.display());
             }
             for p in paths {
-                println!("removed {}", p.display());
+                crate::outln!("removed {}", p.display());
             }
             exit::OK
         }
