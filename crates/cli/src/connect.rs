@@ -33,5 +33,15 @@ pub fn connector(i: &Inputs, c: &Common, offline: bool) -> Result<Arc<dyn Connec
     let mut opts = kbz_exec::ssh::SshOptions::from_config(&i.config)
         .map_err(|e| Failure::input(vec![e.to_diagnostic()]))?;
     opts.accept_new_host_keys = c.accept_new_host_keys;
+    // Every key recorded is shown, so the operator can compare it with the host's own
+    // (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host).
+    opts.on_new_host_key = Some(kbz_exec::ssh::KeyRecorded(Arc::new(|k| {
+        crate::errln!(
+            "kbz: recorded the new host key of {}: {} {} (compare with `ssh-keygen -lf` on the host)",
+            k.host,
+            k.key_type,
+            k.fingerprint
+        );
+    })));
     Ok(Arc::new(kbz_exec::ssh::SshConnector::new(opts)))
 }

@@ -84,14 +84,14 @@ pub fn parse_facts(out: &str) -> Facts {
 /// The probe as a command: [`probe_script`] with the desired files' sha256 on standard
 /// input (`h<INDEX> <HASH>` lines), never on the command line, where `ps` would show an
 /// unsalted hash of a file that holds a bare password.
-pub fn probe_cmd(resources: &[Resource]) -> crate::executor::Cmd {
+pub fn probe_cmd(resources: &[Resource]) -> crate::command::Cmd {
     let mut hashes = String::new();
     for (i, r) in resources.iter().enumerate() {
         if let Resource::File { content, .. } = r {
             hashes.push_str(&format!("h{i} {}\n", sha256_hex(content)));
         }
     }
-    crate::executor::Cmd::new(probe_script(resources)).stdin(hashes.into_bytes())
+    crate::command::Cmd::new(probe_script(resources)).stdin(hashes.into_bytes())
 }
 
 /// A script that observes every resource and prints one `@@ INDEX KIND ...` record each.

@@ -446,10 +446,28 @@ async fn unknown_host_is_refused_with_e015_unless_new_keys_are_accepted() {
     assert_eq!(err.code(), Code::E015);
     assert!(!kh.exists(), "a refused key must not be recorded");
 
-    let ex = SshExecutor::connect(&sshd.host(), opts.clone().accept_new_host_keys(true))
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut accepting = opts.clone().accept_new_host_keys(true);
+    let s = seen.clone();
+    accepting.on_new_host_key = Some(kbz_exec::ssh::KeyRecorded(std::sync::Arc::new(
+        move |k: &kbz_exec::ssh::RecordedKey| s.lock().expect("lock").push(k.clone()),
+    )));
+    let ex = SshExecutor::connect(&sshd.host(), accepting)
         .await
         .expect("accept new key");
     assert!(ex.run(&Cmd::new("true")).await.expect("run").success());
+    // The recorded key is reported with the fingerprint OpenSSH prints for it.
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let listed = sh(&format!(
+        "ssh-keygen -lf '{}.pub'",
+        sshd.path("host_key").display()
+    ));
+    assert!(
+        listed.split_whitespace().nth(1) == Some(seen[0].fingerprint.as_str()),
+        "{listed} vs {seen:?}"
+    );
+    assert_eq!(seen[0].host, format!("[127.0.0.1]:{}", sshd.port));
     assert_eq!(
         fs::read_to_string(&kh).expect("recorded"),
         format!("{}\n", sshd.known_hosts_line())

@@ -135,7 +135,18 @@ impl KnownHostsFile {
             }),
             CheckResult::NotFound if opts.accept_new_host_keys => {
                 append_known_host(&self.path, &name, key)?;
-                tracing::info!(host = %name, known_hosts = %shown, "recorded a new host key");
+                let recorded = RecordedKey {
+                    host: name.clone(),
+                    key_type: read_ssh_string(key)
+                        .and_then(|(t, _)| std::str::from_utf8(t).ok())
+                        .unwrap_or("unknown")
+                        .to_string(),
+                    fingerprint: fingerprint(key),
+                };
+                tracing::warn!(host = %name, known_hosts = %shown, key_type = %recorded.key_type, fingerprint = %recorded.fingerprint, "recorded a new host key");
+                if let Some(hook) = &opts.on_new_host_key {
+                    (hook.0)(&recorded);
+                }
                 Ok(())
             }
             CheckResult::NotFound => Err(ExecError::HostKeyUnknown {
@@ -148,6 +159,16 @@ impl KnownHostsFile {
             }),
         }
     }
+}
+
+/// The OpenSSH fingerprint of a host key blob: `SHA256:` and the unpadded base64 of its
+/// sha256, as `ssh-keygen -lf` prints it.
+pub fn fingerprint(key: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha2::Sha256::digest(key))
+    )
 }
 
 /// Appends `name keytype base64` to known_hosts, creating the file (0600) and its directory

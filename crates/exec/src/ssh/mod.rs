@@ -49,8 +49,9 @@ mod tests;
 use auth::*;
 pub use jump::JumpHost;
 use jump::*;
+pub use known_hosts::fingerprint;
 use known_hosts::*;
-pub use options::SshOptions;
+pub use options::{KeyRecorded, RecordedKey, SshOptions};
 use session::*;
 
 /// One SSH server to talk to: the target or the bastion.

@@ -22,6 +22,30 @@ pub struct SshOptions {
     pub jump: Option<JumpHost>,
     /// Run commands through `sudo -n` when the SSH user is not root.
     pub sudo: bool,
+    /// Told about every host key recorded by `accept_new_host_keys` (the binaries print its
+    /// fingerprint, so the operator can compare it with the host's own).
+    pub on_new_host_key: Option<KeyRecorded>,
+}
+
+/// A host key that `accept_new_host_keys` recorded in known_hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedKey {
+    /// The known_hosts name (`host` or `[host]:port`).
+    pub host: String,
+    /// Key type (`ssh-ed25519`).
+    pub key_type: String,
+    /// OpenSSH fingerprint (`SHA256:` and the unpadded base64 of the key's sha256).
+    pub fingerprint: String,
+}
+
+/// The callback told about each recorded key.
+#[derive(Clone)]
+pub struct KeyRecorded(pub Arc<dyn Fn(&RecordedKey) + Send + Sync>);
+
+impl std::fmt::Debug for KeyRecorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRecorded")
+    }
 }
 
 impl SshOptions {
@@ -38,6 +62,7 @@ impl SshOptions {
             command_timeout: Duration::from_secs(t.command),
             jump: None,
             sudo: true,
+            on_new_host_key: None,
         }
     }
 
