@@ -88,7 +88,7 @@ pub fn list(c: &Common) -> u8 {
         Err(_) if c.inventory.is_none() && c.config.is_none() => Default::default(),
         Err(d) => return Failure::input(d).report(c.json),
     };
-    print!("{}", output::list(&Scenario::all(), &cfg, c.json));
+    crate::out!("{}", output::list(&Scenario::all(), &cfg, c.json));
     exit::OK
 }
 
@@ -287,7 +287,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
             o.runs
         );
         if !ui::confirm(&q) {
-            eprintln!("Nothing was injected.");
+            crate::errln!("Nothing was injected.");
             return Ok(exit::OK);
         }
     }
@@ -310,13 +310,13 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         match r {
             Some(r) => {
                 if !c.json {
-                    println!("{}", output::run_line(&r));
+                    crate::outln!("{}", output::run_line(&r));
                 }
                 reports.push(r);
             }
             None => {
                 interrupted = true;
-                eprintln!("Interrupted: healing every fault of {} ...", s.name);
+                crate::errln!("Interrupted: healing every fault of {} ...", s.name);
                 break;
             }
         }
@@ -367,9 +367,9 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
     };
     tracing::info!(scenario = %s.name, runs = outcome.runs.len(), passed, breaches = outcome.breaches.len(), "failover run");
     if c.json {
-        println!("{}", output::json(&outcome));
+        crate::outln!("{}", output::json(&outcome));
     } else {
-        print!("{}", output::table(&outcome));
+        crate::out!("{}", output::table(&outcome));
     }
     let diags = output::diagnostics(&outcome);
     if session.notifiers.has_enabled() {
