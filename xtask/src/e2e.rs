@@ -629,9 +629,12 @@ fn power_cut(info: &LabInfo, names: &[&str], victim: &str, fig: &mut Figures) ->
         || {
             let list = on(first, "patronictl -c /etc/patroni/config.yml list -f json")?;
             let members: Vec<serde_json::Value> = serde_json::from_str(&list)?;
-            let pg_back = members
-                .iter()
-                .any(|m| m["Member"] == victim && m["Role"] != "Leader" && m["State"] == "running");
+            let pg_back = members.iter().any(|m| {
+                // Patroni 4 reports a replica that streams as "streaming" (3.0 said "running").
+                m["Member"] == victim
+                    && m["Role"] != "Leader"
+                    && (m["State"] == "streaming" || m["State"] == "running")
+            });
             let role = on_stdin(
                 victim,
                 "REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -p 6379 role",
