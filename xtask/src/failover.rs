@@ -97,7 +97,7 @@ fn opt(v: Option<f64>) -> String {
 /// One line per run.
 pub fn run_line(r: &RunReport) -> String {
     format!(
-        "{} run {:>2}: victim {} ({} -> {}), acked {}, lost {} (members {:?}), unexpected {}, new leader {}s, writes resumed {}s, max gap {:.1}s, back {}s, streaming {}, two primaries {}{}",
+        "{} run {:>2}: victim {} ({} -> {}), acked {}, lost {} (members {:?}), unexpected {}, new leader {}s, writes resumed {}s, max gap {:.1}s, back {}s, members caught up in {:?}s, streaming {}, two primaries {}{}",
         r.scenario,
         r.run,
         r.victim,
@@ -111,6 +111,10 @@ pub fn run_line(r: &RunReport) -> String {
         opt(r.writes_resumed_secs),
         r.max_write_gap_secs,
         opt(r.victim_streaming_secs),
+        r.caught_up_secs
+            .values()
+            .map(|v| (v * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
         r.replicas_streaming,
         r.two_primaries_seen,
         r.error.as_ref().map(|e| format!(", ERROR {e}")).unwrap_or_default()

@@ -203,6 +203,11 @@ pub struct RunReport {
     pub victim_streaming_secs: Option<f64>,
     /// Replicas streaming at the end.
     pub replicas_streaming: u32,
+    /// Seconds each member took, after the writers stopped, to replay up to the primary's
+    /// last WAL position (absent: it did not within two minutes; its read-back then counts
+    /// what it had).
+    #[serde(default)]
+    pub caught_up_secs: BTreeMap<String, f64>,
     /// Two members answered as primaries (not in recovery) in the same sample.
     pub two_primaries_seen: bool,
     /// Acknowledgements by server address after the fault began.
@@ -222,6 +227,9 @@ impl RunReport {
             && self.victim_streaming_secs.is_some()
     }
 }
+
+/// How long a member may take to replay the primary's last WAL before its copy is read.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(120);
 
 /// Polls [`observe::healthy`] until `stable` consecutive good samples, or `within` elapses.
 pub async fn wait_healthy(
@@ -463,15 +471,28 @@ async fn run_inner(
         Err(e) => Some(e),
     };
     r.vip.acked = tally.acks.len() as u64;
-    // Through the VIP, then each member's own copy (replicas replay what the primary has;
-    // give them a moment).
+    // Through the VIP, then each member's own copy once it has replayed everything the
+    // primary wrote (a replica back from a partition may still be catching up: that is lag,
+    // not loss, and it is measured apart).
     match workload::read_ids(&t.pg).await {
         Ok(present) => r.vip = verdict(&tally, &present),
         Err(e) if back_err.is_none() => return Err(e),
         Err(_) => {}
     }
+    let target_lsn = workload::primary_lsn(&t.pg).await.ok();
     for m in &t.members {
         let pt = t.pg.at(m.host.ip);
+        if let Some(lsn) = &target_lsn {
+            let since = Instant::now();
+            while since.elapsed() < CATCH_UP_WITHIN {
+                if workload::replayed(&pt, lsn).await == Some(true) {
+                    r.caught_up_secs
+                        .insert(m.host.hostname.clone(), since.elapsed().as_secs_f64());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
         let mut lost = None;
         for _ in 0..10 {
             match workload::read_ids(&pt).await {

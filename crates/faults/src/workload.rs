@@ -261,6 +261,42 @@ pub async fn read_ids(t: &PgTarget) -> Result<Vec<i64>, FaultError> {
     Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
 }
 
+/// The primary's current WAL position through `t` (the VIP), as PostgreSQL prints it
+/// (`0/3000148`).
+pub async fn primary_lsn(t: &PgTarget) -> Result<String, FaultError> {
+    let c = t.connect().await?;
+    let row = tokio::time::timeout(
+        t.timeout,
+        c.query_one("SELECT pg_current_wal_lsn()::text", &[]),
+    )
+    .await
+    .map_err(|_| t.err("reading the WAL position timed out"))?
+    .map_err(|e| t.err(describe(&e)))?;
+    let lsn: String = row.try_get(0).map_err(|e| t.err(describe(&e)))?;
+    if lsn.is_empty() || !lsn.chars().all(|c| c.is_ascii_hexdigit() || c == '/') {
+        return Err(t.err(format!("unexpected WAL position {lsn:?}")));
+    }
+    Ok(lsn)
+}
+
+/// Whether the server at `t` has replayed WAL up to `lsn` (a primary always has); `None`
+/// when it does not answer. `lsn` comes from [`primary_lsn`].
+pub async fn replayed(t: &PgTarget, lsn: &str) -> Option<bool> {
+    if !lsn.chars().all(|c| c.is_ascii_hexdigit() || c == '/') {
+        return None;
+    }
+    let c = t.connect().await.ok()?;
+    let sql = format!(
+        "SELECT NOT pg_is_in_recovery() OR COALESCE(pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn, false)"
+    );
+    tokio::time::timeout(t.timeout, c.query_one(&sql, &[]))
+        .await
+        .ok()?
+        .ok()?
+        .try_get::<_, bool>(0)
+        .ok()
+}
+
 /// Whether the server at `t` runs as a primary (`NOT pg_is_in_recovery()`); `None` when it
 /// does not answer within the timeout.
 pub async fn is_primary(t: &PgTarget) -> Option<bool> {
