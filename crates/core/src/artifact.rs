@@ -195,15 +195,10 @@ fn check_sha256(s: &str) -> Option<String> {
 fn check_version(v: &str) -> Option<String> {
     if v.trim().is_empty() {
         Some("version is empty".into())
-    } else if v
-        .chars()
-        .any(|c| c.is_whitespace() || c == '/' || c == '\\')
-    {
-        Some(format!(
-            "version `{v}` contains white space or a slash; write it like `4.0.6` or `v1.31.4+k3s1`"
-        ))
     } else {
-        None
+        crate::allow::version("version", v)
+            .err()
+            .map(|e| format!("{e}; write it like `4.0.6` or `v1.31.4+k3s1`"))
     }
 }
 

@@ -14,6 +14,7 @@ pub use crate::toml_lines::key_line;
 use crate::toml_lines::{header_name, line_key, table_at};
 
 mod failover;
+mod values;
 pub use failover::FailoverConfig;
 
 /// The whole kbz.toml.
@@ -451,8 +452,9 @@ impl Config {
         }
     }
 
-    /// Semantic checks of values (E008): name, forks, apt proxy, timeouts, flavor, CIDRs,
-    /// MetalLB range syntax, VIP names, notification targets. `text` is the file's source,
+    /// Semantic checks of values (E008): name, forks, timeouts, flavor, CIDRs, MetalLB range
+    /// syntax, VIP names, notification targets, and the allow-lists of every free-text value
+    /// that reaches a host (apt proxy, NTP servers, packages, versions, URLs; `values`). `text` is the file's source,
     /// used only to find line numbers; without it diagnostics name the file alone.
     pub fn check(&self, path: &str, text: Option<&str>) -> Vec<Diagnostic> {
         let mut out = Vec::new();
@@ -488,17 +490,6 @@ impl Config {
                     "subnet",
                     format!("[cluster] subnet `{net}` has host bits set"),
                     format!("write the network address: `subnet = \"{}\"`", net.trunc()),
-                );
-            }
-        }
-        if let Some(proxy) = &c.apt_proxy {
-            if !(proxy.starts_with("http://") || proxy.starts_with("https://")) {
-                bad(
-                    "cluster",
-                    "apt_proxy",
-                    format!("[cluster] apt_proxy `{proxy}` is not an http:// or https:// URL"),
-                    "write it like `apt_proxy = \"http://192.0.2.5:3142\"`, or remove the line"
-                        .into(),
                 );
             }
         }
@@ -559,34 +550,6 @@ impl Config {
                 );
             }
         }
-        if let Some(m) = &k.registry_mirror {
-            if !(m.starts_with("http://") || m.starts_with("https://")) {
-                bad(
-                    "kubernetes",
-                    "registry_mirror",
-                    format!("[kubernetes] registry_mirror `{m}` is not an http(s) URL"),
-                    "write it like `registry_mirror = \"https://registry.example.internal:5000\"`"
-                        .into(),
-                );
-            }
-        }
-        if let Some(h) = &k.rancher_hostname {
-            let ok = !h.is_empty()
-                && h.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                });
-            if !ok {
-                bad(
-                    "kubernetes",
-                    "rancher_hostname",
-                    format!("[kubernetes] rancher_hostname `{h}` is not a DNS name"),
-                    "write it like `rancher_hostname = \"rancher.example.internal\"`".into(),
-                );
-            }
-        }
         for name in self.vips.keys() {
             if !VIP_NAMES.contains(&name.as_str()) {
                 bad(
@@ -601,6 +564,7 @@ impl Config {
                 );
             }
         }
+        out.extend(values::check(self, path, text));
         out.extend(self.failover.check(path, text));
         out.extend(crate::artifact::check_overrides(
             &self.artifacts,
@@ -634,6 +598,13 @@ impl Config {
                 );
             }
         }
+        // In file order, whichever check found them; problems without a line go last.
+        out.sort_by_key(|d| {
+            d.location
+                .as_ref()
+                .and_then(|l| l.line)
+                .unwrap_or(usize::MAX)
+        });
         out
     }
 }

@@ -338,7 +338,7 @@ pub(crate) fn read_error(shown: &str, e: &std::io::Error) -> Diagnostic {
 }
 
 /// Cuts a `#` comment: one that starts the line or follows a space or tab. A `#` inside a
-/// word (`note=a#b`) is kept.
+/// word (`note=a#b`) is kept, and then refused by the column's allow-list.
 fn strip_comment(text: &str) -> &str {
     let b = text.as_bytes();
     for (i, &c) in b.iter().enumerate() {
@@ -502,7 +502,8 @@ pub fn check_ssh_user(s: &str) -> Result<(), (String, String)> {
 }
 
 /// Parses the labels column: a comma list of `key=value`. Keys are letters, digits, `.`, `_`,
-/// `-` and `/`; values may be empty and hold anything but whitespace, `,` and `=`.
+/// `-` and `/`; values may be empty and hold letters, digits, `.`, `_`, `-`, `:`, `/`, `@` and
+/// `+` (not starting with `-`); `iface` holds an interface name.
 pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, Vec<(String, String)>> {
     let mut out = BTreeMap::new();
     let mut errs = Vec::new();
@@ -530,6 +531,8 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, Vec<(String, St
                 format!("label `{item}` has more than one `=`"),
                 fix.to_string(),
             ));
+        } else if let Err(e) = label_allowed(k, v) {
+            errs.push((e, label_fix(k)));
         } else if out.insert(k.to_string(), v.to_string()).is_some() {
             errs.push((
                 format!("label key `{k}` appears twice"),
@@ -541,6 +544,27 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, Vec<(String, St
         Ok(out)
     } else {
         Err(errs)
+    }
+}
+
+/// The allow-list of a label's value: `iface` is an interface name, every other label a
+/// plain token ([`crate::allow::label_value`]).
+fn label_allowed(key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "iface" => crate::allow::interface(value),
+        _ => crate::allow::label_value(key, value),
+    }
+}
+
+fn label_fix(key: &str) -> String {
+    match key {
+        "iface" => "write the interface that carries the host's address, as `ip -brief address` \
+                    shows it, e.g. `iface=ens18`"
+            .into(),
+        _ => format!(
+            "write `{key}=` with letters, digits and `.`, `_`, `-`, `:`, `/`, `@`, `+` only, e.g. \
+             `zone=eu-1a`"
+        ),
     }
 }
 

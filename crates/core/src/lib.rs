@@ -5,6 +5,7 @@
 //! This crate never opens a network connection itself and never prints: executors come from
 //! `kbz-exec` (or the embedding tool), output is the caller's business.
 
+pub mod allow;
 pub mod artifact;
 pub mod cache;
 pub mod command;

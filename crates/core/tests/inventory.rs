@@ -8,6 +8,9 @@ use kbz_errors::{Code, Diagnostic};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+#[path = "inventory/hostile.rs"]
+mod hostile;
+
 const INV: &str = "servers.tsv";
 const CFG: &str = "kbz.toml";
 
@@ -202,7 +205,7 @@ fn optional_columns_default_and_parse() {
     let inv = inv_ok(
         "a1\t192.0.2.1\tlb\n\
          a2\t192.0.2.2\tlb\t\t\tzone=a,rack=r1\n\
-         a3\t192.0.2.3\tlb\tdebian\t2222\tnote=x#y,empty=\n",
+         a3\t192.0.2.3\tlb\tdebian\t2222\tnote=x.y,empty=\n",
     );
     let [a1, a2, a3] = &inv.hosts[..] else {
         panic!("3 hosts")
@@ -212,7 +215,7 @@ fn optional_columns_default_and_parse() {
     assert_eq!((a2.ssh_user.as_str(), a2.ssh_port), ("root", 22));
     assert_eq!(a2.labels.get("rack").map(String::as_str), Some("r1"));
     assert_eq!((a3.ssh_user.as_str(), a3.ssh_port), ("debian", 2222));
-    assert_eq!(a3.labels.get("note").map(String::as_str), Some("x#y"));
+    assert_eq!(a3.labels.get("note").map(String::as_str), Some("x.y"));
     assert_eq!(a3.labels.get("empty").map(String::as_str), Some(""));
 }
 
