@@ -3,6 +3,7 @@
 
 use kbz_base::Base;
 use kbz_core::engine::{Mode, RollbackOutcome};
+use kbz_core::hostlock::HostLockOwner;
 use kbz_core::{
     ClusterChange, ClusterChangeKind, Component, Config, Context, Engine, EngineError, Executor,
     Host, Inventory, Role, RunOptions, Secrets,
@@ -81,7 +82,7 @@ async fn fresh_hosts_converge_and_rerun_changes_nothing() {
 }
 
 #[tokio::test]
-async fn converged_rerun_costs_facts_plus_one_round_trip_per_component_and_host() {
+async fn converged_rerun_costs_facts_plus_one_round_trip_per_component_and_host_plus_the_lock() {
     let (engine, fleet) = setup(3);
     engine.run(&RunOptions::default()).await.expect("first run");
     for (_, h) in fleet.hosts() {
@@ -94,11 +95,12 @@ async fn converged_rerun_costs_facts_plus_one_round_trip_per_component_and_host(
     for (name, h) in fleet.hosts() {
         assert_eq!(
             h.round_trips(),
-            2,
-            "{name}: a converged host costs one facts and one probe round trip"
+            4,
+            "{name}: a converged host costs one facts and one probe round trip, plus taking \
+             and releasing its host lock"
         );
     }
-    assert_eq!(report.round_trips, 6);
+    assert_eq!(report.round_trips, 12);
 }
 
 #[tokio::test]
@@ -448,10 +450,255 @@ async fn a_killed_controller_leaves_a_journal_that_rollback_replays() {
     let journal = kbz_core::journal::Journal::load(dir.path()).expect("journal");
     assert_eq!(journal.status, kbz_core::journal::RunStatus::Running);
     assert!(journal.needs_rollback());
+    // The killed run's host locks stay on the hosts; its process is gone, as when a
+    // controller is killed (this test process lives on, so give the locks a dead pid).
+    for (_, h) in fleet.hosts() {
+        h.with_state(|s| {
+            let f = s
+                .files
+                .get_mut(HOST_LOCK)
+                .expect("the killed run's host lock");
+            let mut owner: HostLockOwner = serde_json::from_slice(&f.content).expect("a kbz lock");
+            owner.pid = DEAD_PID;
+            f.content = format!("{}\n", owner.line()).into_bytes();
+        });
+    }
+    // A new install is refused: the stale locks are named, with the way out.
+    let other = tempfile::tempdir().expect("tmp");
+    let refused = engine
+        .run(&RunOptions {
+            state_dir: Some(other.path().to_path_buf()),
+            ..RunOptions::default()
+        })
+        .await
+        .expect_err("stale host locks");
+    assert_eq!(refused.code(), Code::E067, "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("node1: stale host lock"), "{text}");
+    assert!(text.contains("node2: stale host lock"), "{text}");
+    assert!(text.contains("kbz-install rollback"), "{text}");
 
+    // Rollback is the remedy: it takes the stale locks over, names them and undoes the run.
     let summary = engine.rollback_last(&opts).await.expect("rollback");
     assert!(summary.steps > 0);
-    assert_eq!(before, states(&fleet), "rollback restored every host");
+    assert_eq!(summary.stale_locks_taken_over.len(), 2, "{summary:?}");
+    assert!(summary.stale_locks_taken_over[0].starts_with("node1: `kbz-install install`"));
+    assert_eq!(
+        before,
+        states(&fleet),
+        "rollback restored every host and freed its lock"
+    );
+}
+
+const HOST_LOCK: &str = kbz_core::shell::HOST_LOCK_PATH;
+/// A pid no process has (above Linux's pid_max).
+const DEAD_PID: u32 = u32::MAX - 1;
+
+/// A component whose cluster step waits at a gate: the run holds its locks until the test
+/// opens it.
+#[derive(Debug, Default)]
+struct Gate {
+    entered: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Component for Gate {
+    fn name(&self) -> &'static str {
+        "gate"
+    }
+    fn module(&self) -> u8 {
+        2
+    }
+    fn desired(
+        &self,
+        _ctx: &Context,
+        _host: &Host,
+    ) -> Result<Vec<kbz_core::Resource>, kbz_core::ComponentError> {
+        Ok(Vec::new())
+    }
+    async fn converge_cluster(
+        &self,
+        _ctx: &Context,
+        _hosts: &[kbz_core::component::HostExec],
+    ) -> Result<Vec<ClusterChange>, kbz_core::ComponentError> {
+        self.entered.notify_one();
+        self.open.notified().await;
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn two_concurrent_runs_on_one_fleet_the_second_is_refused_naming_every_host() {
+    let inv = inventory(3);
+    let fleet = Arc::new(FakeConnector::debian_fleet(&inv.hosts));
+    let gate = Arc::new(Gate::default());
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    // Two controllers (two state directories), one fleet.
+    let first = Arc::new(Engine::new(
+        Context::new(inv.clone(), Config::default(), Secrets::in_memory()),
+        vec![Arc::new(Base) as Arc<dyn Component>, gate.clone()],
+        fleet.clone(),
+    ));
+    let second = Engine::new(
+        Context::new(inv, Config::default(), Secrets::in_memory()),
+        vec![Arc::new(Base) as Arc<dyn Component>],
+        fleet.clone(),
+    );
+    let opts_a = RunOptions {
+        state_dir: Some(dir_a.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let run = {
+        let (first, opts) = (first.clone(), opts_a.clone());
+        tokio::spawn(async move { first.run(&opts).await })
+    };
+    gate.entered.notified().await;
+    for (name, h) in fleet.hosts() {
+        let lock = String::from_utf8_lossy(&h.state().files[HOST_LOCK].content).into_owned();
+        let owner: HostLockOwner = serde_json::from_str(lock.trim()).expect("owner");
+        assert_eq!(owner.command, "kbz-install install", "{name}");
+        assert_eq!(owner.pid, std::process::id(), "{name}");
+    }
+    let during = states(&fleet);
+    let opts_b = RunOptions {
+        state_dir: Some(dir_b.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let refused = second.run(&opts_b).await.expect_err("the fleet is locked");
+    assert_eq!(refused.code(), Code::E067, "{refused}");
+    let text = refused.to_string();
+    for h in ["node1", "node2", "node3"] {
+        assert!(
+            text.contains(&format!(
+                "{h}: another kbz run holds {HOST_LOCK}: `kbz-install install`"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    assert_eq!(refused.diagnostic().host.as_deref(), Some("node1"));
+    assert_eq!(during, states(&fleet), "the refused run changed nothing");
+    // The other controller has no journal: its rollback has nothing to do.
+    let e = second
+        .rollback_last(&opts_b)
+        .await
+        .expect_err("nothing to roll back");
+    assert_eq!(e.code(), Code::E010, "{e}");
+
+    gate.open.notify_one();
+    run.await.expect("join").expect("the first run finishes");
+    for (name, h) in fleet.hosts() {
+        assert!(
+            !h.state().files.contains_key(HOST_LOCK),
+            "{name}: lock released"
+        );
+    }
+    second.run(&opts_b).await.expect("free again");
+}
+
+#[tokio::test]
+async fn one_locked_host_refuses_the_run_and_the_others_locks_are_released() {
+    let (engine, fleet) = setup(3);
+    let foreign = HostLockOwner {
+        controller: "ops-laptop".into(),
+        machine: "0123456789abcdef".into(),
+        uid: 1000,
+        pid: 4242,
+        started: "2026-01-01T00:00:00Z".into(),
+        command: "kbz-install uninstall".into(),
+    };
+    fleet.host("node2").expect("node2").with_state(|s| {
+        s.files.insert(
+            HOST_LOCK.into(),
+            kbz_testkit::fake::FakeFile {
+                content: format!("{}\n", foreign.line()).into_bytes(),
+                mode: 0o644,
+                owner: "root:root".into(),
+            },
+        )
+    });
+    let before = states(&fleet);
+    let e = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("node2 is locked");
+    assert_eq!(e.code(), Code::E067);
+    let text = e.to_string();
+    assert!(text.starts_with("1 host(s) are locked by another run, nothing was changed: node2: another kbz run holds"), "{text}");
+    assert!(text.contains("`kbz-install uninstall` from controller ops-laptop (pid 4242, uid 1000, since 2026-01-01T00:00:00Z)"), "{text}");
+    assert!(
+        text.contains("ssh node2 sudo rm /run/kbz/host.lock"),
+        "{text}"
+    );
+    assert!(!text.contains("node1") && !text.contains("node3"), "{text}");
+    assert_eq!(
+        before,
+        states(&fleet),
+        "nothing changed, node1's and node3's locks released"
+    );
+    // A lock that is not kbz's is named too.
+    fleet.host("node2").expect("node2").with_state(|s| {
+        s.files.get_mut(HOST_LOCK).expect("lock").content = b"garbage\n".to_vec();
+    });
+    let text = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("locked")
+        .to_string();
+    assert!(
+        text.contains("node2: /run/kbz/host.lock exists but does not name a kbz run (\"garbage\")"),
+        "{text}"
+    );
+    // Dry-runs take no lock.
+    engine
+        .run(&RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        })
+        .await
+        .expect("a dry-run ignores host locks");
+}
+
+#[tokio::test]
+async fn two_runs_of_one_state_directory_collide_on_the_controller_lock() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = inventory(2);
+    let fleet = Arc::new(FakeConnector::debian_fleet(&inv.hosts));
+    let gate = Arc::new(Gate::default());
+    let engine = Arc::new(Engine::new(
+        Context::new(inv, Config::default(), Secrets::in_memory()),
+        vec![Arc::new(Base) as Arc<dyn Component>, gate.clone()],
+        fleet.clone(),
+    ));
+    let opts = RunOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let run = {
+        let (engine, opts) = (engine.clone(), opts.clone());
+        tokio::spawn(async move { engine.run(&opts).await })
+    };
+    gate.entered.notified().await;
+    let e = engine
+        .run(&RunOptions {
+            mode: Mode::Uninstall,
+            ..opts.clone()
+        })
+        .await
+        .expect_err("the state directory is locked");
+    assert_eq!(e.code(), Code::E066, "{e}");
+    assert!(e.to_string().contains("`kbz-install install`"), "{e}");
+    let e = engine.rollback_last(&opts).await.expect_err("locked");
+    assert_eq!(e.code(), Code::E066, "{e}");
+    gate.open.notify_one();
+    run.await.expect("join").expect("first run");
 }
 
 #[tokio::test]

@@ -802,6 +802,8 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         r.stdout
     );
 
+    host_lock_scenario(&bin, info, &names)?;
+
     step("a failure on one host rolls every host back");
     rollback_scenario(&bin, info, &names, Some(&hook))?;
 
@@ -851,6 +853,53 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
                 .with_context(|| format!("{h}: {f} left after uninstall"))?;
         }
     }
+    Ok(())
+}
+
+/// A host lock planted on one host (another controller's run) refuses the install with E067
+/// naming that host, nothing changes and no other host keeps a lock; once it is removed the
+/// install runs again.
+fn host_lock_scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> {
+    step("a host locked by another run refuses the install (E067, host named)");
+    let inv = info.servers_tsv.display().to_string();
+    let lock = kbz_core::shell::HOST_LOCK_PATH;
+    let locked = names[1];
+    let owner = r#"{"controller":"e2e-other","machine":"e2e","uid":0,"pid":1,"started":"2026-01-01T00:00:00Z","command":"kbz-install install"}"#;
+    on(
+        locked,
+        &format!("mkdir -p /run/kbz && printf '%s\\n' '{owner}' > {lock}"),
+    )?;
+    let r = install(bin, &["--inventory", &inv, "--yes", "--json"]);
+    on(locked, &format!("rm -f {lock}"))?;
+    let r = r?;
+    ensure!(
+        r.code != 0
+            && r.stdout.contains("E067")
+            && r.stdout
+                .contains(&format!("{locked}: another kbz run holds {lock}")),
+        "the install ran over a host lock ({}):\n{}\n{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    for h in names {
+        on(h, &format!("test ! -e {lock}"))
+            .with_context(|| format!("{h}: a host lock was left"))?;
+    }
+    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
+    ensure!(
+        r.code == 0,
+        "the install after the lock was removed failed:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let report = json(&r)?;
+    ensure!(
+        changed(&report)? == 0,
+        "the refused run changed something:\n{}",
+        r.stdout
+    );
+    println!("{locked}'s lock refused the run with E067; after its removal the run converged with 0 changes");
     Ok(())
 }
 

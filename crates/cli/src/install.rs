@@ -119,6 +119,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         skip_cleanup: o.skip_cleanup,
         mode,
         state_dir: i.state_dir.clone(),
+        ..RunOptions::default()
     };
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -267,9 +268,15 @@ pub fn rollback(g: &Common) -> u8 {
                         "rolled_back": true,
                         "steps": steps,
                         "cluster_not_undone": summary.cluster_not_undone,
+                        "stale_locks_taken_over": summary.stale_locks_taken_over,
                     })
                 );
-            } else if summary.cluster_not_undone.is_empty() {
+                return exit::OK;
+            }
+            for l in &summary.stale_locks_taken_over {
+                crate::errln!("Took over the stale host lock of a killed run: {l}");
+            }
+            if summary.cluster_not_undone.is_empty() {
                 crate::outln!("Rolled back: {steps} undo step(s) applied; every host is back to its state before the failed run.");
             } else {
                 crate::outln!("Rolled back: {steps} undo step(s) applied to the hosts' files, packages and services.");

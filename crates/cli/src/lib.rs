@@ -14,6 +14,7 @@
 //!   before it acts): the report, its table/JSON, Prometheus textfile and `/metrics` server,
 //!   transition alerts and the systemd timer.
 //! - [`failover`]: kbz-failover's `list` and `run` (health gate, faults, budgets, heal).
+//! - [`lock`]: the controller's run lock and the per-host locks of a mutating command.
 //! - [`install`]: kbz-install's subcommands (install, uninstall, validate, explain, rollback,
 //!   notify test).
 //!
@@ -27,6 +28,7 @@ pub mod failover;
 pub mod health;
 pub mod inputs;
 pub mod install;
+pub mod lock;
 pub mod log;
 pub mod session;
 pub mod ui;

@@ -16,11 +16,20 @@ use crate::cache::{Cache, CacheError};
 use crate::component::{ClusterChange, Component, ComponentError, HostExec};
 use crate::context::Context;
 use crate::executor::{Connector, ExecError, Executor};
+use crate::hostlock::HostLocks;
 use crate::inventory::Host;
 use crate::journal::{Journal, JournalEntry, JournalError, RunStatus};
 use crate::plan::{diff, HostPlan, Plan, Redactor};
 use crate::resource::{Observed, Op, Resource};
 use crate::runlock::RunLock;
+
+/// How a run names itself in the controller's and the hosts' locks.
+fn command(mode: Mode) -> String {
+    match mode {
+        Mode::Install => "kbz-install install".into(),
+        Mode::Uninstall => "kbz-install uninstall".into(),
+    }
+}
 
 /// Install or remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +59,9 @@ pub struct RunOptions {
     pub mode: Mode,
     /// Where the journal is persisted; `None` keeps it in memory.
     pub state_dir: Option<PathBuf>,
+    /// The per-host lock file a real run takes on every host it reaches
+    /// ([`crate::shell::HOST_LOCK_PATH`] by default).
+    pub host_lock: String,
 }
 
 impl Default for RunOptions {
@@ -62,6 +74,7 @@ impl Default for RunOptions {
             skip_cleanup: false,
             mode: Mode::Install,
             state_dir: None,
+            host_lock: crate::shell::HOST_LOCK_PATH.into(),
         }
     }
 }
@@ -175,6 +188,9 @@ pub enum EngineError {
     /// Another run holds the state directory's run lock, or a stale lock is left (E066).
     #[error(transparent)]
     Lock(#[from] crate::runlock::LockError),
+    /// Hosts are locked by another run, or hold a stale lock (E067); nothing was changed.
+    #[error(transparent)]
+    HostLock(#[from] crate::hostlock::HostLocksRefused),
     /// Undo steps failed during `kbz-install rollback`.
     #[error("rollback incomplete: {}", .0.join("; "))]
     RollbackIncomplete(Vec<String>),
@@ -187,6 +203,8 @@ pub struct RollbackSummary {
     pub steps: usize,
     /// Cluster changes of the run that a rollback cannot undo.
     pub cluster_not_undone: Vec<String>,
+    /// Stale host locks (of the killed run) this rollback replaced.
+    pub stale_locks_taken_over: Vec<String>,
 }
 
 /// What happened to a failed run's changes.
@@ -236,6 +254,7 @@ impl HasCode for EngineError {
             EngineError::Failed { source, .. } => source.code(),
             EngineError::Journal(e) => e.code(),
             EngineError::Lock(e) => e.code(),
+            EngineError::HostLock(e) => e.code(),
             EngineError::RollbackIncomplete(_) => Code::E029,
         }
     }
@@ -245,6 +264,9 @@ impl EngineError {
     /// The user-facing diagnostic, with the host attached where known (the failed step's, or
     /// the one a cluster failure names) and a cluster failure's specific fix.
     pub fn diagnostic(&self) -> Diagnostic {
+        if let EngineError::HostLock(e) = self {
+            return e.diagnostic();
+        }
         let mut d = Diagnostic::new(self.code(), self.to_string());
         if let EngineError::Failed { host, source, .. } = self {
             if let Some(h) = host.as_deref().or(source.host()) {
@@ -502,7 +524,7 @@ impl Engine {
         // One mutating run per state directory; held until this function returns.
         let _lock = match (opts.dry_run, opts.state_dir.as_deref()) {
             (false, Some(dir)) => {
-                let lock = RunLock::acquire(dir, &format!("{:?}", opts.mode).to_lowercase())?;
+                let lock = RunLock::acquire(dir, &command(opts.mode))?;
                 Journal::check_no_pending(dir)?;
                 Some(lock)
             }
@@ -514,6 +536,40 @@ impl Engine {
         };
         let t = Instant::now();
         let execs = self.connect_all(opts, &mut report).await?;
+        // Every host this run changes is locked for it; dry-runs change nothing and lock nothing.
+        let host_locks = if opts.dry_run {
+            None
+        } else {
+            Some(
+                HostLocks::acquire(
+                    execs.values().cloned(),
+                    &opts.host_lock,
+                    &command(opts.mode),
+                )
+                .await?,
+            )
+        };
+        let result = self.run_locked(opts, &selected, &execs, report, t).await;
+        if let Some(l) = host_locks {
+            l.release().await;
+        }
+        result.map(|mut r| {
+            // The lock's release is a round trip of the run too.
+            r.round_trips = execs.values().map(|e| e.round_trips()).sum();
+            r
+        })
+    }
+
+    /// The run once every host is reached and locked.
+    async fn run_locked(
+        &self,
+        opts: &RunOptions,
+        selected: &[Arc<dyn Component>],
+        execs: &Execs,
+        mut report: RunReport,
+        t: Instant,
+    ) -> Result<RunReport, EngineError> {
+        let execs = execs.clone();
         let ctx = self.gather_facts(&execs).await?;
         push_timing(&mut report, "connect", "connect", t.elapsed());
 
@@ -530,7 +586,7 @@ impl Engine {
             lock(&journal).set_status(RunStatus::Running)?;
         }
 
-        for comp in &selected {
+        for comp in selected {
             let hosts: Vec<Host> = ctx
                 .inventory
                 .hosts
@@ -643,7 +699,7 @@ impl Engine {
             .state_dir
             .as_deref()
             .ok_or_else(|| EngineError::Usage("rollback needs a state directory".into()))?;
-        let _lock = RunLock::acquire(dir, "rollback")?;
+        let _lock = RunLock::acquire(dir, "kbz-install rollback")?;
         let mut journal = Journal::load(dir)?;
         if !journal.needs_rollback() {
             return Err(JournalError::NothingToRollBack(dir.display().to_string()).into());
@@ -660,12 +716,27 @@ impl Engine {
             )
             .await?;
         let steps = journal.undo_plan().iter().map(|(_, ops)| ops.len()).sum();
+        // A stale lock of this controller is what a killed run leaves: rollback is its remedy.
+        let host_locks = HostLocks::acquire_with(
+            execs.values().cloned(),
+            &opts.host_lock,
+            "kbz-install rollback",
+            true,
+        )
+        .await?;
+        let stale_locks_taken_over: Vec<String> = host_locks
+            .taken_over()
+            .iter()
+            .map(|(h, o)| format!("{h}: {o}"))
+            .collect();
         let failures = self.rollback_journal(&journal, &execs).await;
+        host_locks.release().await;
         if failures.is_empty() {
             journal.set_status(RunStatus::RolledBack)?;
             Ok(RollbackSummary {
                 steps,
                 cluster_not_undone: journal.cluster.clone(),
+                stale_locks_taken_over,
             })
         } else {
             // Keep only what is left to undo, so a retry replays just that.

@@ -118,6 +118,29 @@ pub enum ExecError {
         /// Detail.
         reason: String,
     },
+    /// A file or script sent on standard input arrived incomplete or different (length or
+    /// sha256): the host moved nothing into place and ran nothing.
+    #[error("transfer to {host} was cut or damaged, nothing was installed or run ({what}): {detail}. Check the network to the host (and its free disk space: `df -h`), then run again.")]
+    Transfer {
+        /// Host.
+        host: String,
+        /// Short description of the command.
+        what: String,
+        /// What arrived (bytes and sha256 against those sent).
+        detail: String,
+    },
+    /// A command printed more than the controller keeps (a runaway or hostile host).
+    #[error("command on {host} printed more than {limit} bytes on {stream}, the controller stopped reading it: {what}. Find what floods the output on the host (a command run in a loop, a huge log file printed).")]
+    OutputTooLarge {
+        /// Host.
+        host: String,
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The cap in bytes.
+        limit: usize,
+        /// Short description of the command.
+        what: String,
+    },
     /// sudo failed.
     #[error("sudo on {host} failed for user {user}: {reason}. Allow passwordless sudo for {user} (echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/kbz).")]
     Sudo {
@@ -146,6 +169,8 @@ impl HasCode for ExecError {
             ExecError::Key { .. } => Code::E053,
             ExecError::Protocol { .. } => Code::E017,
             ExecError::Sudo { .. } => Code::E027,
+            ExecError::Transfer { .. } => Code::E017,
+            ExecError::OutputTooLarge { .. } => Code::E068,
         }
     }
 }

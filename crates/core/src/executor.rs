@@ -35,7 +35,10 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         owner: &str,
     ) -> Result<(), ExecError> {
         let out = self
-            .run(&Cmd::new(shell::put_file_script(path, mode, owner)).stdin(content.to_vec()))
+            .run(
+                &Cmd::new(shell::put_file_script(path, mode, owner, content))
+                    .stdin(content.to_vec()),
+            )
             .await?;
         check(self.name(), &out, &format!("write {path}"))
     }
@@ -118,6 +121,24 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
                 check(self.name(), &out, &op.describe())
             }
         }
+    }
+
+    /// Takes the host lock at `path` for `owner` (one line naming the run) in one round trip:
+    /// `None` when taken, the holder's line when another run holds it.
+    async fn lock_host(&self, path: &str, owner: &str) -> Result<Option<String>, ExecError> {
+        let out = self
+            .run(&Cmd::new(shell::host_lock_script(path, owner)))
+            .await?;
+        check(self.name(), &out, &format!("take the host lock {path}"))?;
+        shell::parse_host_lock(self.name(), &out.stdout_str())
+    }
+
+    /// Releases the host lock at `path` if `owner` still holds it.
+    async fn unlock_host(&self, path: &str, owner: &str) -> Result<(), ExecError> {
+        let out = self
+            .run(&Cmd::new(shell::host_unlock_script(path, owner)))
+            .await?;
+        check(self.name(), &out, &format!("release the host lock {path}"))
     }
 
     /// Round trips made so far, for executors that count them.

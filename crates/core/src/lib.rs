@@ -17,6 +17,7 @@ pub mod error;
 pub mod executor;
 pub mod health;
 pub mod health_run;
+pub mod hostlock;
 pub mod inventory;
 pub mod journal;
 pub mod net;

@@ -16,17 +16,75 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// The exit status of a script whose input arrived incomplete (a transfer cut midway):
+/// nothing was moved into place or run. Executors turn it into [`ExecError::Transfer`].
+pub const TRANSFER_INCOMPLETE_EXIT: i32 = 86;
+
+/// The first word of the message a script prints on stderr when its input arrived
+/// incomplete.
+pub const TRANSFER_INCOMPLETE_MARK: &str = "kbz-transfer-incomplete";
+
+/// The sh test that a file holds exactly `len` bytes with sha256 `sha`; on a mismatch it
+/// prints the marker and what arrived, and exits [`TRANSFER_INCOMPLETE_EXIT`].
+pub fn verify_transfer_sh(file: &str, len: usize, sha: &str) -> String {
+    format!(
+        "kbz_n=$(wc -c < {file}); kbz_h=$(sha256sum < {file} | cut -d' ' -f1); if [ \"$kbz_n\" -ne {len} ] || [ \"$kbz_h\" != {sha} ]; then echo \"{TRANSFER_INCOMPLETE_MARK}: received $kbz_n of {len} bytes (sha256 $kbz_h, expected {sha})\" >&2; exit {TRANSFER_INCOMPLETE_EXIT}; fi"
+    )
+}
+
 /// Writes stdin to `path` atomically: `mktemp` creates the temporary file in the same
 /// directory exclusively (`O_EXCL`, so never through a planted symlink) and mode 0600, so a
-/// secret is never readable by others while it is written; mode and owner are set and the
-/// data synced before the rename (which replaces a symlink at `path`, never follows it),
-/// and the directory is synced after it, so a power cut leaves the old file or the new one.
-pub fn put_file_script(path: &str, mode: u32, owner: &str) -> String {
+/// secret is never readable by others while it is written; the copy is checked (length and
+/// sha256 of `content`, the bytes the caller sends) before anything else, so a transfer cut
+/// midway replaces nothing; mode and owner are set and the data synced before the rename
+/// (which replaces a symlink at `path`, never follows it), and the directory is synced
+/// after it, so a power cut leaves the old file or the new one.
+pub fn put_file_script(path: &str, mode: u32, owner: &str, content: &[u8]) -> String {
     let p = quote(path);
     format!(
-        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nsync \"$t\"\nmv -fT \"$t\" {p}\ntrap - EXIT\nsync \"$d\"\n",
+        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n{verify}\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nsync \"$t\"\nmv -fT \"$t\" {p}\ntrap - EXIT\nsync \"$d\"\n",
+        o = quote(owner),
+        verify = verify_transfer_sh("\"$t\"", content.len(), &sha256_hex(content)),
+    )
+}
+
+/// Where kbz keeps its per-host lock. Under `/run` (a tmpfs): a reboot, which ends any run,
+/// also frees the lock.
+pub const HOST_LOCK_PATH: &str = "/run/kbz/host.lock";
+
+/// Takes the host lock at `path` for `owner` (one line): the owner is written to a temporary
+/// file that is hard-linked to `path`, which fails when `path` exists, so two runs never
+/// both get it and a reader never sees half an owner. Prints `taken`, or `held` and the
+/// holder's line.
+pub fn host_lock_script(path: &str, owner: &str) -> String {
+    let p = quote(path);
+    format!(
+        "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz-lock.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\nprintf '%s\\n' {o} > \"$t\"\nchmod 644 \"$t\"\nif ln \"$t\" {p} 2>/dev/null; then echo taken; else echo held; cat {p} 2>/dev/null || true; fi\n",
         o = quote(owner)
     )
+}
+
+/// Releases the host lock at `path` if `owner` still holds it (a lock another run took
+/// after a stale one was removed is left alone).
+pub fn host_unlock_script(path: &str, owner: &str) -> String {
+    let p = quote(path);
+    format!(
+        "if [ -f {p} ] && [ \"$(cat {p})\" = {o} ]; then rm -f {p}; fi\necho released\n",
+        o = quote(owner)
+    )
+}
+
+/// Parses the output of [`host_lock_script`]: `None` when taken, the holder's line when held.
+pub fn parse_host_lock(host: &str, out: &str) -> Result<Option<String>, ExecError> {
+    let mut lines = out.splitn(2, '\n');
+    match lines.next().map(str::trim) {
+        Some("taken") => Ok(None),
+        Some("held") => Ok(Some(lines.next().unwrap_or("").trim().to_string())),
+        _ => Err(ExecError::Protocol {
+            host: host.into(),
+            reason: "host-lock output did not start with taken/held".into(),
+        }),
+    }
 }
 
 /// Parses the output of the read-file script in `Executor::read_file`.
@@ -356,8 +414,11 @@ const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options
 pub fn op_cmd(op: &Op) -> Cmd {
     let script = match op {
         Op::WriteFile {
-            path, mode, owner, ..
-        } => put_file_script(path, *mode, owner),
+            path,
+            mode,
+            owner,
+            content,
+        } => return Cmd::new(put_file_script(path, *mode, owner, content)).stdin(content.clone()),
         // Only files: a directory in the way was never written by kbz (the probe reports it
         // as no file), so undoing a failed write must leave it alone.
         Op::RemoveFile { path } => {

@@ -33,7 +33,7 @@ codes! {
     E031 = 31, E032 = 32, E033 = 33, E034 = 34, E035 = 35, E036 = 36, E037 = 37, E038 = 38, E039 = 39, E040 = 40,
     E041 = 41, E042 = 42, E043 = 43, E044 = 44, E045 = 45, E046 = 46, E047 = 47, E048 = 48, E049 = 49, E050 = 50,
     E051 = 51, E052 = 52, E053 = 53, E054 = 54, E055 = 55, E056 = 56, E057 = 57, E058 = 58, E059 = 59, E060 = 60,
-    E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65, E066 = 66,
+    E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65, E066 = 66, E067 = 67, E068 = 68,
     E071 = 71, E072 = 72,
 }
 
@@ -262,7 +262,7 @@ pub static CATALOGUE: &[Entry] = &[
         "general",
         "Invalid request",
         "The command line asked for something kbz cannot do: `explain` with a code outside \
-         E001-E066, `--only` with a name that is not a component, `--start-from-module` with a \
+         E001-E068 and E071-E072, `--only` with a name that is not a component, `--start-from-module` with a \
          number outside 1-10, or `rollback` when the state directory .kbz/ holds no failed run \
          to undo. Nothing was changed on any host.",
         &[
@@ -1175,6 +1175,38 @@ pub static CATALOGUE: &[Entry] = &[
             "Wait for it to finish, then run again",
             "For a stale lock, roll back what the killed run left: `kbz-install rollback \
              --inventory servers.tsv`, then remove the lock: `rm .kbz/run.lock`",
+        ],
+    ),
+    e(
+        Code::E067,
+        "operations",
+        "A host is locked by another kbz run",
+        "Every mutating run (kbz-install install, uninstall, rollback; kbz-failover run) \
+         takes /run/kbz/host.lock on each host it changes, so two controllers, or two state \
+         directories on one controller, never change the same host at once. The lock file \
+         names its holder (controller, pid, uid, start time, command). A lock left by a run \
+         of this controller whose process is gone is named stale: that run was killed and may \
+         have left a journal to roll back. /run is cleared at boot, so a reboot frees it too.",
+        &[
+            "Read the holder on the named host: `ssh HOST cat /run/kbz/host.lock`",
+            "On the controller it names, see whether the process still runs: `ps -p PID -o pid,etime,args`",
+            "Wait for that run to finish, then run again",
+            "For a stale lock, roll back what the killed run left (`kbz-install rollback \
+             --inventory servers.tsv`), then remove the lock: `ssh HOST sudo rm /run/kbz/host.lock`",
+        ],
+    ),
+    e(
+        Code::E068,
+        "operations",
+        "A command printed more than the controller keeps",
+        "kbz reads what each command prints on a host into memory, up to a cap (64 MiB per \
+         stream by default), so a runaway or hostile host cannot exhaust the controller's \
+         memory. A command went past it; kbz stopped reading, closed the session and treats the \
+         command as failed.",
+        &[
+            "Run the named command on the host and measure its output: `ssh HOST 'COMMAND | wc -c'`",
+            "Look for what floods it (a loop, a huge file printed, a log written to stdout)",
+            "Run again once the host prints what it should",
         ],
     ),
     // Failover (kbz-failover, E071-E075): a measured fault cost more than its budget.

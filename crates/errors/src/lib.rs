@@ -1,4 +1,4 @@
-//! kbz-errors: the E001-E066 and E071-E072 catalogue, the `Diagnostic` every user-visible failure becomes,
+//! kbz-errors: the E001-E068 and E071-E072 catalogue, the `Diagnostic` every user-visible failure becomes,
 //! and its renderings (a framed box for terminals, plain text for logs, JSON for tools).
 //!
 //! Every crate keeps its own `thiserror` enum and implements [`HasCode`] so that a caller can
@@ -26,7 +26,7 @@ pub trait HasCode {
 
 /// The error returned by [`explain`] for a code outside the catalogue.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown error code `{0}`: valid codes are E001 to E066 and E071 to E072 (for example `kbz-install explain E002`)")]
+#[error("unknown error code `{0}`: valid codes are E001 to E068 and E071 to E072 (for example `kbz-install explain E002`)")]
 pub struct UnknownCode(pub String);
 
 impl HasCode for UnknownCode {
@@ -75,12 +75,12 @@ mod tests {
 
     #[test]
     fn explain_rejects_unknown_codes_listing_the_range() {
-        for bad in ["E999", "foo", "E000", "E067", "", "E-1"] {
+        for bad in ["E999", "foo", "E000", "E069", "", "E-1"] {
             let err = explain(bad).expect_err(bad);
             assert_eq!(err.0, bad);
             assert_eq!(err.code(), Code::E010);
             let msg = err.to_string();
-            assert!(msg.contains("E001 to E066"), "{msg}");
+            assert!(msg.contains("E001 to E068"), "{msg}");
             assert!(msg.contains(&format!("`{bad}`")), "{msg}");
         }
     }

@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -1054,4 +1055,96 @@ async fn default_probe_agrees_with_a_real_shell_over_ssh() {
     let sshd = Sshd::start();
     let ex = sshd.connect().await;
     probe_agrees_with_a_real_shell(&ex).await;
+}
+
+/// The host lock's scripts on a real shell: taken once, refused to a second run with the
+/// holder named, released only by its owner, a stale lock named and taken over by rollback.
+async fn host_lock_on_a_real_shell(ex: Arc<dyn Executor>) {
+    use kbz_core::hostlock::{HostLockError, HostLockOwner, HostLocks};
+    let work = tempfile::tempdir().expect("tempdir");
+    let path = work.path().join("run/kbz/host.lock");
+    let p = path.to_str().expect("utf8");
+    let first = HostLocks::acquire([ex.clone()], p, "kbz-install install")
+        .await
+        .expect("first");
+    let owner: HostLockOwner =
+        serde_json::from_str(fs::read_to_string(&path).expect("lock").trim()).expect("owner");
+    assert_eq!(
+        (owner.pid, owner.command.as_str()),
+        (std::process::id(), "kbz-install install")
+    );
+    let refused = HostLocks::acquire([ex.clone()], p, "kbz-failover run")
+        .await
+        .expect_err("held");
+    assert_eq!(refused.code(), Code::E067);
+    match &refused.0[..] {
+        [HostLockError::Held { host, owner: o, .. }] => {
+            assert_eq!((host.as_str(), o), (ex.name(), &owner))
+        }
+        other => panic!("expected one held lock, got {other:?}"),
+    }
+    // Releasing with another owner's line leaves the lock alone.
+    ex.unlock_host(p, "someone else").await.expect("unlock");
+    assert!(path.exists());
+    assert!(first.release().await.is_empty());
+    assert!(!path.exists(), "released");
+    let names: Vec<_> = fs::read_dir(path.parent().expect("dir"))
+        .expect("list")
+        .collect();
+    assert!(names.is_empty(), "temporary files were left behind");
+
+    // A killed run of this controller: named stale, and rollback takes it over.
+    let dead = HostLockOwner {
+        pid: u32::MAX - 1,
+        ..owner
+    };
+    fs::write(&path, format!("{}\n", dead.line())).expect("plant");
+    let refused = HostLocks::acquire([ex.clone()], p, "kbz-install install")
+        .await
+        .expect_err("stale");
+    assert!(
+        refused.to_string().contains(": stale host lock"),
+        "{refused}"
+    );
+    let rb = HostLocks::acquire_with([ex.clone()], p, "kbz-install rollback", true)
+        .await
+        .expect("take over");
+    assert_eq!(rb.taken_over().len(), 1);
+    assert!(fs::read_to_string(&path)
+        .expect("lock")
+        .contains("kbz-install rollback"));
+    assert!(rb.release().await.is_empty());
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn host_lock_works_on_a_real_local_shell() {
+    host_lock_on_a_real_shell(Arc::new(LocalExecutor::named("local"))).await;
+}
+
+#[tokio::test]
+async fn host_lock_works_over_ssh_and_two_concurrent_takers_get_it_once() {
+    let sshd = Sshd::start();
+    host_lock_on_a_real_shell(Arc::new(sshd.connect().await)).await;
+    // Two sessions racing for one lock: exactly one wins.
+    let work = tempfile::tempdir().expect("tempdir");
+    let p = work.path().join("host.lock").display().to_string();
+    for _ in 0..5 {
+        let (a, b): (Arc<dyn Executor>, Arc<dyn Executor>) = (
+            Arc::new(sshd.connect().await),
+            Arc::new(sshd.connect().await),
+        );
+        let (ra, rb) = tokio::join!(
+            kbz_core::hostlock::HostLocks::acquire([a], &p, "a"),
+            kbz_core::hostlock::HostLocks::acquire([b], &p, "b"),
+        );
+        let won = match (ra, rb) {
+            (Ok(l), Err(e)) | (Err(e), Ok(l)) => {
+                assert_eq!(e.code(), Code::E067);
+                l
+            }
+            (a, b) => panic!("exactly one must win: {a:?} {b:?}"),
+        };
+        assert!(won.release().await.is_empty());
+    }
 }

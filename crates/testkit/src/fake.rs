@@ -501,6 +501,38 @@ impl Executor for FakeHost {
         self.mutate(&mut i, op)
     }
 
+    /// The host lock is a file of the fake state, taken and released atomically (so two
+    /// runs on one fake fleet collide as on real hosts, and a test can plant a lock).
+    async fn lock_host(&self, path: &str, owner: &str) -> Result<Option<String>, ExecError> {
+        self.trip();
+        let mut i = self.lock();
+        if let Some(f) = i.state.files.get(path) {
+            return Ok(Some(String::from_utf8_lossy(&f.content).trim().to_string()));
+        }
+        i.state.files.insert(
+            path.into(),
+            FakeFile {
+                content: format!("{owner}\n").into_bytes(),
+                mode: 0o644,
+                owner: "root:root".into(),
+            },
+        );
+        Ok(None)
+    }
+
+    async fn unlock_host(&self, path: &str, owner: &str) -> Result<(), ExecError> {
+        self.trip();
+        let mut i = self.lock();
+        if i.state
+            .files
+            .get(path)
+            .is_some_and(|f| String::from_utf8_lossy(&f.content).trim() == owner)
+        {
+            i.state.files.remove(path);
+        }
+        Ok(())
+    }
+
     fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::SeqCst)
     }

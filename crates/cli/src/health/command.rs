@@ -160,6 +160,10 @@ pub fn timer_install(c: &Common, o: &Options, root: &Path, every: &str) -> u8 {
     if c.accept_new_host_keys {
         argv.push("--accept-new-host-keys".into());
     }
+    let _lock = match crate::lock::controller(state_dir(c).as_deref(), "kbz-health timer install") {
+        Ok(l) => l,
+        Err(f) => return f.report(c.json),
+    };
     match timer::install(root, &argv, every) {
         Ok(paths) => {
             for p in paths {
@@ -173,6 +177,10 @@ pub fn timer_install(c: &Common, o: &Options, root: &Path, every: &str) -> u8 {
 
 /// `kbz-health timer remove`.
 pub fn timer_remove(c: &Common, root: &Path) -> u8 {
+    let _lock = match crate::lock::controller(state_dir(c).as_deref(), "kbz-health timer remove") {
+        Ok(l) => l,
+        Err(f) => return f.report(c.json),
+    };
     match timer::remove(root) {
         Ok(paths) => {
             if paths.is_empty() {
@@ -185,4 +193,17 @@ pub fn timer_remove(c: &Common, root: &Path) -> u8 {
         }
         Err(f) => f.report(c.json),
     }
+}
+
+/// The state directory the timer commands lock: `--state-dir`, else `.kbz` next to the
+/// inventory (as every run resolves it); none without either.
+fn state_dir(c: &Common) -> Option<PathBuf> {
+    c.state_dir.clone().or_else(|| {
+        c.inventory.as_ref().map(|i| {
+            i.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(".kbz")
+        })
+    })
 }
