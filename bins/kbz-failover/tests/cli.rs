@@ -79,11 +79,21 @@ fn list_shows_every_scenario_with_its_budget() {
         "postgres-replica-partition",
         "etcd-leader-partition",
         "etcd-member-crash",
+        "redis-master-crash",
+        "redis-master-partition",
+        "vip-holder-crash",
+        "haproxy-down",
     ] {
         assert!(out.contains(name), "{name} missing:\n{out}");
     }
     assert!(out.contains("lost <= 0, gap <= 35 s"), "{out}");
     assert!(out.contains("lost <= 0, gap <= 5 s"), "{out}");
+    // Redis loss is judged against min-replicas-max-lag; the VIP scenarios have a VIP budget.
+    assert!(
+        out.contains("lost <= 0 outside +-10 s, gap <= 15 s"),
+        "{out}"
+    );
+    assert!(out.contains("gap <= 5 s, VIP <= 5 s"), "{out}");
 
     // The operator's budgets are the ones shown.
     unreachable_fleet(dir.path(), "\n[failover]\npostgres_crash_gap_secs = 20\n");

@@ -1,6 +1,8 @@
 //! Budgets: what one run of a scenario may cost (`[failover]` in kbz.toml, with defaults),
 //! and the breaches of a run: lost acknowledged writes or two primaries at once (E071), a
-//! write gap longer than allowed (E072).
+//! write gap or a VIP without holder longer than allowed (E072). Redis replicates
+//! asynchronously: its loss is judged against the window `min-replicas-max-lag` allows
+//! (writes acknowledged within that many seconds of the fault may be lost, no other).
 
 use crate::fault::Fault;
 use crate::scenario::{RunReport, Scenario, VictimRole};
@@ -16,6 +18,28 @@ pub struct Budget {
     pub gap_secs: f64,
     /// The `[failover]` key the gap comes from (named in messages).
     pub gap_key: &'static str,
+    /// Redis: acknowledged writes within this many seconds of the fault (before or after)
+    /// may be lost; `lost` then counts the others. `None`: every loss counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_window_secs: Option<f64>,
+    /// VIP scenarios: the longest time until a surviving lb host holds the VIP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip_secs: Option<f64>,
+}
+
+impl Budget {
+    /// One line for `kbz-failover list`.
+    pub fn describe(&self) -> String {
+        let mut s = match self.lost_window_secs {
+            Some(w) => format!("lost <= {} outside +-{w} s", self.lost),
+            None => format!("lost <= {}", self.lost),
+        };
+        s.push_str(&format!(", gap <= {} s", self.gap_secs));
+        if let Some(v) = self.vip_secs {
+            s.push_str(&format!(", VIP <= {v} s"));
+        }
+        s
+    }
 }
 
 /// One figure of a run outside its budget.
@@ -40,7 +64,22 @@ impl Scenario {
     /// crash of the etcd service alone the etcd gap, every crash or partition of a
     /// PostgreSQL host the crash gap; PostgreSQL runs in synchronous mode, so the loss budget is `postgres_lost`.
     pub fn budget(&self, cfg: &FailoverConfig) -> Budget {
+        if self.victim == VictimRole::RedisMaster {
+            return Budget {
+                lost: 0,
+                gap_secs: cfg.redis_gap_secs,
+                gap_key: "redis_gap_secs",
+                lost_window_secs: Some(
+                    cfg.redis_lost_window_secs
+                        .unwrap_or(kbz_redis::MIN_REPLICAS_MAX_LAG as f64),
+                ),
+                vip_secs: None,
+            };
+        }
         let (gap_secs, gap_key) = match (&self.fault, self.victim) {
+            // Only HAProxy is down: the VIP moves to a healthy one, PostgreSQL keeps its
+            // primary.
+            (Fault::HoldDown { .. }, _) => (cfg.vip_gap_secs, "vip_gap_secs"),
             (Fault::Switchover, _) => (
                 cfg.postgres_switchover_gap_secs,
                 "postgres_switchover_gap_secs",
@@ -56,6 +95,8 @@ impl Scenario {
             lost: cfg.postgres_lost,
             gap_secs,
             gap_key,
+            lost_window_secs: None,
+            vip_secs: self.watches_vip().then_some(cfg.vip_gap_secs),
         }
     }
 }
@@ -78,7 +119,27 @@ pub fn evaluate(s: &Scenario, cfg: &FailoverConfig, r: &RunReport) -> Vec<Breach
     let b = s.budget(cfg);
     let mut out = Vec::new();
     let lost = lost(r);
-    if lost > b.lost {
+    if let Some(w) = b.lost_window_secs {
+        // Every lost write must have been acknowledged within the window of the fault.
+        let outside = r.lost_ack_offsets.iter().filter(|o| o.abs() > w).count() as u64;
+        // Lost on a member's copy only (not through the VIP): no acknowledgement time is
+        // known, so it counts as outside.
+        let unexplained = lost.saturating_sub(r.vip.lost);
+        let outside = outside + unexplained;
+        if outside > b.lost {
+            out.push(Breach {
+                code: Code::E071,
+                run: r.run,
+                figure: "lost_outside_window",
+                value: outside as f64,
+                budget: b.lost as f64,
+                message: format!(
+                    "{} run {}: {outside} of {lost} lost acknowledged write(s) fall outside the +-{w} s min-replicas-max-lag window of the fault (budget [failover] redis_lost_window_secs = {w})",
+                    s.name, r.run
+                ),
+            });
+        }
+    } else if lost > b.lost {
         out.push(Breach {
             code: Code::E071,
             run: r.run,
@@ -103,6 +164,28 @@ pub fn evaluate(s: &Scenario, cfg: &FailoverConfig, r: &RunReport) -> Vec<Breach
                 s.name, r.run
             ),
         });
+    }
+    if let Some(v) = b.vip_secs {
+        let moved = r.vip_moved_secs.unwrap_or(f64::INFINITY);
+        if moved > v {
+            out.push(Breach {
+                code: Code::E072,
+                run: r.run,
+                figure: "vip_secs",
+                value: moved,
+                budget: v,
+                message: match r.vip_moved_secs {
+                    Some(m) => format!(
+                        "{} run {}: no surviving lb host held the PostgreSQL VIP for {m:.1} s (budget [failover] vip_gap_secs = {v})",
+                        s.name, r.run
+                    ),
+                    None => format!(
+                        "{} run {}: no surviving lb host took the PostgreSQL VIP (budget [failover] vip_gap_secs = {v})",
+                        s.name, r.run
+                    ),
+                },
+            });
+        }
     }
     if r.max_write_gap_secs > b.gap_secs {
         out.push(Breach {
@@ -219,6 +302,76 @@ mod tests {
         let mut split = report(0, 0, 1.0);
         split.two_primaries_seen = true;
         assert_eq!(evaluate(&s, &cfg, &split)[0].figure, "two_primaries");
+    }
+
+    #[test]
+    fn redis_loss_is_judged_against_the_min_replicas_max_lag_window() {
+        let s = named("redis-master-partition");
+        let cfg = FailoverConfig::default();
+        let b = s.budget(&cfg);
+        assert_eq!(
+            (b.gap_secs, b.gap_key, b.lost_window_secs),
+            (
+                15.0,
+                "redis_gap_secs",
+                Some(kbz_redis::MIN_REPLICAS_MAX_LAG as f64)
+            )
+        );
+        assert_eq!(b.describe(), "lost <= 0 outside +-10 s, gap <= 15 s");
+        // Three writes lost, acknowledged 0.4 s before and 2 and 9 s after the fault: the
+        // asynchronous replication allows them.
+        let mut r = report(3, 3, 12.0);
+        r.lost_ack_offsets = vec![-0.4, 2.0, 9.0];
+        assert_eq!(evaluate(&s, &cfg, &r), vec![]);
+        // One acknowledged 30 s before the fault: no window explains it.
+        r.lost_ack_offsets = vec![-30.0, 2.0, 9.0];
+        let b = evaluate(&s, &cfg, &r);
+        assert_eq!(
+            (b.len(), b[0].code, b[0].figure, b[0].value),
+            (1, Code::E071, "lost_outside_window", 1.0)
+        );
+        // A gap over 15 s is E072 against redis_gap_secs; the operator's window is the one used.
+        r.lost_ack_offsets = vec![-30.0];
+        r.max_write_gap_secs = 16.0;
+        let cfg = FailoverConfig {
+            redis_lost_window_secs: Some(40.0),
+            ..FailoverConfig::default()
+        };
+        let b = evaluate(&named("redis-master-crash"), &cfg, &r);
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert!(
+            b[0].message.contains("redis_gap_secs = 15"),
+            "{}",
+            b[0].message
+        );
+    }
+
+    #[test]
+    fn the_vip_must_move_within_its_budget() {
+        let cfg = FailoverConfig::default();
+        let s = named("vip-holder-crash");
+        assert_eq!(s.budget(&cfg).vip_secs, Some(5.0));
+        assert_eq!(s.budget(&cfg).gap_key, "postgres_crash_gap_secs");
+        let h = named("haproxy-down").budget(&cfg);
+        assert_eq!(
+            (h.gap_secs, h.gap_key, h.vip_secs),
+            (5.0, "vip_gap_secs", Some(5.0))
+        );
+        let mut r = report(0, 0, 3.0);
+        r.vip_moved_secs = Some(3.2);
+        assert_eq!(evaluate(&s, &cfg, &r), vec![]);
+        r.vip_moved_secs = Some(6.5);
+        let b = evaluate(&s, &cfg, &r);
+        assert_eq!(
+            (b[0].code, b[0].figure, b[0].value),
+            (Code::E072, "vip_secs", 6.5)
+        );
+        r.vip_moved_secs = None;
+        assert!(evaluate(&s, &cfg, &r)[0]
+            .message
+            .contains("took the PostgreSQL VIP"));
+        // PostgreSQL scenarios do not watch the VIP.
+        assert_eq!(named("postgres-leader-crash").budget(&cfg).vip_secs, None);
     }
 
     #[test]

@@ -18,6 +18,20 @@ pub struct Verdict {
     pub lost_sample: Vec<i64>,
 }
 
+/// The acknowledged ids absent from `present`, sorted.
+pub fn lost_ids(tally: &Tally, present: &[i64]) -> Vec<i64> {
+    let have: HashSet<i64> = present.iter().copied().collect();
+    let mut lost: Vec<i64> = tally
+        .acks
+        .iter()
+        .map(|a| a.id)
+        .filter(|id| !have.contains(id))
+        .collect();
+    lost.sort_unstable();
+    lost.dedup();
+    lost
+}
+
 /// Compares the acknowledged ids with the ids `present`.
 pub fn verdict(tally: &Tally, present: &[i64]) -> Verdict {
     let have: HashSet<i64> = present.iter().copied().collect();

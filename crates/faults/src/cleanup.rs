@@ -1,24 +1,25 @@
 //! What a binary runs when a scenario ends or is interrupted (Ctrl-C): every fault the
-//! scenario can inject is undone on every member (each undo is a no-op where nothing is
-//! injected; a host is powered on only when its SSH port does not answer), and the
-//! workload's scratch table is dropped.
+//! scenario can inject is undone on every host of the target (each undo is a no-op where
+//! nothing is injected; a host is powered on only when its SSH port does not answer), and the
+//! workload's scratch data (PostgreSQL table, Redis keys) is removed.
 
 use crate::fault::{self, Fault, HostCommands};
 use crate::scenario::{Scenario, Target};
-use crate::workload;
 use crate::FaultError;
 use std::time::Duration;
 
-/// Undoes `s`'s fault on every member of `t`: removes the nftables partition, starts a
-/// killed unit, powers on (or rejoins) every member that does not answer. Returns what
+/// Undoes `s`'s fault on every host of `t` ([`Target::hosts`]): removes the nftables
+/// partition, starts a killed (or held-down) unit, powers on (or rejoins) every host that
+/// does not answer. Returns what
 /// could not be undone (host, error); empty when the fleet is as before.
 pub async fn heal_all(s: &Scenario, t: &Target) -> Vec<(String, FaultError)> {
     let mut failed = Vec::new();
-    for m in &t.members {
+    for m in &t.hosts() {
         let name = m.host.hostname.clone();
         let r = match &s.fault {
             Fault::PeerPartition => fault::heal(m.exec.as_ref()).await,
             Fault::KillUnit { unit } => fault::start_unit(m.exec.as_ref(), unit).await,
+            Fault::HoldDown { unit } => fault::release(m.exec.as_ref(), unit).await,
             Fault::Switchover => Ok(()),
             Fault::PowerCut | Fault::Isolate => {
                 // A fresh TCP connection to its SSH port tells a host that is off from one
@@ -52,16 +53,16 @@ pub async fn heal_all(s: &Scenario, t: &Target) -> Vec<(String, FaultError)> {
     failed
 }
 
-/// Drops the workload's scratch table through the VIP.
-pub async fn drop_scratch(t: &Target) -> Result<(), FaultError> {
-    workload::drop_table(&t.pg).await
+/// Removes `s`'s scratch data through its service's VIP.
+pub async fn drop_scratch(s: &Scenario, t: &Target) -> Result<(), FaultError> {
+    t.service(s)?.drop_scratch().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::observe::Member;
-    use crate::workload::PgTarget;
+    use crate::postgres::PgTarget;
     use kbz_core::{Host, Output, Role, Secret};
     use kbz_testkit::FakeHost;
     use std::sync::Arc;
@@ -92,6 +93,8 @@ mod tests {
                 dbname: "postgres".into(),
                 timeout: Duration::from_secs(1),
             },
+            redis: None,
+            lbs: Vec::new(),
             power: None,
             isolate: None,
             writers: 1,

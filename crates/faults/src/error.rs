@@ -1,6 +1,7 @@
 //! `FaultError`: why a fault, the workload or a measurement could not run.
 
 use kbz_errors::{Code, HasCode};
+use kbz_redis::client::ClientError;
 
 /// Why a run of a scenario could not be carried out (a measured loss is not an error: it is
 /// a figure in the [`crate::RunReport`]).
@@ -38,6 +39,15 @@ pub enum FaultError {
         /// Detail.
         reason: String,
     },
+    /// Redis or a Sentinel refused or failed a request of the harness (the workload's own
+    /// failures during a fault are counted, not raised).
+    #[error("Redis at {addr}: {reason}")]
+    Redis {
+        /// Address.
+        addr: String,
+        /// Detail.
+        reason: String,
+    },
     /// The scenario cannot run on this fleet (no such role, too few members, no power
     /// command for a power cut).
     #[error("scenario {scenario}: {reason}")]
@@ -55,8 +65,17 @@ impl HasCode for FaultError {
             FaultError::Exec(e) => e.code(),
             FaultError::Command { .. } => Code::E021,
             FaultError::Timeout { .. } => Code::E031,
-            FaultError::Postgres { .. } => Code::E040,
+            FaultError::Postgres { .. } | FaultError::Redis { .. } => Code::E040,
             FaultError::Unsupported { .. } => Code::E010,
+        }
+    }
+}
+
+impl From<ClientError> for FaultError {
+    fn from(e: ClientError) -> FaultError {
+        FaultError::Redis {
+            addr: e.addr,
+            reason: e.reason,
         }
     }
 }

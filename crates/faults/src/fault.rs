@@ -26,6 +26,12 @@ pub enum Fault {
         /// The unit, e.g. `patroni`.
         unit: String,
     },
+    /// `systemctl kill -s KILL` of a unit held down until the heal (masked in /run so
+    /// systemd cannot restart it; a timer unmasks and starts it by itself).
+    HoldDown {
+        /// The unit, e.g. `haproxy`.
+        unit: String,
+    },
     /// A power cut and power-on by the operator's commands (see [`HostCommands`]).
     PowerCut,
     /// A whole-host isolation by the operator's commands (the lab takes the host's bridge
@@ -42,6 +48,9 @@ impl Fault {
         match self {
             Fault::PeerPartition => "nftables partition from its peers (self-removing)".into(),
             Fault::KillUnit { unit } => format!("SIGKILL of every process of {unit}"),
+            Fault::HoldDown { unit } => {
+                format!("SIGKILL of {unit}, held down until healed (self-restoring)")
+            }
             Fault::PowerCut => "power cut by [failover] power_off / power_on".into(),
             Fault::Isolate => "whole-host isolation by the isolate commands".into(),
             Fault::Switchover => "graceful switchover by the daemon itself".into(),
@@ -132,6 +141,41 @@ pub fn kill_unit_script(unit: &str) -> String {
     format!("systemctl kill -s KILL {}", quote(unit))
 }
 
+/// The transient unit that brings a held-down unit back when the failsafe expires.
+pub const HOLD_FAILSAFE_UNIT: &str = "kbz-fault-release";
+
+/// Masks `unit` for this boot (so systemd does not restart it), arms a timer that unmasks and
+/// starts it after `failsafe`, then SIGKILLs every process of it.
+pub fn hold_down_script(unit: &str, failsafe: Duration) -> String {
+    let u = quote(unit);
+    format!(
+        "set -e\n\
+         systemctl stop {f}.timer {f}.service >/dev/null 2>&1 || true\n\
+         systemctl reset-failed {f}.timer {f}.service >/dev/null 2>&1 || true\n\
+         systemd-run --quiet --unit={f} --on-active={secs}s /bin/sh -c {inner}\n\
+         systemctl mask --runtime {u} >/dev/null\n\
+         systemctl kill -s KILL {u}\n",
+        f = HOLD_FAILSAFE_UNIT,
+        secs = failsafe.as_secs().max(1),
+        inner = quote(&format!(
+            "systemctl unmask --runtime {u}; systemctl start {u}"
+        )),
+    )
+}
+
+/// Undoes [`hold_down_script`]: unmasks and starts `unit`, removes the failsafe (a no-op
+/// when nothing is held down).
+pub fn release_script(unit: &str) -> String {
+    let u = quote(unit);
+    format!(
+        "systemctl unmask --runtime {u} >/dev/null 2>&1 || true\n\
+         systemctl stop {f}.timer >/dev/null 2>&1 || true\n\
+         systemctl reset-failed {f}.timer {f}.service {u} >/dev/null 2>&1 || true\n\
+         systemctl start {u}\n",
+        f = HOLD_FAILSAFE_UNIT,
+    )
+}
+
 async fn run_checked(exec: &dyn Executor, script: String, what: &str) -> Result<(), FaultError> {
     let out = exec
         .run(&Cmd::new(script).timeout(Duration::from_secs(120)))
@@ -171,6 +215,30 @@ pub async fn heal(exec: &dyn Executor) -> Result<(), FaultError> {
 /// SIGKILLs every process of `unit` on `exec`'s host.
 pub async fn kill_unit(exec: &dyn Executor, unit: &str) -> Result<(), FaultError> {
     run_checked(exec, kill_unit_script(unit), &format!("SIGKILL of {unit}")).await
+}
+
+/// SIGKILLs `unit` and keeps it down until [`release`] (or `failsafe` elapses).
+pub async fn hold_down(
+    exec: &dyn Executor,
+    unit: &str,
+    failsafe: Duration,
+) -> Result<(), FaultError> {
+    run_checked(
+        exec,
+        hold_down_script(unit, failsafe),
+        &format!("holding {unit} down"),
+    )
+    .await
+}
+
+/// Lets a held-down `unit` run again and starts it.
+pub async fn release(exec: &dyn Executor, unit: &str) -> Result<(), FaultError> {
+    run_checked(
+        exec,
+        release_script(unit),
+        &format!("starting {unit} again"),
+    )
+    .await
 }
 
 /// Starts `unit` again if systemd did not restart it after a kill (a no-op when it runs).
@@ -249,7 +317,34 @@ mod tests {
             s.contains("--on-active=75s /usr/sbin/nft delete table inet kbz_fault"),
             "{s}"
         );
-        kbz_testkit::assert_valid_sh(&[s, heal_script(), kill_unit_script("patroni")]);
+        kbz_testkit::assert_valid_sh(&[
+            s,
+            heal_script(),
+            kill_unit_script("patroni"),
+            hold_down_script("haproxy", Duration::from_secs(95)),
+            release_script("haproxy"),
+        ]);
+    }
+
+    #[test]
+    fn a_held_down_unit_cannot_restart_and_comes_back_by_itself() {
+        let s = hold_down_script("haproxy", Duration::from_secs(95));
+        // The failsafe first, then the mask, then the kill: a restart by systemd finds the
+        // unit masked, and the timer undoes both if nobody heals.
+        let timer = s.find("systemd-run").expect("timer");
+        let mask = s.find("systemctl mask --runtime 'haproxy'").expect("mask");
+        let kill = s.find("systemctl kill -s KILL 'haproxy'").expect("kill");
+        assert!(timer < mask && mask < kill, "{s}");
+        assert!(s.contains("--on-active=95s"), "{s}");
+        assert!(
+            s.contains("/bin/sh -c 'systemctl unmask --runtime '"),
+            "{s}"
+        );
+        let r = release_script("haproxy");
+        assert!(
+            r.find("unmask").expect("unmask") < r.find("systemctl start").expect("start"),
+            "{r}"
+        );
     }
 
     #[test]

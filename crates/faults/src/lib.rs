@@ -1,8 +1,9 @@
 //! kbz-faults: real faults against a fleet and the proof of what they cost. Faults: a
 //! partition of one host from its peers by nftables rules that remove themselves, a SIGKILL
-//! of a unit, a power cut by operator commands. Workload: writers inserting unique ids into
-//! PostgreSQL through the VIP. Checker: every acknowledged id read back through the VIP and
-//! on every member. Measurements per run ([`RunReport`], JSON): lost and unexpected rows,
+//! of a unit (held down or not), a power cut by operator commands. Workload: writers through
+//! the service's VIP, one [`ServiceTarget`] per service (PostgreSQL: unique ids inserted in
+//! autocommit; Redis: unique keys SET under a scratch prefix). Checker: every acknowledged
+//! write read back through the VIP and on every member. Measurements per run ([`RunReport`], JSON): lost and unexpected rows,
 //! seconds to a new leader as Patroni reports it, when writes resumed after the fault, the
 //! longest write gap, seconds until the victim streams again, whether two
 //! primaries answered at once.
@@ -17,15 +18,21 @@ pub mod cleanup;
 mod error;
 pub mod fault;
 pub mod observe;
+pub mod postgres;
+pub mod redis;
+mod run;
 mod scenario;
+pub mod service;
 pub mod workload;
 
 pub use budget::{evaluate, Breach, Budget};
-pub use check::{acks_by_server, longest_gap, verdict, Verdict};
+pub use check::{acks_by_server, longest_gap, lost_ids, verdict, Verdict};
 pub use error::FaultError;
 pub use fault::{Fault, HostCommands};
 pub use observe::Member;
-pub use scenario::{
-    run_once, wait_healthy, RunReport, Scenario, Summary, Target, Timing, VictimRole,
-};
-pub use workload::{PgTarget, Tally, Workload};
+pub use postgres::PgTarget;
+pub use redis::RedisTarget;
+pub use run::{run_once, wait_healthy};
+pub use scenario::{RunReport, Scenario, Service, Summary, Target, Timing, VictimRole};
+pub use service::{PgService, RedisService, ServiceTarget};
+pub use workload::{Tally, Workload, WriteError, Writer};

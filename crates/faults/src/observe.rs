@@ -99,3 +99,24 @@ pub fn describe(rows: &[MemberRow]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The lb hosts of `lbs` that hold `vip` right now (kbz-keepalived's probe, asked of every
+/// host at once; a host that does not answer holds nothing).
+pub async fn vip_holders(lbs: &[Member], vip: std::net::IpAddr) -> Vec<String> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, m) in lbs.iter().cloned().enumerate() {
+        set.spawn(async move {
+            let held = stdout(&m, kbz_keepalived::observe_script())
+                .await
+                .map(|o| kbz_keepalived::parse_observation(&o))
+                .is_some_and(|v| v.addresses.iter().any(|(_, a)| *a == vip));
+            (i, m.host.hostname.clone(), held)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(Ok(r)) = set.join_next().await {
+        out.push(r);
+    }
+    out.sort_by_key(|r| r.0);
+    out.into_iter().filter(|r| r.2).map(|r| r.1).collect()
+}

@@ -1,14 +1,16 @@
-//! Scenarios and one run of one: pick the victim by role, start the writers, apply the fault,
-//! heal, wait for a healthy cluster, read every acknowledged id back, and measure.
+//! Scenarios (a fault against a role, on a service), the fleet they run against, the
+//! figures of one run and the summary over several. Running one is [`crate::run`].
 
-use crate::check::{acks_by_server, longest_gap, verdict, Verdict};
-use crate::fault::{self, Fault, HostCommands};
-use crate::observe::{self, Member};
-use crate::workload::{self, PgTarget, Workload};
+use crate::check::Verdict;
+use crate::fault::{Fault, HostCommands};
+use crate::observe::Member;
+use crate::postgres::PgTarget;
+use crate::redis::RedisTarget;
+use crate::service::{PgService, RedisService, ServiceTarget};
 use crate::FaultError;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Which member a scenario hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,6 +22,20 @@ pub enum VictimRole {
     PostgresReplica,
     /// The etcd Raft leader.
     EtcdLeader,
+    /// The Redis master as the Sentinels report it.
+    RedisMaster,
+    /// The lb host holding the PostgreSQL VIP.
+    VipHolder,
+}
+
+/// The service a scenario writes to and measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    /// PostgreSQL through its VIP.
+    Postgres,
+    /// Redis through its VIP.
+    Redis,
 }
 
 /// A named fault against a role.
@@ -86,7 +102,38 @@ impl Scenario {
                     unit: kbz_etcd::SERVICE.into(),
                 },
             ),
+            s(
+                "redis-master-crash",
+                VictimRole::RedisMaster,
+                Fault::PowerCut,
+            ),
+            s(
+                "redis-master-partition",
+                VictimRole::RedisMaster,
+                Fault::PeerPartition,
+            ),
+            s("vip-holder-crash", VictimRole::VipHolder, Fault::PowerCut),
+            s(
+                "haproxy-down",
+                VictimRole::VipHolder,
+                Fault::HoldDown {
+                    unit: kbz_haproxy::SERVICE.into(),
+                },
+            ),
         ]
+    }
+
+    /// The service its writers use.
+    pub fn service(&self) -> Service {
+        match self.victim {
+            VictimRole::RedisMaster => Service::Redis,
+            _ => Service::Postgres,
+        }
+    }
+
+    /// Whether it measures how long the PostgreSQL VIP is held by nobody.
+    pub fn watches_vip(&self) -> bool {
+        self.victim == VictimRole::VipHolder
     }
 
     /// The known name nearest to `name` (for "did you mean").
@@ -109,6 +156,8 @@ impl Scenario {
             VictimRole::PostgresLeader => "the Patroni leader",
             VictimRole::PostgresReplica => "a PostgreSQL replica (the sync standby)",
             VictimRole::EtcdLeader => "the etcd leader",
+            VictimRole::RedisMaster => "the Redis master (as the Sentinels name it)",
+            VictimRole::VipHolder => "the lb host holding the PostgreSQL VIP",
         };
         format!("{}: {victim}", self.fault.describe())
     }
@@ -164,8 +213,12 @@ impl Default for Timing {
 pub struct Target {
     /// The PostgreSQL members (also the etcd members on the usual 3-host layout).
     pub members: Vec<Member>,
-    /// Where the writers connect (the VIP) and with which credentials.
+    /// Where the PostgreSQL writers connect (the VIP) and with which credentials.
     pub pg: PgTarget,
+    /// The Redis members, VIP and Sentinels; the Redis scenarios refuse without them.
+    pub redis: Option<RedisTarget>,
+    /// The lb hosts (keepalived + HAProxy); the VIP scenarios refuse without them.
+    pub lbs: Vec<Member>,
     /// Commands for [`Fault::PowerCut`]; a scenario with a power cut fails without them.
     pub power: Option<HostCommands>,
     /// Commands for [`Fault::Isolate`].
@@ -174,24 +227,61 @@ pub struct Target {
     pub writers: usize,
 }
 
+impl Target {
+    /// The service `s` writes to and measures.
+    pub fn service(&self, s: &Scenario) -> Result<Arc<dyn ServiceTarget>, FaultError> {
+        match s.service() {
+            Service::Postgres => Ok(Arc::new(PgService {
+                members: self.members.clone(),
+                pg: self.pg.clone(),
+            })),
+            Service::Redis => match &self.redis {
+                Some(r) if r.members.len() >= 2 => Ok(Arc::new(RedisService { t: r.clone() })),
+                _ => Err(FaultError::Unsupported {
+                    scenario: s.name.clone(),
+                    reason:
+                        "no Redis master and replica to fault ([vips] redis and 2+ redis hosts)"
+                            .into(),
+                }),
+            },
+        }
+    }
+
+    /// Every host of the target once (PostgreSQL, Redis and lb members), in that order.
+    pub fn hosts(&self) -> Vec<Member> {
+        let mut out: Vec<Member> = Vec::new();
+        let redis = self.redis.iter().flat_map(|r| r.members.iter());
+        for m in self.members.iter().chain(redis).chain(self.lbs.iter()) {
+            if !out.iter().any(|o| o.host.hostname == m.host.hostname) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+}
+
 /// The figures of one run.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// Scenario name.
     pub scenario: String,
+    /// The service written to (`postgres`, `redis`).
+    #[serde(default)]
+    pub service: String,
     /// Run number (1-based).
     pub run: u32,
     /// The member hit.
     pub victim: String,
-    /// The Patroni leader before the fault.
+    /// The leader before the fault (Patroni leader, Redis master).
     pub leader_before: String,
-    /// The Patroni leader at the end.
+    /// The leader at the end.
     pub leader_after: String,
     /// Acknowledged, lost, unexpected, through the VIP at the end.
     pub vip: Verdict,
     /// Lost acknowledged ids on each member's own copy.
     pub lost_on_member: BTreeMap<String, u64>,
-    /// Seconds from the fault until a survivor's Patroni names another running leader.
+    /// Seconds from the fault until the survivors name another leader (a survivor's Patroni
+    /// another running leader; every surviving Sentinel the same new master).
     pub new_leader_secs: Option<f64>,
     /// Seconds from the fault until writes resumed: the acknowledgement that ended the
     /// longest gap (`None` when writes never resumed).
@@ -208,6 +298,17 @@ pub struct RunReport {
     /// what it had).
     #[serde(default)]
     pub caught_up_secs: BTreeMap<String, f64>,
+    /// When each lost write was acknowledged, in seconds relative to the fault (negative:
+    /// before it), sorted; what Redis's loss budget is judged on.
+    #[serde(default)]
+    pub lost_ack_offsets: Vec<f64>,
+    /// The lb host holding the PostgreSQL VIP before the fault (VIP scenarios).
+    #[serde(default)]
+    pub vip_holder_before: Option<String>,
+    /// Seconds from the fault until another lb host held the PostgreSQL VIP (VIP scenarios;
+    /// `None`: no survivor took it).
+    #[serde(default)]
+    pub vip_moved_secs: Option<f64>,
     /// Two members answered as primaries (not in recovery) in the same sample.
     pub two_primaries_seen: bool,
     /// Acknowledgements by server address after the fault began.
@@ -226,395 +327,6 @@ impl RunReport {
             && self.lost_on_member.values().all(|l| *l == 0)
             && self.victim_streaming_secs.is_some()
     }
-}
-
-/// How long a member may take to replay the primary's last WAL before its copy is read.
-const CATCH_UP_WITHIN: Duration = Duration::from_secs(120);
-
-/// Polls [`observe::healthy`] until `stable` consecutive good samples, or `within` elapses.
-pub async fn wait_healthy(
-    members: &[Member],
-    within: Duration,
-    stable: u32,
-) -> Result<String, FaultError> {
-    let start = Instant::now();
-    let mut good = 0;
-    let mut last = String::new();
-    loop {
-        match observe::healthy(members).await {
-            Ok(l) if l == last || good == 0 => {
-                good += 1;
-                last = l;
-                if good >= stable.max(1) {
-                    return Ok(last);
-                }
-            }
-            Ok(l) => {
-                good = 1;
-                last = l;
-            }
-            Err(why) => {
-                good = 0;
-                last = why;
-            }
-        }
-        if start.elapsed() > within {
-            return Err(FaultError::Timeout {
-                what: "a healthy cluster (one leader, every replica streaming)".into(),
-                secs: within.as_secs(),
-                last,
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// Who the scenario's victim is right now.
-async fn pick_victim(s: &Scenario, t: &Target, leader: &str) -> Result<String, FaultError> {
-    match s.victim {
-        VictimRole::PostgresLeader => Ok(leader.to_string()),
-        VictimRole::PostgresReplica => {
-            let all: Vec<&Member> = t.members.iter().collect();
-            let rows = observe::patroni_members(&all)
-                .await
-                .map(|(_, r)| r)
-                .unwrap_or_default();
-            rows.iter()
-                .find(|r| r.role == "Sync Standby")
-                .or_else(|| rows.iter().find(|r| r.role == "Replica"))
-                .map(|r| r.member.clone())
-                .ok_or_else(|| FaultError::Unsupported {
-                    scenario: s.name.clone(),
-                    reason: "no replica".into(),
-                })
-        }
-        VictimRole::EtcdLeader => {
-            observe::etcd_leader(&t.members)
-                .await
-                .ok_or_else(|| FaultError::Unsupported {
-                    scenario: s.name.clone(),
-                    reason: "no etcd member says it is the leader".into(),
-                })
-        }
-    }
-}
-
-/// What the monitor saw while the fault lasted.
-#[derive(Debug, Default)]
-struct Seen {
-    new_leader_at: Option<Instant>,
-    two_primaries: bool,
-}
-
-/// Polls the survivors' Patroni (new leader) and every member's PostgreSQL (two primaries at
-/// once) until `stop`.
-fn monitor(
-    t: &Target,
-    victim: &str,
-    leader_before: &str,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let (t, victim, before, out) = (
-        t.clone(),
-        victim.to_string(),
-        leader_before.to_string(),
-        seen.clone(),
-    );
-    let h = tokio::spawn(async move {
-        let survivors: Vec<&Member> = t
-            .members
-            .iter()
-            .filter(|m| m.host.hostname != victim)
-            .collect();
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            let lead = observe::patroni_members(&survivors).await;
-            let probes = t.members.iter().map(|m| {
-                let pt = t.pg.at(m.host.ip);
-                async move { workload::is_primary(&pt).await }
-            });
-            let primaries = futures_count(probes).await;
-            if let Ok(mut s) = out.lock() {
-                if s.new_leader_at.is_none() {
-                    if let Some((_, rows)) = &lead {
-                        if observe::leader(rows).is_some_and(|l| l.member != before) {
-                            s.new_leader_at = Some(Instant::now());
-                        }
-                    }
-                }
-                if primaries >= 2 {
-                    s.two_primaries = true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-    (seen, h)
-}
-
-/// How many of the probes answered `Some(true)`, run concurrently.
-async fn futures_count<F>(probes: impl Iterator<Item = F>) -> usize
-where
-    F: std::future::Future<Output = Option<bool>> + Send + 'static,
-{
-    let handles: Vec<_> = probes.map(tokio::spawn).collect();
-    let mut n = 0;
-    for h in handles {
-        if let Ok(Some(true)) = h.await {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// Runs `scenario` once against `t`.
-pub async fn run_once(scenario: &Scenario, t: &Target, timing: &Timing, run: u32) -> RunReport {
-    let mut r = RunReport {
-        scenario: scenario.name.clone(),
-        run,
-        ..RunReport::default()
-    };
-    if let Err(e) = run_inner(scenario, t, timing, &mut r).await {
-        r.error = Some(format!("{} {e}", kbz_errors::HasCode::code(&e)));
-    }
-    r
-}
-
-async fn run_inner(
-    s: &Scenario,
-    t: &Target,
-    timing: &Timing,
-    r: &mut RunReport,
-) -> Result<(), FaultError> {
-    if commands(s, t).is_err() {
-        return Err(FaultError::Unsupported {
-            scenario: s.name.clone(),
-            reason: "this fault needs its commands (power off/on or isolate/rejoin)".into(),
-        });
-    }
-    r.leader_before =
-        wait_healthy(&t.members, timing.healthy_within, timing.stable_samples).await?;
-    r.victim = pick_victim(s, t, &r.leader_before).await?;
-    let victim = t
-        .members
-        .iter()
-        .find(|m| m.host.hostname == r.victim)
-        .cloned()
-        .ok_or_else(|| FaultError::Unsupported {
-            scenario: s.name.clone(),
-            reason: format!("victim {} is not a member", r.victim),
-        })?;
-    let peers: Vec<std::net::IpAddr> = t
-        .members
-        .iter()
-        .filter(|m| m.host.hostname != r.victim)
-        .map(|m| m.host.ip)
-        .collect();
-
-    workload::prepare(&t.pg).await?;
-    let load = Workload::start(&t.pg, t.writers);
-    tokio::time::sleep(timing.before).await;
-    if load.acked() == 0 {
-        let tally = load.stop().await;
-        return Err(FaultError::Postgres {
-            addr: t.pg.addr.to_string(),
-            reason: format!(
-                "no write was acknowledged before the fault: {:?}",
-                tally.errors
-            ),
-        });
-    }
-
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (seen, mon) = monitor(t, &r.victim, &r.leader_before, stop.clone());
-    let fault_at = Instant::now();
-    let fault_t = load.started().elapsed().as_secs_f64();
-    tracing::info!(scenario = %s.name, victim = %r.victim, "fault");
-    let injected = inject(s, t, &victim, &peers, timing).await;
-    let healed = match injected {
-        Ok(()) => {
-            tokio::time::sleep(timing.fault).await;
-            heal(s, t, &victim).await
-        }
-        Err(e) => Err(e),
-    };
-    let heal_at = Instant::now();
-    let back = match healed {
-        Ok(()) => wait_back(t, &r.victim, timing).await,
-        Err(e) => Err(e),
-    };
-    if back.is_ok() {
-        r.victim_streaming_secs = Some(heal_at.elapsed().as_secs_f64());
-        tokio::time::sleep(timing.after).await;
-    }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = mon.await;
-    let end_t = load.started().elapsed().as_secs_f64();
-    let tally = load.stop().await;
-    if let Ok(seen) = seen.lock() {
-        r.new_leader_secs = seen
-            .new_leader_at
-            .map(|a| a.duration_since(fault_at).as_secs_f64());
-        r.two_primaries_seen = seen.two_primaries;
-    }
-    let (gap, end) = longest_gap(&tally.acks, fault_t, end_t);
-    r.max_write_gap_secs = gap;
-    r.writes_resumed_secs = end.map(|f| f - fault_t);
-    r.acks_after_fault_by_server = acks_by_server(&tally.acks, fault_t);
-    r.write_errors = tally.errors.clone();
-    // The read-back happens even when the cluster did not heal: the figures are the point.
-    let back_err = match back {
-        Ok(l) => {
-            r.leader_after = l;
-            None
-        }
-        Err(e) => Some(e),
-    };
-    r.vip.acked = tally.acks.len() as u64;
-    // Through the VIP, then each member's own copy once it has replayed everything the
-    // primary wrote (a replica back from a partition may still be catching up: that is lag,
-    // not loss, and it is measured apart).
-    match workload::read_ids(&t.pg).await {
-        Ok(present) => r.vip = verdict(&tally, &present),
-        Err(e) if back_err.is_none() => return Err(e),
-        Err(_) => {}
-    }
-    let target_lsn = workload::primary_lsn(&t.pg).await.ok();
-    for m in &t.members {
-        let pt = t.pg.at(m.host.ip);
-        if let Some(lsn) = &target_lsn {
-            let since = Instant::now();
-            while since.elapsed() < CATCH_UP_WITHIN {
-                if workload::replayed(&pt, lsn).await == Some(true) {
-                    r.caught_up_secs
-                        .insert(m.host.hostname.clone(), since.elapsed().as_secs_f64());
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-        let mut lost = None;
-        for _ in 0..10 {
-            match workload::read_ids(&pt).await {
-                Ok(ids) => {
-                    let l = verdict(&tally, &ids).lost;
-                    lost = Some(l);
-                    if l == 0 {
-                        break;
-                    }
-                }
-                Err(e) if back_err.is_none() => return Err(e),
-                Err(_) => break,
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        if let Some(l) = lost {
-            r.lost_on_member.insert(m.host.hostname.clone(), l);
-        }
-    }
-    if let Some(e) = back_err {
-        return Err(e);
-    }
-    let leader_after = r.leader_after.clone();
-    let leader = t.members.iter().find(|m| m.host.hostname == leader_after);
-    if let Some(l) = leader {
-        r.replicas_streaming = observe::replication(l)
-            .await
-            .map(|rows| rows.iter().filter(|x| x.state == "streaming").count() as u32)
-            .unwrap_or(0);
-    }
-    Ok(())
-}
-
-async fn inject(
-    s: &Scenario,
-    t: &Target,
-    victim: &Member,
-    peers: &[std::net::IpAddr],
-    timing: &Timing,
-) -> Result<(), FaultError> {
-    match &s.fault {
-        // The failsafe outlives the planned heal by a minute.
-        Fault::PeerPartition => {
-            fault::partition(
-                victim.exec.as_ref(),
-                peers,
-                timing.fault + Duration::from_secs(60),
-            )
-            .await
-        }
-        Fault::KillUnit { unit } => fault::kill_unit(victim.exec.as_ref(), unit).await,
-        Fault::Switchover => {
-            let all: Vec<&Member> = t.members.iter().collect();
-            let rows = observe::patroni_members(&all)
-                .await
-                .map(|(_, r)| r)
-                .unwrap_or_default();
-            let candidate = rows
-                .iter()
-                .find(|r| r.role == "Sync Standby")
-                .or_else(|| {
-                    rows.iter()
-                        .find(|r| r.role == "Replica" && r.member != victim.host.hostname)
-                })
-                .map(|r| r.member.clone())
-                .ok_or_else(|| FaultError::Unsupported {
-                    scenario: s.name.clone(),
-                    reason: "no replica to switch over to".into(),
-                })?;
-            fault::switchover(victim.exec.as_ref(), &victim.host.hostname, &candidate).await
-        }
-        Fault::PowerCut | Fault::Isolate => {
-            let p = commands(s, t)?.ok_or_else(|| unsupported(s))?;
-            fault::power(
-                &HostCommands::render(&p.off, &victim.host.hostname, victim.host.ip),
-                &victim.host.hostname,
-            )
-            .await
-        }
-    }
-}
-
-async fn heal(s: &Scenario, t: &Target, victim: &Member) -> Result<(), FaultError> {
-    match &s.fault {
-        Fault::PeerPartition => fault::heal(victim.exec.as_ref()).await,
-        // systemd restarts the unit by itself; starting it is a no-op then, and brings it
-        // back when the unit has no restart policy.
-        Fault::KillUnit { unit } => fault::start_unit(victim.exec.as_ref(), unit).await,
-        Fault::Switchover => Ok(()),
-        Fault::PowerCut | Fault::Isolate => {
-            let p = commands(s, t)?.ok_or_else(|| unsupported(s))?;
-            fault::power(
-                &HostCommands::render(&p.on, &victim.host.hostname, victim.host.ip),
-                &victim.host.hostname,
-            )
-            .await
-        }
-    }
-}
-
-fn unsupported(s: &Scenario) -> FaultError {
-    FaultError::Unsupported {
-        scenario: s.name.clone(),
-        reason: "no commands for this fault".into(),
-    }
-}
-
-/// The controller commands a fault needs (`Ok(None)` for faults that need none); an error
-/// when the target lacks them.
-fn commands<'a>(s: &Scenario, t: &'a Target) -> Result<Option<&'a HostCommands>, FaultError> {
-    let c = match s.fault {
-        Fault::PowerCut => t.power.as_ref(),
-        Fault::Isolate => t.isolate.as_ref(),
-        _ => return Ok(None),
-    };
-    c.map(Some).ok_or_else(|| unsupported(s))
-}
-
-/// Waits for a healthy cluster in which the victim takes part again.
-async fn wait_back(t: &Target, victim: &str, timing: &Timing) -> Result<String, FaultError> {
-    let _ = victim;
-    wait_healthy(&t.members, timing.healthy_within, timing.stable_samples).await
 }
 
 /// Figures over several runs of one scenario.

@@ -1,110 +1,50 @@
-//! The PostgreSQL write workload: K writers insert unique ids in autocommit through one
-//! address (the VIP) with short timeouts, reconnecting after every failure, and record each
-//! acknowledged id with its time and the server that acknowledged it.
+//! The write workload, the same for every service: K writers, each a service's [`Writer`]
+//! (PostgreSQL: INSERT of a unique id in autocommit; Redis: SET of a unique key under the
+//! scratch prefix) through one address (the VIP) with short timeouts, reconnecting after
+//! every failure. Every acknowledged write is recorded with its time and, where the service
+//! says it, the server that acknowledged it.
 
-use crate::FaultError;
-use kbz_core::Secret;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The table the workload writes to (dropped and created again by [`prepare`]).
-pub const TABLE: &str = "kbz_faults_writes";
-
-/// Where and how to connect.
-#[derive(Debug, Clone)]
-pub struct PgTarget {
-    /// The address writes go to (the PostgreSQL VIP).
-    pub addr: IpAddr,
-    /// Port.
-    pub port: u16,
-    /// User (the superuser `postgres` by default).
-    pub user: String,
-    /// Its password (never printed).
-    pub password: Secret,
-    /// Database.
-    pub dbname: String,
-    /// Connect and statement timeout.
-    pub timeout: Duration,
+/// A failed write attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    /// The write reached the server (or may have): its outcome is unknown, so the id may
+    /// appear in the read-back without an acknowledgement.
+    pub sent: bool,
+    /// The error, first line.
+    pub message: String,
 }
 
-impl PgTarget {
-    /// The same target at another address (a member, for the read-back).
-    pub fn at(&self, addr: IpAddr) -> PgTarget {
-        PgTarget {
-            addr,
-            ..self.clone()
+impl WriteError {
+    /// The write may have been applied (timeout or error after sending).
+    pub fn sent(m: impl Into<String>) -> WriteError {
+        WriteError {
+            sent: true,
+            message: m.into(),
         }
     }
 
-    fn config(&self) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(self.addr.to_string())
-            .port(self.port)
-            .user(&self.user)
-            .password(self.password.expose())
-            .dbname(&self.dbname)
-            .application_name("kbz-faults")
-            .connect_timeout(self.timeout)
-            .keepalives_idle(Duration::from_secs(5));
-        c
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> FaultError {
-        FaultError::Postgres {
-            addr: format!("{}:{}", self.addr, self.port),
-            reason: e.to_string(),
-        }
-    }
-
-    /// A connection, its driver task spawned on the current runtime.
-    pub async fn connect(&self) -> Result<tokio_postgres::Client, FaultError> {
-        let config = self.config();
-        let (client, conn) =
-            tokio::time::timeout(self.timeout, config.connect(tokio_postgres::NoTls))
-                .await
-                .map_err(|_| self.err("connect timed out"))?
-                .map_err(|e| self.err(describe(&e)))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
-    }
-}
-
-/// A tokio-postgres error with its database message when there is one.
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => {
-            let mut s = e.to_string();
-            if let Some(src) = std::error::Error::source(e) {
-                s = format!("{s}: {src}");
-            }
-            s
+    /// The write never left (no connection).
+    pub fn not_sent(m: impl Into<String>) -> WriteError {
+        WriteError {
+            sent: false,
+            message: m.into(),
         }
     }
 }
 
-/// Drops and creates the workload table through `t`.
-pub async fn prepare(t: &PgTarget) -> Result<(), FaultError> {
-    let c = t.connect().await?;
-    c.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {TABLE}; \
-         CREATE TABLE {TABLE} (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
-    ))
-    .await
-    .map_err(|e| t.err(describe(&e)))
-}
-
-/// Drops the workload table through `t` (the end of every kbz-failover run).
-pub async fn drop_table(t: &PgTarget) -> Result<(), FaultError> {
-    let c = t.connect().await?;
-    c.batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
-        .await
-        .map_err(|e| t.err(describe(&e)))
+/// One writer of a service: writes the unique `id` and returns once the service
+/// acknowledged it (with the server that did, when known). It keeps its own connection and
+/// opens a new one after a failure; its own timeouts bound every call.
+#[async_trait::async_trait]
+pub trait Writer: Send {
+    /// Writes `id`.
+    async fn write(&mut self, id: i64) -> Result<Option<IpAddr>, WriteError>;
 }
 
 /// One acknowledged write.
@@ -114,7 +54,8 @@ pub struct Ack {
     pub id: i64,
     /// Seconds since the workload started when the acknowledgement arrived.
     pub at: f64,
-    /// The server that acknowledged it (`inet_server_addr()`).
+    /// The server that acknowledged it (PostgreSQL: `inet_server_addr()`; `None` when the
+    /// service does not say).
     pub server: Option<IpAddr>,
 }
 
@@ -139,16 +80,17 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Starts `writers` writers against `t`.
-    pub fn start(t: &PgTarget, writers: usize) -> Workload {
+    /// Starts one task per writer of `writers` (numbered from 0).
+    pub fn start(writers: Vec<Box<dyn Writer>>) -> Workload {
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let next = Arc::new(AtomicI64::new(1));
-        let tasks = (0..writers.max(1))
+        let tasks = writers
+            .into_iter()
             .map(|w| {
-                let (t, stop, tally, next) = (t.clone(), stop.clone(), tally.clone(), next.clone());
-                tokio::spawn(writer(w as i32, t, started, stop, tally, next))
+                let (stop, tally, next) = (stop.clone(), tally.clone(), next.clone());
+                tokio::spawn(writer(w, started, stop, tally, next))
             })
             .collect();
         Workload {
@@ -186,42 +128,16 @@ fn first_line(s: &str) -> String {
 }
 
 async fn writer(
-    w: i32,
-    t: PgTarget,
+    mut w: Box<dyn Writer>,
     started: Instant,
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
     next: Arc<AtomicI64>,
 ) {
-    let sql = format!(
-        "INSERT INTO {TABLE} (id, writer) VALUES ($1, $2) RETURNING inet_server_addr()::text"
-    );
-    let mut client: Option<tokio_postgres::Client> = None;
-    let note = |tally: &Mutex<Tally>, e: String| {
-        if let Ok(mut t) = tally.lock() {
-            *t.errors.entry(first_line(&e)).or_default() += 1;
-        }
-    };
     while !stop.load(Ordering::SeqCst) {
-        let c = match client.take() {
-            Some(c) => c,
-            None => match t.connect().await {
-                Ok(c) => c,
-                Err(e) => {
-                    note(&tally, e.to_string());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
         let id = next.fetch_add(1, Ordering::SeqCst);
-        match tokio::time::timeout(t.timeout, c.query_one(&sql, &[&id, &w])).await {
-            Ok(Ok(row)) => {
-                let server = row
-                    .try_get::<_, Option<String>>(0)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.split('/').next().and_then(|a| a.parse().ok()));
+        match w.write(id).await {
+            Ok(server) => {
                 if let Ok(mut tl) = tally.lock() {
                     tl.acks.push(Ack {
                         id,
@@ -229,85 +145,17 @@ async fn writer(
                         server,
                     });
                 }
-                client = Some(c);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 if let Ok(mut tl) = tally.lock() {
-                    tl.attempted_unacked.push(id);
+                    if e.sent {
+                        tl.attempted_unacked.push(id);
+                    }
+                    *tl.errors.entry(first_line(&e.message)).or_default() += 1;
                 }
-                note(&tally, describe(&e));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(_) => {
-                if let Ok(mut tl) = tally.lock() {
-                    tl.attempted_unacked.push(id);
-                }
-                note(&tally, "statement timed out".into());
+                let pause = if e.sent { 50 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
     }
-}
-
-/// Every id in the workload table at `t` (a member's own copy when `t` is a member).
-pub async fn read_ids(t: &PgTarget) -> Result<Vec<i64>, FaultError> {
-    let c = t.connect().await?;
-    let rows = tokio::time::timeout(
-        Duration::from_secs(60),
-        c.query(&format!("SELECT id FROM {TABLE}"), &[]),
-    )
-    .await
-    .map_err(|_| t.err("reading the workload table timed out"))?
-    .map_err(|e| t.err(describe(&e)))?;
-    Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
-}
-
-/// The primary's current WAL position through `t` (the VIP), as PostgreSQL prints it
-/// (`0/3000148`).
-pub async fn primary_lsn(t: &PgTarget) -> Result<String, FaultError> {
-    let c = t.connect().await?;
-    let row = tokio::time::timeout(
-        t.timeout,
-        c.query_one("SELECT pg_current_wal_lsn()::text", &[]),
-    )
-    .await
-    .map_err(|_| t.err("reading the WAL position timed out"))?
-    .map_err(|e| t.err(describe(&e)))?;
-    let lsn: String = row.try_get(0).map_err(|e| t.err(describe(&e)))?;
-    if lsn.is_empty() || !lsn.chars().all(|c| c.is_ascii_hexdigit() || c == '/') {
-        return Err(t.err(format!("unexpected WAL position {lsn:?}")));
-    }
-    Ok(lsn)
-}
-
-/// Whether the server at `t` has replayed WAL up to `lsn` (a primary always has); `None`
-/// when it does not answer. `lsn` comes from [`primary_lsn`].
-pub async fn replayed(t: &PgTarget, lsn: &str) -> Option<bool> {
-    if !lsn.chars().all(|c| c.is_ascii_hexdigit() || c == '/') {
-        return None;
-    }
-    let c = t.connect().await.ok()?;
-    let sql = format!(
-        "SELECT NOT pg_is_in_recovery() OR COALESCE(pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn, false)"
-    );
-    tokio::time::timeout(t.timeout, c.query_one(&sql, &[]))
-        .await
-        .ok()?
-        .ok()?
-        .try_get::<_, bool>(0)
-        .ok()
-}
-
-/// Whether the server at `t` runs as a primary (`NOT pg_is_in_recovery()`); `None` when it
-/// does not answer within the timeout.
-pub async fn is_primary(t: &PgTarget) -> Option<bool> {
-    let c = t.connect().await.ok()?;
-    tokio::time::timeout(
-        t.timeout,
-        c.query_one("SELECT NOT pg_is_in_recovery()", &[]),
-    )
-    .await
-    .ok()?
-    .ok()?
-    .try_get::<_, bool>(0)
-    .ok()
 }

@@ -12,7 +12,9 @@ pub mod output;
 
 use kbz_core::{Context, Role, Secret};
 use kbz_errors::{Code, Diagnostic, HasCode};
-use kbz_faults::{Breach, HostCommands, Member, PgTarget, RunReport, Scenario, Summary, Target};
+use kbz_faults::{
+    Breach, HostCommands, Member, PgTarget, RedisTarget, RunReport, Scenario, Summary, Target,
+};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -92,8 +94,10 @@ pub fn list(c: &Common) -> u8 {
     exit::OK
 }
 
-/// The kbz-faults target of the session: every PostgreSQL member over SSH, writes through
-/// the PostgreSQL VIP as the superuser, power commands from `[failover]`.
+/// The kbz-faults target of the session: every PostgreSQL, Redis and lb host over SSH (one
+/// session per host), PostgreSQL writes through its VIP as the superuser, Redis writes
+/// through its VIP (when `[vips] redis` is set and the inventory has Redis hosts), power
+/// commands from `[failover]`.
 async fn target(
     ctx: &Context,
     connector: &dyn kbz_core::executor::Connector,
@@ -106,22 +110,21 @@ async fn target(
         )
         .hint("set it under [vips], e.g. `postgres = \"10.0.0.100\"`")]));
     };
-    let mut members = Vec::new();
-    for h in ctx
-        .inventory
-        .hosts
-        .iter()
-        .filter(|h| h.roles.contains(&Role::Postgres))
-    {
-        let exec = connector
-            .connect(h)
-            .await
-            .map_err(|e| Failure::new(e.to_diagnostic(), exit::UNREACHABLE))?;
-        members.push(Member {
-            host: h.clone(),
-            exec,
-        });
-    }
+    let mut connected: Vec<Member> = Vec::new();
+    let with_role = |role: Role| {
+        ctx.inventory
+            .hosts
+            .iter()
+            .filter(move |h| h.roles.contains(&role))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (pg_hosts, redis_hosts, lb_hosts) = (
+        with_role(Role::Postgres),
+        with_role(Role::Redis),
+        with_role(Role::Lb),
+    );
+    let members = members_of(connector, &mut connected, &pg_hosts).await?;
     if members.len() < 2 {
         return Err(Failure::input(vec![Diagnostic::new(
             Code::E010,
@@ -132,11 +135,28 @@ async fn target(
         )
         .hint("give the postgres role to 3 hosts in servers.tsv")]));
     }
-    let password = ctx
-        .secrets
-        .get(kbz_postgres::SUPERUSER_PASSWORD)
-        .map(|s| Secret::new(s.expose()))
-        .unwrap_or_else(|| Secret::new(""));
+    let secret = |name: &str| {
+        ctx.secrets
+            .get(name)
+            .map(|s| Secret::new(s.expose()))
+            .unwrap_or_else(|| Secret::new(""))
+    };
+    let redis = match ctx.config.vips.get("redis").copied() {
+        Some(rvip) if !redis_hosts.is_empty() => Some(RedisTarget {
+            members: members_of(connector, &mut connected, &redis_hosts).await?,
+            vip: kbz_redis::client::Endpoint {
+                ip: rvip,
+                port: kbz_haproxy::REDIS_PORT,
+                password: secret(kbz_redis::SECRET_REDIS),
+                timeout: Duration::from_secs(2),
+            },
+            redis_port: kbz_redis::Layout::debian().redis_port,
+            sentinel_port: kbz_redis::Layout::debian().sentinel_port,
+            sentinel_password: secret(kbz_redis::SECRET_SENTINEL),
+        }),
+        _ => None,
+    };
+    let lbs = members_of(connector, &mut connected, &lb_hosts).await?;
     let f = &ctx.config.failover;
     let power = match (&f.power_off, &f.power_on) {
         (Some(off), Some(on)) => Some(HostCommands {
@@ -151,14 +171,42 @@ async fn target(
             addr: vip,
             port: kbz_postgres::PG_PORT,
             user: "postgres".into(),
-            password,
+            password: secret(kbz_postgres::SUPERUSER_PASSWORD),
             dbname: "postgres".into(),
             timeout: Duration::from_secs(2),
         },
+        redis,
+        lbs,
         power,
         isolate: None,
         writers,
     })
+}
+
+/// The members on `hosts`, each connected once (sessions shared through `connected`).
+async fn members_of(
+    connector: &dyn kbz_core::executor::Connector,
+    connected: &mut Vec<Member>,
+    hosts: &[kbz_core::Host],
+) -> Result<Vec<Member>, Failure> {
+    let mut out = Vec::new();
+    for h in hosts {
+        if let Some(m) = connected.iter().find(|m| m.host.hostname == h.hostname) {
+            out.push(m.clone());
+            continue;
+        }
+        let exec = connector
+            .connect(h)
+            .await
+            .map_err(|e| Failure::new(e.to_diagnostic(), exit::UNREACHABLE))?;
+        let m = Member {
+            host: h.clone(),
+            exec,
+        };
+        connected.push(m.clone());
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// E037 when nothing answers PostgreSQL on the VIP (checked before any fault).
@@ -179,6 +227,39 @@ async fn vip_answers(t: &Target) -> Result<(), Failure> {
             .hint(format!(
                 "check that a load balancer holds it and HAProxy fronts the primary: `kbz-health --component haproxy`, `nc -vz {} {}`",
                 t.pg.addr, t.pg.port
+            )),
+            exit::UNREACHABLE,
+        )),
+    }
+}
+
+/// E037 when nothing answers Redis on its VIP, E008 when there is no Redis to fault
+/// (checked before any fault).
+async fn redis_vip_answers(t: &Target, scenario: &str) -> Result<(), Failure> {
+    let Some(r) = &t.redis else {
+        return Err(Failure::input(vec![Diagnostic::new(
+            Code::E008,
+            format!("scenario {scenario} writes through the Redis VIP: kbz.toml has no [vips] redis or the inventory no redis host"),
+        )
+        .hint("set `redis = \"10.0.0.101\"` under [vips] and give the redis role to 3 hosts")]));
+    };
+    match kbz_redis::client::replication(&r.vip).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason.contains("WRONGPASS") || e.reason.contains("NOAUTH") => {
+            Err(Failure::input(vec![Diagnostic::new(
+                Code::E056,
+                format!("Redis on the VIP refused the password, nothing was injected: {e}"),
+            )
+            .hint("run kbz-failover with the state directory of the install (`--state-dir`): its secrets.toml has the password")]))
+        }
+        Err(e) => Err(Failure::new(
+            Diagnostic::new(
+                Code::E037,
+                format!("the Redis VIP does not answer, nothing was injected: {e}"),
+            )
+            .hint(format!(
+                "check that a load balancer holds it and HAProxy fronts the master: `kbz-health --component haproxy`, `nc -vz {} {}`",
+                r.vip.ip, r.vip.port
             )),
             exit::UNREACHABLE,
         )),
@@ -279,6 +360,9 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         kbz_core::shell::HOST_LOCK_PATH,
     )?;
     rt.block_on(vip_answers(&t))?;
+    if s.service() == kbz_faults::Service::Redis {
+        rt.block_on(redis_vip_answers(&t, &s.name))?;
+    }
 
     if !o.yes {
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -337,14 +421,19 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         .map(|(h, e)| format!("{h}: {} {e}", e.code()))
         .collect();
     if let Err(e) = rt.block_on(async {
-        kbz_faults::wait_healthy(&t.members, timing.healthy_within, 1).await?;
-        kbz_faults::cleanup::drop_scratch(&t).await
+        let svc = t.service(&s)?;
+        kbz_faults::wait_healthy(svc.as_ref(), timing.healthy_within, 1).await?;
+        kbz_faults::cleanup::drop_scratch(&s, &t).await
     }) {
-        not_healed.push(format!(
-            "scratch table {}: {} {e}",
-            kbz_faults::workload::TABLE,
-            e.code()
-        ));
+        let scratch = match s.service() {
+            kbz_faults::Service::Redis => {
+                format!("scratch keys {}*", kbz_faults::redis::PREFIX)
+            }
+            kbz_faults::Service::Postgres => {
+                format!("scratch table {}", kbz_faults::postgres::TABLE)
+            }
+        };
+        not_healed.push(format!("{scratch}: {} {e}", e.code()));
     }
 
     let breaches: Vec<Breach> = reports

@@ -38,11 +38,7 @@ pub fn list(all: &[Scenario], cfg: &FailoverConfig, json: bool) -> String {
         .iter()
         .map(|s| {
             let b = s.budget(cfg);
-            vec![
-                s.name.clone(),
-                format!("lost <= {}, gap <= {} s", b.lost, b.gap_secs),
-                s.describe(),
-            ]
+            vec![s.name.clone(), b.describe(), s.describe()]
         })
         .collect();
     render_table(&["scenario", "budget", "fault"], &rows)
@@ -51,7 +47,7 @@ pub fn list(all: &[Scenario], cfg: &FailoverConfig, json: bool) -> String {
 /// One line per run.
 pub fn run_line(r: &RunReport) -> String {
     format!(
-        "run {}: victim {} ({} -> {}), acked {}, lost {}, unexpected {}, new leader {} s, writes resumed {} s, longest gap {:.1} s, victim back {} s, two primaries {}{}",
+        "run {}: victim {} ({} -> {}), acked {}, lost {}, unexpected {}, new leader {} s,{} writes resumed {} s, longest gap {:.1} s, victim back {} s, two primaries {}{}",
         r.run,
         r.victim,
         r.leader_before,
@@ -60,6 +56,10 @@ pub fn run_line(r: &RunReport) -> String {
         kbz_faults::budget::lost(r),
         r.vip.unexpected,
         opt(r.new_leader_secs),
+        match &r.vip_holder_before {
+            Some(_) => format!(" VIP moved {} s,", opt(r.vip_moved_secs)),
+            None => String::new(),
+        },
         opt(r.writes_resumed_secs),
         r.max_write_gap_secs,
         opt(r.victim_streaming_secs),

@@ -1,0 +1,427 @@
+//! One run of one scenario: wait for a healthy service, pick the victim by role, start the
+//! writers, apply the fault (watching for a new leader, two writable primaries and, for VIP
+//! scenarios, the VIP moving), heal, wait for healthy again, read every acknowledged write
+//! back through the VIP and from every member, and measure.
+
+use crate::check::{acks_by_server, longest_gap, lost_ids, verdict};
+use crate::fault::{self, Fault, HostCommands};
+use crate::observe::{self, Member};
+use crate::scenario::{RunReport, Scenario, Target, Timing, VictimRole};
+use crate::service::ServiceTarget;
+use crate::workload::Workload;
+use crate::FaultError;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a member may take to catch up with the leader before its copy is read.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(120);
+
+/// Polls `svc`'s healthy rule until `stable` consecutive good samples (2 s apart) name the
+/// same leader, or `within` elapses. Returns the leader.
+pub async fn wait_healthy(
+    svc: &dyn ServiceTarget,
+    within: Duration,
+    stable: u32,
+) -> Result<String, FaultError> {
+    let start = Instant::now();
+    let mut good = 0;
+    let mut last = String::new();
+    loop {
+        match svc.healthy().await {
+            Ok(l) if l == last || good == 0 => {
+                good += 1;
+                last = l;
+                if good >= stable.max(1) {
+                    return Ok(last);
+                }
+            }
+            Ok(l) => {
+                good = 1;
+                last = l;
+            }
+            Err(why) => {
+                good = 0;
+                last = why;
+            }
+        }
+        if start.elapsed() > within {
+            return Err(FaultError::Timeout {
+                what: format!(
+                    "a healthy {} (one leader, every replica following it)",
+                    svc.name()
+                ),
+                secs: within.as_secs(),
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Who the scenario's victim is right now.
+async fn pick_victim(
+    s: &Scenario,
+    t: &Target,
+    svc: &dyn ServiceTarget,
+    leader: &str,
+) -> Result<String, FaultError> {
+    let none = |reason: &str| FaultError::Unsupported {
+        scenario: s.name.clone(),
+        reason: reason.into(),
+    };
+    match s.victim {
+        VictimRole::PostgresLeader | VictimRole::RedisMaster => Ok(leader.to_string()),
+        VictimRole::PostgresReplica => {
+            let all: Vec<&Member> = t.members.iter().collect();
+            let rows = observe::patroni_members(&all)
+                .await
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            rows.iter()
+                .find(|r| r.role == "Sync Standby")
+                .or_else(|| rows.iter().find(|r| r.role == "Replica"))
+                .map(|r| r.member.clone())
+                .ok_or_else(|| none("no replica"))
+        }
+        VictimRole::EtcdLeader => observe::etcd_leader(svc.members())
+            .await
+            .ok_or_else(|| none("no etcd member says it is the leader")),
+        VictimRole::VipHolder => {
+            if t.lbs.len() < 2 {
+                return Err(none("the VIP can only move with 2 or more lb hosts"));
+            }
+            let held = observe::vip_holders(&t.lbs, t.pg.addr).await;
+            match held.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(none("no lb host holds the PostgreSQL VIP")),
+                many => Err(none(&format!(
+                    "the PostgreSQL VIP is held by {} at once",
+                    many.join(" and ")
+                ))),
+            }
+        }
+    }
+}
+
+/// What the monitor saw while the fault lasted.
+#[derive(Debug, Default)]
+struct Seen {
+    new_leader_at: Option<Instant>,
+    vip_moved_at: Option<Instant>,
+    two_primaries: bool,
+}
+
+/// Polls the survivors for a new leader, every member for two writable primaries at once,
+/// and (VIP scenarios) the surviving lb hosts for the VIP, until `stop`.
+fn monitor(
+    svc: Arc<dyn ServiceTarget>,
+    vip_watch: Option<(Vec<Member>, IpAddr)>,
+    victim: &str,
+    leader_before: &str,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (victim, before, out) = (victim.to_string(), leader_before.to_string(), seen.clone());
+    let h = tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            let lead = svc.leader(&victim).await;
+            let mut probes = tokio::task::JoinSet::new();
+            for m in svc.members().to_vec() {
+                let svc = svc.clone();
+                probes.spawn(async move { svc.writable(&m).await });
+            }
+            let mut primaries = 0;
+            while let Some(r) = probes.join_next().await {
+                if let Ok(Some(true)) = r {
+                    primaries += 1;
+                }
+            }
+            let moved = match &vip_watch {
+                Some((lbs, vip)) => {
+                    let survivors: Vec<Member> = lbs
+                        .iter()
+                        .filter(|m| m.host.hostname != victim)
+                        .cloned()
+                        .collect();
+                    !observe::vip_holders(&survivors, *vip).await.is_empty()
+                }
+                None => false,
+            };
+            if let Ok(mut s) = out.lock() {
+                if s.new_leader_at.is_none() && lead.as_ref().is_some_and(|l| *l != before) {
+                    s.new_leader_at = Some(Instant::now());
+                }
+                if s.vip_moved_at.is_none() && moved {
+                    s.vip_moved_at = Some(Instant::now());
+                }
+                if primaries >= 2 {
+                    s.two_primaries = true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    (seen, h)
+}
+
+/// Runs `scenario` once against `t`.
+pub async fn run_once(scenario: &Scenario, t: &Target, timing: &Timing, run: u32) -> RunReport {
+    let mut r = RunReport {
+        scenario: scenario.name.clone(),
+        run,
+        ..RunReport::default()
+    };
+    if let Err(e) = run_inner(scenario, t, timing, &mut r).await {
+        r.error = Some(format!("{} {e}", kbz_errors::HasCode::code(&e)));
+    }
+    r
+}
+
+async fn run_inner(
+    s: &Scenario,
+    t: &Target,
+    timing: &Timing,
+    r: &mut RunReport,
+) -> Result<(), FaultError> {
+    if commands(s, t).is_err() {
+        return Err(FaultError::Unsupported {
+            scenario: s.name.clone(),
+            reason: "this fault needs its commands (power off/on or isolate/rejoin)".into(),
+        });
+    }
+    let svc = t.service(s)?;
+    r.service = svc.name().to_string();
+    r.leader_before =
+        wait_healthy(svc.as_ref(), timing.healthy_within, timing.stable_samples).await?;
+    r.victim = pick_victim(s, t, svc.as_ref(), &r.leader_before).await?;
+    if s.watches_vip() {
+        r.vip_holder_before = Some(r.victim.clone());
+    }
+    let hosts = t.hosts();
+    let victim = hosts
+        .iter()
+        .find(|m| m.host.hostname == r.victim)
+        .cloned()
+        .ok_or_else(|| FaultError::Unsupported {
+            scenario: s.name.clone(),
+            reason: format!("victim {} is not a member", r.victim),
+        })?;
+    let peers = peers(s, t, svc.as_ref(), &victim);
+
+    svc.prepare().await?;
+    let load = Workload::start((0..t.writers.max(1)).map(|w| svc.writer(w)).collect());
+    tokio::time::sleep(timing.before).await;
+    if load.acked() == 0 {
+        let tally = load.stop().await;
+        return Err(FaultError::Unsupported {
+            scenario: s.name.clone(),
+            reason: format!(
+                "no write through the {} VIP {} was acknowledged before the fault: {:?}",
+                svc.name(),
+                svc.vip(),
+                tally.errors
+            ),
+        });
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let vip_watch = s.watches_vip().then(|| (t.lbs.clone(), t.pg.addr));
+    let (seen, mon) = monitor(
+        svc.clone(),
+        vip_watch,
+        &r.victim,
+        &r.leader_before,
+        stop.clone(),
+    );
+    let fault_at = Instant::now();
+    let fault_t = load.started().elapsed().as_secs_f64();
+    tracing::info!(scenario = %s.name, victim = %r.victim, "fault");
+    let injected = inject(s, t, &victim, &peers, timing).await;
+    let healed = match injected {
+        Ok(()) => {
+            tokio::time::sleep(timing.fault).await;
+            heal(s, t, &victim).await
+        }
+        Err(e) => Err(e),
+    };
+    let heal_at = Instant::now();
+    let back = match healed {
+        Ok(()) => wait_healthy(svc.as_ref(), timing.healthy_within, timing.stable_samples).await,
+        Err(e) => Err(e),
+    };
+    if back.is_ok() {
+        r.victim_streaming_secs = Some(heal_at.elapsed().as_secs_f64());
+        tokio::time::sleep(timing.after).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = mon.await;
+    let end_t = load.started().elapsed().as_secs_f64();
+    let tally = load.stop().await;
+    if let Ok(seen) = seen.lock() {
+        r.new_leader_secs = seen
+            .new_leader_at
+            .map(|a| a.duration_since(fault_at).as_secs_f64());
+        r.vip_moved_secs = seen
+            .vip_moved_at
+            .map(|a| a.duration_since(fault_at).as_secs_f64());
+        r.two_primaries_seen = seen.two_primaries;
+    }
+    let (gap, end) = longest_gap(&tally.acks, fault_t, end_t);
+    r.max_write_gap_secs = gap;
+    r.writes_resumed_secs = end.map(|f| f - fault_t);
+    r.acks_after_fault_by_server = acks_by_server(&tally.acks, fault_t);
+    r.write_errors = tally.errors.clone();
+    // The read-back happens even when the cluster did not heal: the figures are the point.
+    let back_err = match back {
+        Ok(l) => {
+            r.leader_after = l;
+            None
+        }
+        Err(e) => Some(e),
+    };
+    r.vip.acked = tally.acks.len() as u64;
+    // Through the VIP, then each member's own copy once it has caught up with the leader (a
+    // replica back from a partition may still be behind: that is lag, not loss, and it is
+    // measured apart).
+    match svc.read_vip().await {
+        Ok(present) => {
+            r.vip = verdict(&tally, &present);
+            r.lost_ack_offsets = lost_ids(&tally, &present)
+                .iter()
+                .filter_map(|id| tally.acks.iter().find(|a| a.id == *id))
+                .map(|a| a.at - fault_t)
+                .collect();
+            r.lost_ack_offsets.sort_by(f64::total_cmp);
+        }
+        Err(e) if back_err.is_none() => return Err(e),
+        Err(_) => {}
+    }
+    for m in svc.members() {
+        if let Some(secs) = svc.catch_up(m, CATCH_UP_WITHIN).await {
+            r.caught_up_secs.insert(m.host.hostname.clone(), secs);
+        }
+        let mut lost = None;
+        for _ in 0..10 {
+            match svc.read_member(m).await {
+                Ok(ids) => {
+                    let l = verdict(&tally, &ids).lost;
+                    lost = Some(l);
+                    if l == 0 {
+                        break;
+                    }
+                }
+                Err(e) if back_err.is_none() => return Err(e),
+                Err(_) => break,
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Some(l) = lost {
+            r.lost_on_member.insert(m.host.hostname.clone(), l);
+        }
+    }
+    if let Some(e) = back_err {
+        return Err(e);
+    }
+    r.replicas_streaming = svc.replicas_following(&r.leader_after).await;
+    Ok(())
+}
+
+/// The hosts a partition cuts the victim off from: the other members of its service (for
+/// PostgreSQL and etcd, as always), and for Redis also every other host of the target, so
+/// that no Sentinel, replica or HAProxy reaches the partitioned master.
+fn peers(s: &Scenario, t: &Target, svc: &dyn ServiceTarget, victim: &Member) -> Vec<IpAddr> {
+    let pool: Vec<Member> = match s.victim {
+        VictimRole::RedisMaster | VictimRole::VipHolder => t.hosts(),
+        _ => svc.members().to_vec(),
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for m in pool {
+        if m.host.ip != victim.host.ip && !out.contains(&m.host.ip) {
+            out.push(m.host.ip);
+        }
+    }
+    out
+}
+
+async fn inject(
+    s: &Scenario,
+    t: &Target,
+    victim: &Member,
+    peers: &[IpAddr],
+    timing: &Timing,
+) -> Result<(), FaultError> {
+    // Failsafes outlive the planned heal by a minute.
+    let failsafe = timing.fault + Duration::from_secs(60);
+    match &s.fault {
+        Fault::PeerPartition => fault::partition(victim.exec.as_ref(), peers, failsafe).await,
+        Fault::KillUnit { unit } => fault::kill_unit(victim.exec.as_ref(), unit).await,
+        Fault::HoldDown { unit } => fault::hold_down(victim.exec.as_ref(), unit, failsafe).await,
+        Fault::Switchover => {
+            let all: Vec<&Member> = t.members.iter().collect();
+            let rows = observe::patroni_members(&all)
+                .await
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            let candidate = rows
+                .iter()
+                .find(|r| r.role == "Sync Standby")
+                .or_else(|| {
+                    rows.iter()
+                        .find(|r| r.role == "Replica" && r.member != victim.host.hostname)
+                })
+                .map(|r| r.member.clone())
+                .ok_or_else(|| FaultError::Unsupported {
+                    scenario: s.name.clone(),
+                    reason: "no replica to switch over to".into(),
+                })?;
+            fault::switchover(victim.exec.as_ref(), &victim.host.hostname, &candidate).await
+        }
+        Fault::PowerCut | Fault::Isolate => {
+            let p = commands(s, t)?.ok_or_else(|| unsupported(s))?;
+            fault::power(
+                &HostCommands::render(&p.off, &victim.host.hostname, victim.host.ip),
+                &victim.host.hostname,
+            )
+            .await
+        }
+    }
+}
+
+async fn heal(s: &Scenario, t: &Target, victim: &Member) -> Result<(), FaultError> {
+    match &s.fault {
+        Fault::PeerPartition => fault::heal(victim.exec.as_ref()).await,
+        // systemd restarts the unit by itself; starting it is a no-op then, and brings it
+        // back when the unit has no restart policy.
+        Fault::KillUnit { unit } => fault::start_unit(victim.exec.as_ref(), unit).await,
+        Fault::HoldDown { unit } => fault::release(victim.exec.as_ref(), unit).await,
+        Fault::Switchover => Ok(()),
+        Fault::PowerCut | Fault::Isolate => {
+            let p = commands(s, t)?.ok_or_else(|| unsupported(s))?;
+            fault::power(
+                &HostCommands::render(&p.on, &victim.host.hostname, victim.host.ip),
+                &victim.host.hostname,
+            )
+            .await
+        }
+    }
+}
+
+fn unsupported(s: &Scenario) -> FaultError {
+    FaultError::Unsupported {
+        scenario: s.name.clone(),
+        reason: "no commands for this fault".into(),
+    }
+}
+
+/// The controller commands a fault needs (`Ok(None)` for faults that need none); an error
+/// when the target lacks them.
+fn commands<'a>(s: &Scenario, t: &'a Target) -> Result<Option<&'a HostCommands>, FaultError> {
+    let c = match s.fault {
+        Fault::PowerCut => t.power.as_ref(),
+        Fault::Isolate => t.isolate.as_ref(),
+        _ => return Ok(None),
+    };
+    c.map(Some).ok_or_else(|| unsupported(s))
+}
