@@ -152,7 +152,9 @@ pub fn evaluate(s: &Scenario, cfg: &FailoverConfig, r: &RunReport) -> Vec<Breach
             ),
         });
     }
-    if r.two_primaries_seen {
+    // Redis: an old master that comes back is a master until Sentinel demotes it (a second
+    // or two); that is reported in the run, and what it costs shows in the loss figures.
+    if r.two_primaries_seen && b.lost_window_secs.is_none() {
         out.push(Breach {
             code: Code::E071,
             run: r.run,
