@@ -152,6 +152,9 @@ pub fn check(host: &str, out: &Output, what: &str) -> Result<(), ExecError> {
     if out.success() {
         return Ok(());
     }
+    if let Some(e) = shell::transfer_error(host, what, out) {
+        return Err(e);
+    }
     let stderr = out.stderr_str();
     let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
     Err(ExecError::CommandFailed {

@@ -24,12 +24,29 @@ pub const TRANSFER_INCOMPLETE_EXIT: i32 = 86;
 /// incomplete.
 pub const TRANSFER_INCOMPLETE_MARK: &str = "kbz-transfer-incomplete";
 
-/// The sh test that a file holds exactly `len` bytes with sha256 `sha`; on a mismatch it
-/// prints the marker and what arrived, and exits [`TRANSFER_INCOMPLETE_EXIT`].
-pub fn verify_transfer_sh(file: &str, len: usize, sha: &str) -> String {
+/// The sh test that the bytes `reader` prints (a command such as `cat "$t"`) are exactly
+/// `len` bytes with sha256 `sha`; on a mismatch it prints the marker and what arrived, and
+/// exits [`TRANSFER_INCOMPLETE_EXIT`].
+pub fn verify_transfer_sh(reader: &str, len: usize, sha: &str) -> String {
     format!(
-        "kbz_n=$(wc -c < {file}); kbz_h=$(sha256sum < {file} | cut -d' ' -f1); if [ \"$kbz_n\" -ne {len} ] || [ \"$kbz_h\" != {sha} ]; then echo \"{TRANSFER_INCOMPLETE_MARK}: received $kbz_n of {len} bytes (sha256 $kbz_h, expected {sha})\" >&2; exit {TRANSFER_INCOMPLETE_EXIT}; fi"
+        "kbz_n=$({reader} | wc -c); kbz_h=$({reader} | sha256sum | cut -d' ' -f1); if [ \"$kbz_n\" -ne {len} ] || [ \"$kbz_h\" != {sha} ]; then echo \"{TRANSFER_INCOMPLETE_MARK}: received $kbz_n of {len} bytes (sha256 $kbz_h, expected {sha})\" >&2; exit {TRANSFER_INCOMPLETE_EXIT}; fi"
     )
+}
+
+/// The error for an output that reports an incomplete transfer, if it does.
+pub fn transfer_error(host: &str, what: &str, out: &crate::command::Output) -> Option<ExecError> {
+    if out.status != TRANSFER_INCOMPLETE_EXIT {
+        return None;
+    }
+    let stderr = out.stderr_str();
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(TRANSFER_INCOMPLETE_MARK))?;
+    Some(ExecError::Transfer {
+        host: host.into(),
+        what: what.into(),
+        detail: line.trim_start_matches(':').trim().to_string(),
+    })
 }
 
 /// Writes stdin to `path` atomically: `mktemp` creates the temporary file in the same
@@ -44,7 +61,7 @@ pub fn put_file_script(path: &str, mode: u32, owner: &str, content: &[u8]) -> St
     format!(
         "set -e\nd=$(dirname {p})\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.kbz.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n{verify}\nchmod {mode:o} \"$t\"\nchown {o} \"$t\"\nsync \"$t\"\nmv -fT \"$t\" {p}\ntrap - EXIT\nsync \"$d\"\n",
         o = quote(owner),
-        verify = verify_transfer_sh("\"$t\"", content.len(), &sha256_hex(content)),
+        verify = verify_transfer_sh("cat \"$t\"", content.len(), &sha256_hex(content)),
     )
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-use crate::invoke::{describe, invocation};
+use crate::invoke::{describe, finish, invocation};
 
 /// The default per-command timeout, as in `[timeouts] command`.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(900);
@@ -98,11 +98,15 @@ impl Executor for LocalExecutor {
             w.abort();
         }
         match waited {
-            Ok(Ok(out)) => Ok(Output {
-                status: out.status.code().unwrap_or(-1),
-                stdout: out.stdout,
-                stderr: out.stderr,
-            }),
+            Ok(Ok(out)) => finish(
+                &self.name,
+                cmd,
+                Output {
+                    status: out.status.code().unwrap_or(-1),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                },
+            ),
             Ok(Err(e)) => Err(self.session_err(format!("waiting for sh failed: {e}"))),
             Err(_) => {
                 if let Some(pid) = pid {

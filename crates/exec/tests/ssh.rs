@@ -1148,3 +1148,97 @@ async fn host_lock_works_over_ssh_and_two_concurrent_takers_get_it_once() {
         assert!(won.release().await.is_empty());
     }
 }
+
+/// A transport that cuts every command's standard input after `keep` bytes, as a
+/// connection dropped midway leaves it.
+#[derive(Debug)]
+struct CutsStdin {
+    inner: Arc<dyn Executor>,
+    keep: usize,
+}
+
+#[async_trait::async_trait]
+impl Executor for CutsStdin {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn run(&self, cmd: &Cmd) -> Result<kbz_core::Output, ExecError> {
+        let mut cut = cmd.clone();
+        if let Some(s) = cut.stdin.as_mut() {
+            s.truncate(self.keep);
+        }
+        self.inner.run(&cut).await
+    }
+}
+
+/// A file whose transfer is cut replaces nothing: the old bytes and mode stay, no temporary
+/// file is left, and the error is E017 with what arrived.
+async fn cut_transfers_install_nothing(ex: Arc<dyn Executor>) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let path = work.path().join("app.conf");
+    let p = path.to_str().expect("utf8");
+    ex.put_file(p, b"old\n", 0o644, &current_owner())
+        .await
+        .expect("first write");
+    let new = "new line\n".repeat(1000).into_bytes();
+    for keep in [0, 1, new.len() / 2, new.len() - 1] {
+        let cut = CutsStdin {
+            inner: ex.clone(),
+            keep,
+        };
+        let e = cut
+            .put_file(p, &new, 0o600, &current_owner())
+            .await
+            .expect_err("cut");
+        assert_eq!(e.code(), Code::E017, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("received {keep} of {} bytes", new.len())),
+            "{text}"
+        );
+        assert_eq!(fs::read(&path).expect("old"), b"old\n", "cut at {keep}");
+        assert_eq!(fs::metadata(&path).expect("meta").mode() & 0o7777, 0o644);
+        let names: Vec<_> = fs::read_dir(work.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec!["app.conf"], "temporary files were left behind");
+    }
+    // A pinned artifact pushed over a cut stream is not installed either.
+    let local = work.path().join("artifact.bin");
+    fs::write(&local, &new).expect("local");
+    let sha = kbz_core::shell::sha256_hex(&new);
+    let target = work.path().join("bin/tool");
+    let cut = CutsStdin {
+        inner: ex.clone(),
+        keep: 100,
+    };
+    let e = cut
+        .put_local_file(
+            target.to_str().expect("utf8"),
+            &local,
+            &sha,
+            0o755,
+            &current_owner(),
+        )
+        .await
+        .expect_err("cut");
+    assert_eq!(e.code(), Code::E017, "{e}");
+    assert!(!target.exists(), "a cut artifact was moved into place");
+    // Uncut, the same transfers land.
+    ex.put_file(p, &new, 0o600, &current_owner())
+        .await
+        .expect("whole");
+    assert_eq!(fs::read(&path).expect("new"), new);
+}
+
+#[tokio::test]
+async fn a_cut_transfer_installs_nothing_on_a_real_local_shell() {
+    cut_transfers_install_nothing(Arc::new(LocalExecutor::named("local"))).await;
+}
+
+#[tokio::test]
+async fn a_cut_transfer_installs_nothing_over_ssh() {
+    let sshd = Sshd::start();
+    cut_transfers_install_nothing(Arc::new(sshd.connect().await)).await;
+}

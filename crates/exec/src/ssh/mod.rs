@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::invoke::{describe, invocation};
+use crate::invoke::{describe, finish, invocation};
 
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
@@ -230,7 +230,7 @@ impl Inner {
             let deadline = Instant::now() + timeout;
             tracing::debug!(host = %self.name, what = %describe(cmd), "run");
             match exec(&conn.session, &line, inv.stdin.as_deref(), deadline) {
-                Ok(out) => return self.check_sudo(out, use_sudo),
+                Ok(out) => return finish(&self.name, cmd, self.check_sudo(out, use_sudo)?),
                 Err(failure) => {
                     // Whatever happened, this session is not trusted for another command.
                     *guard = None;
