@@ -61,6 +61,9 @@ macro_rules! err {
 pub fn diagnostics(ds: &[Diagnostic], json: bool) {
     // A failed command's stderr is part of its message: mask any secret it might echo.
     let masked = |t: String| mask(&t);
+    // Thousands of the same problem are summarized after the first few of each code.
+    let total = ds.len();
+    let ds = &kbz_errors::summarize(ds.to_vec(), kbz_errors::MAX_PER_CODE)[..];
     if json {
         let v: Vec<_> = ds.iter().map(Diagnostic::render_json).collect();
         crate::outln!("{}", masked(serde_json::json!({ "errors": v }).to_string()));
@@ -74,8 +77,8 @@ pub fn diagnostics(ds: &[Diagnostic], json: bool) {
             crate::errln!("{}", masked(d.render_plain()));
         }
     }
-    if ds.len() > 1 {
-        crate::errln!("{} problems found.", ds.len());
+    if total > 1 {
+        crate::errln!("{total} problems found.");
     }
 }
 

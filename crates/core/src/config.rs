@@ -395,7 +395,7 @@ impl Config {
     /// Reads and parses kbz.toml. A missing or unreadable file is E001; everything else E008.
     pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
+        if let Err(e) = std::fs::metadata(path) {
             let mut d = crate::inventory::read_error(&shown, &e);
             if e.kind() == std::io::ErrorKind::NotFound {
                 d = d.hint(format!(
@@ -403,8 +403,9 @@ impl Config {
                      --config to run with the defaults"
                 ));
             }
-            vec![d]
-        })?;
+            return Err(vec![d]);
+        }
+        let bytes = crate::inventory::read_capped(path, &shown, crate::inventory::MAX_INPUT_BYTES)?;
         match std::str::from_utf8(&bytes) {
             Ok(text) => Config::parse(&shown, text),
             Err(e) => {

@@ -196,10 +196,8 @@ impl Inventory {
     /// else is reported by [`Inventory::parse`].
     pub fn load(path: &Path) -> Result<Inventory, Vec<Diagnostic>> {
         let shown = path.display().to_string();
-        match std::fs::read(path) {
-            Ok(bytes) => Inventory::parse(&shown, &bytes),
-            Err(e) => Err(vec![read_error(&shown, &e)]),
-        }
+        let bytes = read_capped(path, &shown, MAX_INPUT_BYTES)?;
+        Inventory::parse(&shown, &bytes)
     }
 
     /// Parses servers.tsv bytes. `path_for_messages` is the file name shown in diagnostics.
@@ -279,7 +277,7 @@ impl Inventory {
                 hosts: p.hosts,
             })
         } else {
-            Err(p.diags)
+            Err(kbz_errors::summarize(p.diags, kbz_errors::MAX_PER_CODE))
         }
     }
 
@@ -325,6 +323,37 @@ impl Inventory {
         }
         out
     }
+}
+
+/// The largest inventory or kbz.toml kbz reads (1 MiB, thousands of hosts): a larger file
+/// is refused before it is parsed, so a wrong path (a log, a device) cannot exhaust memory.
+pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
+
+/// Reads at most `max` bytes of a user's file; a longer one is E001 naming the cap, a file
+/// that cannot be read is E001 too.
+pub(crate) fn read_capped(
+    path: &Path,
+    shown: &str,
+    max: usize,
+) -> Result<Vec<u8>, Vec<Diagnostic>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| vec![read_error(shown, &e)])?;
+    if bytes.len() > max {
+        return Err(vec![Diagnostic::new(
+            Code::E001,
+            format!(
+                "{shown} is larger than {max} bytes, more than any inventory or kbz.toml kbz reads"
+            ),
+        )
+        .at(shown, None)
+        .hint(
+            "check the path: this does not look like a servers.tsv or kbz.toml",
+        )]);
+    }
+    Ok(bytes)
 }
 
 /// E001 for a file that cannot be read.

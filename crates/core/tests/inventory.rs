@@ -792,3 +792,58 @@ fn arbitrary_bytes_never_panic() {
         "{inv_ok} {cfg_ok} {both}"
     );
 }
+
+#[test]
+fn an_oversized_inventory_or_config_is_e001_before_it_is_parsed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let big = dir.path().join("servers.tsv");
+    let line = "db1\t10.0.0.1\tpostgres\n";
+    std::fs::write(
+        &big,
+        line.repeat(kbz_core::inventory::MAX_INPUT_BYTES / line.len() + 1),
+    )
+    .expect("write");
+    let d = Inventory::load(&big).expect_err("too large");
+    assert_eq!(spots(&d), [format!("E001 {}", big.display())]);
+    assert!(
+        d[0].message.contains("larger than 1048576 bytes"),
+        "{}",
+        d[0].message
+    );
+    let toml = dir.path().join("kbz.toml");
+    std::fs::write(&toml, "# x\n".repeat(300_000)).expect("write");
+    let d = Config::load(&toml).expect_err("too large");
+    assert_eq!(d[0].code, Code::E001);
+    // An endless file (a device given by mistake) is refused without reading it all.
+    let d = Inventory::load(Path::new("/dev/zero")).expect_err("endless");
+    assert_eq!(d[0].code, Code::E001);
+}
+
+#[test]
+fn thousands_of_the_same_problem_are_summarized() {
+    let text: String = (1..=5000)
+        .map(|i| {
+            format!(
+                "h{i}\t10.0.{}.{}\tpostgres\tssh_port=notaport\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let d = inv_err(&text);
+    let e005: Vec<&Diagnostic> = d.iter().filter(|d| d.code == Code::E005).collect();
+    assert_eq!(e005.len(), kbz_errors::MAX_PER_CODE + 1, "{:#?}", spots(&d));
+    let last = e005.last().expect("summary");
+    assert!(
+        last.message.starts_with(&format!(
+            "... and {} more E005 problem(s)",
+            5000 - kbz_errors::MAX_PER_CODE
+        )),
+        "{}",
+        last.message
+    );
+    assert_eq!(
+        last.location.as_ref().and_then(|l| l.line),
+        Some(kbz_errors::MAX_PER_CODE + 1)
+    );
+}

@@ -160,6 +160,45 @@ pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
+/// How many diagnostics of one code [`summarize`] keeps by default.
+pub const MAX_PER_CODE: usize = 20;
+
+/// Keeps the first `max_per_code` diagnostics of each code, in their order, and replaces the
+/// rest of each code by one diagnostic saying how many more there are (and the file of the
+/// first one left out), so a file with thousands of bad lines gives a readable report.
+pub fn summarize(ds: Vec<Diagnostic>, max_per_code: usize) -> Vec<Diagnostic> {
+    let mut seen: std::collections::BTreeMap<Code, usize> = std::collections::BTreeMap::new();
+    let mut kept = Vec::new();
+    let mut first_left: std::collections::BTreeMap<Code, Diagnostic> =
+        std::collections::BTreeMap::new();
+    for d in ds {
+        let n = seen.entry(d.code).or_default();
+        *n += 1;
+        if *n <= max_per_code {
+            kept.push(d);
+        } else {
+            first_left.entry(d.code).or_insert(d);
+        }
+    }
+    for (code, first) in first_left {
+        let more = seen[&code] - max_per_code;
+        let mut d = Diagnostic::new(
+            code,
+            format!(
+                "... and {more} more {code} problem(s) like the above, not shown (the first \
+                 of them: {})",
+                first.message
+            ),
+        );
+        d.location = first.location.map(|l| Location {
+            file: l.file,
+            line: l.line,
+        });
+        kept.push(d);
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +231,33 @@ mod tests {
         assert_eq!(j["code"], "E004");
         assert_eq!(j["location"]["line"], 2);
         assert!(!j["title"].as_str().unwrap_or("").is_empty());
+    }
+
+    #[test]
+    fn repeated_codes_are_summarized_after_the_cap() {
+        let mut ds: Vec<Diagnostic> = (1..=500)
+            .map(|i| {
+                Diagnostic::new(Code::E005, format!("bad value {i}")).at("servers.tsv", Some(i))
+            })
+            .collect();
+        ds.insert(3, Diagnostic::new(Code::E004, "duplicate"));
+        let out = summarize(ds, 20);
+        assert_eq!(out.len(), 22);
+        assert_eq!(out.iter().filter(|d| d.code == Code::E004).count(), 1);
+        let last = out.last().expect("summary");
+        assert_eq!(last.code, Code::E005);
+        assert!(
+            last.message.starts_with("... and 480 more E005 problem(s)"),
+            "{}",
+            last.message
+        );
+        assert!(last.message.contains("bad value 21"), "{}", last.message);
+        assert_eq!(last.location.as_ref().and_then(|l| l.line), Some(21));
+        // Under the cap nothing changes.
+        let few = vec![
+            Diagnostic::new(Code::E005, "a"),
+            Diagnostic::new(Code::E005, "b"),
+        ];
+        assert_eq!(summarize(few.clone(), 20), few);
     }
 }

@@ -8,7 +8,7 @@ mod catalogue;
 mod diagnostic;
 
 pub use catalogue::{lookup, Code, Entry, CATALOGUE};
-pub use diagnostic::{Diagnostic, Location};
+pub use diagnostic::{summarize, Diagnostic, Location, MAX_PER_CODE};
 
 /// Implemented by every crate's error enum: which catalogue entry the failure belongs to.
 pub trait HasCode {

@@ -20,6 +20,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(900);
 pub struct LocalExecutor {
     name: String,
     timeout: Duration,
+    max_output: usize,
     round_trips: AtomicU64,
 }
 
@@ -40,6 +41,7 @@ impl LocalExecutor {
         LocalExecutor {
             name: name.to_string(),
             timeout: DEFAULT_COMMAND_TIMEOUT,
+            max_output: crate::ssh::DEFAULT_MAX_OUTPUT,
             round_trips: AtomicU64::new(0),
         }
     }
@@ -47,6 +49,12 @@ impl LocalExecutor {
     /// Sets the timeout used when a command has none of its own.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the cap on one command's captured stdout and stderr (E068 past it).
+    pub fn with_max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
         self
     }
 
@@ -93,21 +101,73 @@ impl Executor for LocalExecutor {
             })),
             _ => None,
         };
-        let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
+        let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+        let limit = self.max_output;
+        // Both streams are drained together; the first to pass the cap ends the command.
+        let collect = async move {
+            let mut o = Box::pin(read_capped(out_pipe, limit));
+            let mut e = Box::pin(read_capped(err_pipe, limit));
+            let (mut ro, mut re) = (None, None);
+            while ro.is_none() || re.is_none() {
+                tokio::select! {
+                    r = &mut o, if ro.is_none() => {
+                        if matches!(r, Capped::Over) {
+                            return (r, Capped::Read(Vec::new()), None);
+                        }
+                        ro = Some(r);
+                    }
+                    r = &mut e, if re.is_none() => {
+                        if matches!(r, Capped::Over) {
+                            return (Capped::Read(Vec::new()), r, None);
+                        }
+                        re = Some(r);
+                    }
+                }
+            }
+            let status = child.wait().await;
+            (
+                ro.unwrap_or(Capped::Read(Vec::new())),
+                re.unwrap_or(Capped::Read(Vec::new())),
+                Some(status),
+            )
+        };
+        let waited = tokio::time::timeout(timeout, collect).await;
         if let Some(w) = writer {
             w.abort();
         }
+        let too_large = |stream: &'static str| ExecError::OutputTooLarge {
+            host: self.name.clone(),
+            stream,
+            limit,
+            what: describe(cmd),
+        };
         match waited {
-            Ok(Ok(out)) => finish(
+            Ok((Capped::Over, _, _)) | Ok((_, Capped::Over, _)) => {
+                if let Some(pid) = pid {
+                    kill_group(pid).await;
+                }
+                let stream = match waited {
+                    Ok((Capped::Over, _, _)) => "stdout",
+                    _ => "stderr",
+                };
+                Err(too_large(stream))
+            }
+            Ok((Capped::Read(stdout), Capped::Read(stderr), Some(Ok(status)))) => finish(
                 &self.name,
                 cmd,
                 Output {
-                    status: out.status.code().unwrap_or(-1),
-                    stdout: out.stdout,
-                    stderr: out.stderr,
+                    status: status.code().unwrap_or(-1),
+                    stdout,
+                    stderr,
                 },
             ),
-            Ok(Err(e)) => Err(self.session_err(format!("waiting for sh failed: {e}"))),
+            Ok((Capped::Failed(e), _, _)) | Ok((_, Capped::Failed(e), _)) => {
+                Err(self.session_err(format!("reading the output of sh failed: {e}")))
+            }
+            Ok((_, _, Some(Err(e)))) => {
+                Err(self.session_err(format!("waiting for sh failed: {e}")))
+            }
+            Ok((_, _, None)) => Err(self.session_err("sh ended without a status".into())),
             Err(_) => {
                 if let Some(pid) = pid {
                     kill_group(pid).await;
@@ -123,6 +183,27 @@ impl Executor for LocalExecutor {
 
     fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream read up to a cap.
+enum Capped {
+    Read(Vec<u8>),
+    Over,
+    Failed(std::io::Error),
+}
+
+/// Reads a child's pipe to its end, or stops one byte past `limit`.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, limit: usize) -> Capped {
+    use tokio::io::AsyncReadExt;
+    let Some(pipe) = pipe else {
+        return Capped::Read(Vec::new());
+    };
+    let mut buf = Vec::new();
+    match pipe.take(limit as u64 + 1).read_to_end(&mut buf).await {
+        Ok(_) if buf.len() > limit => Capped::Over,
+        Ok(_) => Capped::Read(buf),
+        Err(e) => Capped::Failed(e),
     }
 }
 

@@ -1242,3 +1242,59 @@ async fn a_cut_transfer_installs_nothing_over_ssh() {
     let sshd = Sshd::start();
     cut_transfers_install_nothing(Arc::new(sshd.connect().await)).await;
 }
+
+/// A host that floods its output is cut off at the cap with E068 naming the stream, well
+/// before the command's timeout (which would be E016), and the executor keeps working.
+async fn output_is_capped(ex: &dyn Executor) {
+    for (script, stream) in [("yes", "stdout"), ("yes >&2", "stderr")] {
+        let e = ex
+            .run(&Cmd::new(script).timeout(Duration::from_secs(60)))
+            .await
+            .expect_err("flood");
+        assert_eq!(e.code(), Code::E068, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("more than 1048576 bytes on {stream}")),
+            "{text}"
+        );
+    }
+    let out = ex
+        .run(&Cmd::new(
+            "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2",
+        ))
+        .await
+        .expect("at the cap is fine");
+    assert_eq!((out.stdout.len(), out.stderr.len()), (1048576, 1048576));
+}
+
+#[tokio::test]
+async fn captured_output_is_capped_on_a_local_shell() {
+    output_is_capped(&LocalExecutor::named("local").with_max_output(1024 * 1024)).await;
+}
+
+#[tokio::test]
+async fn captured_output_is_capped_over_ssh_and_the_session_is_reopened() {
+    let sshd = Sshd::start();
+    let ex = match SshExecutor::connect(&sshd.host(), sshd.options().max_output(1024 * 1024)).await
+    {
+        Ok(ex) => ex,
+        Err(e) => panic!("connect: {e}\nsshd log:\n{}", sshd.log()),
+    };
+    output_is_capped(&ex).await;
+    assert!(ex.connections() >= 2, "a flooding session is dropped");
+}
+
+#[tokio::test]
+async fn ssh_keepalives_while_a_quiet_command_runs_do_not_disturb_it() {
+    let sshd = Sshd::start();
+    let opts = sshd.options().keepalive(Duration::from_secs(1));
+    let ex = SshExecutor::connect(&sshd.host(), opts)
+        .await
+        .expect("connect");
+    let out = ex
+        .run(&Cmd::new("sleep 3; echo done").stdin("x".repeat(100_000)))
+        .await
+        .expect("run");
+    assert_eq!(out.stdout_str(), "done\n");
+    assert_eq!(ex.connections(), 1);
+}

@@ -51,7 +51,7 @@ pub use jump::JumpHost;
 use jump::*;
 pub use known_hosts::fingerprint;
 use known_hosts::*;
-pub use options::{KeyRecorded, RecordedKey, SshOptions};
+pub use options::{KeyRecorded, RecordedKey, SshOptions, DEFAULT_KEEPALIVE, DEFAULT_MAX_OUTPUT};
 use session::*;
 
 /// One SSH server to talk to: the target or the bastion.
@@ -193,6 +193,8 @@ enum Failure {
     Timeout,
     /// The session broke while the command ran.
     Broken(String),
+    /// The command printed more than the cap on this stream.
+    TooLarge(&'static str),
 }
 
 impl Inner {
@@ -229,7 +231,17 @@ impl Inner {
             };
             let deadline = Instant::now() + timeout;
             tracing::debug!(host = %self.name, what = %describe(cmd), "run");
-            match exec(&conn.session, &line, inv.stdin.as_deref(), deadline) {
+            let limits = Limits {
+                max_output: self.opts.max_output,
+                keepalive: self.opts.keepalive,
+            };
+            match exec(
+                &conn.session,
+                &line,
+                inv.stdin.as_deref(),
+                deadline,
+                &limits,
+            ) {
                 Ok(out) => return finish(&self.name, cmd, self.check_sudo(out, use_sudo)?),
                 Err(failure) => {
                     // Whatever happened, this session is not trusted for another command.
@@ -240,6 +252,14 @@ impl Inner {
                             return Err(ExecError::Session {
                                 host: self.name.clone(),
                                 reason,
+                            })
+                        }
+                        Failure::TooLarge(stream) => {
+                            return Err(ExecError::OutputTooLarge {
+                                host: self.name.clone(),
+                                stream,
+                                limit: self.opts.max_output,
+                                what: describe(cmd),
                             })
                         }
                         Failure::Timeout => {

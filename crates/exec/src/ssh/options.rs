@@ -25,7 +25,20 @@ pub struct SshOptions {
     /// Told about every host key recorded by `accept_new_host_keys` (the binaries print its
     /// fingerprint, so the operator can compare it with the host's own).
     pub on_new_host_key: Option<KeyRecorded>,
+    /// SSH keepalive interval while a command runs, and the TCP keepalive/user timeout of the
+    /// connection: a peer that stops answering is noticed within about three intervals.
+    pub keepalive: Duration,
+    /// The most bytes kept of one command's stdout, and of its stderr: past it the command
+    /// fails with E068 and the session is dropped (a runaway or hostile host cannot exhaust
+    /// the controller's memory).
+    pub max_output: usize,
 }
+
+/// The default [`SshOptions::keepalive`].
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// The default cap on one command's captured stdout (and on its stderr): 64 MiB.
+pub const DEFAULT_MAX_OUTPUT: usize = 64 * 1024 * 1024;
 
 /// A host key that `accept_new_host_keys` recorded in known_hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +76,8 @@ impl SshOptions {
             jump: None,
             sudo: true,
             on_new_host_key: None,
+            keepalive: DEFAULT_KEEPALIVE,
+            max_output: DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -129,6 +144,18 @@ impl SshOptions {
     /// Sets the jump host.
     pub fn jump(mut self, jump: JumpHost) -> Self {
         self.jump = Some(jump);
+        self
+    }
+
+    /// Sets the keepalive interval (at least one second).
+    pub fn keepalive(mut self, t: Duration) -> Self {
+        self.keepalive = t.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Sets the cap on one command's captured stdout and stderr.
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
         self
     }
 

@@ -69,6 +69,7 @@ pub(super) fn exec(
     line: &str,
     stdin: Option<&[u8]>,
     deadline: Instant,
+    limits: &Limits,
 ) -> Result<Output, Failure> {
     arm(session, deadline)?;
     let mut ch = session.channel_session().map_err(|e| {
@@ -81,16 +82,36 @@ pub(super) fn exec(
     arm(session, deadline)?;
     ch.exec(line).map_err(|e| ssh_failure(e, deadline))?;
     session.set_blocking(false);
-    let result = pump_channel(&mut ch, stdin.unwrap_or(&[]), deadline);
+    let mut keepalive = || {
+        // Non-blocking: a send that would block is retried on the next idle turn.
+        let _ = session.keepalive_send();
+    };
+    let result = pump_channel(
+        &mut ch,
+        stdin.unwrap_or(&[]),
+        deadline,
+        limits,
+        &mut keepalive,
+    );
     session.set_blocking(true);
     result
+}
+
+/// What one command may cost: the cap on each output stream and the keepalive interval.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) max_output: usize,
+    pub(super) keepalive: Duration,
 }
 
 pub(super) fn pump_channel(
     ch: &mut ssh2::Channel,
     stdin: &[u8],
     deadline: Instant,
+    limits: &Limits,
+    keepalive: &mut dyn FnMut(),
 ) -> Result<Output, Failure> {
+    let mut last_keepalive = Instant::now();
     let broken = |e: std::io::Error| Failure::Broken(e.to_string());
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
@@ -129,6 +150,9 @@ pub(super) fn pump_channel(
                 Ok(n) => {
                     stdout.extend_from_slice(&buf[..n]);
                     progress = true;
+                    if stdout.len() > limits.max_output {
+                        return Err(Failure::TooLarge("stdout"));
+                    }
                 }
                 Err(e) if would_block(&e) => {}
                 Err(e) => return Err(broken(e)),
@@ -140,6 +164,9 @@ pub(super) fn pump_channel(
                 Ok(n) => {
                     stderr.extend_from_slice(&buf[..n]);
                     progress = true;
+                    if stderr.len() > limits.max_output {
+                        return Err(Failure::TooLarge("stderr"));
+                    }
                 }
                 Err(e) if would_block(&e) => {}
                 Err(e) => return Err(broken(e)),
@@ -147,6 +174,10 @@ pub(super) fn pump_channel(
         }
         if Instant::now() >= deadline {
             return Err(Failure::Timeout);
+        }
+        if last_keepalive.elapsed() >= limits.keepalive {
+            keepalive();
+            last_keepalive = Instant::now();
         }
         idle.wait_unless(progress);
     }
@@ -207,6 +238,7 @@ impl Backoff {
 pub(super) fn open(target: &Endpoint, opts: &SshOptions) -> Result<Conn, ExecError> {
     let Some(jump) = &opts.jump else {
         let tcp = tcp_connect(target, opts.connect_timeout)?;
+        let _ = tune_tcp(&tcp, opts.keepalive);
         let session = establish(tcp, target, opts)?;
         return Ok(Conn {
             session,
@@ -219,6 +251,7 @@ pub(super) fn open(target: &Endpoint, opts: &SshOptions) -> Result<Conn, ExecErr
         user: jump.user.clone(),
     };
     let tcp = tcp_connect(&bastion_ep, opts.connect_timeout)?;
+    let _ = tune_tcp(&tcp, opts.keepalive);
     let bastion = establish(tcp, &bastion_ep, opts)?;
     let jump_err = |reason: String| ExecError::Jump {
         jump: jump.to_string(),
@@ -247,6 +280,21 @@ pub(super) fn open(target: &Endpoint, opts: &SshOptions) -> Result<Conn, ExecErr
 
 pub(super) fn timeout_ms(t: Duration) -> u32 {
     t.as_millis().clamp(1, u128::from(u32::MAX)) as u32
+}
+
+/// TCP keepalive and user timeout for a session's connection: with a keepalive interval
+/// `k`, an idle connection is probed after `k` (three probes `k` apart) and data left
+/// unacknowledged for `3k` (the SSH keepalives a running command sends) breaks the
+/// connection, so a dead peer is noticed in seconds, not after TCP's default 15 minutes.
+pub(super) fn tune_tcp(s: &TcpStream, k: Duration) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(s);
+    sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(k)
+            .with_interval(k)
+            .with_retries(3),
+    )?;
+    sock.set_tcp_user_timeout(Some(k * 3))
 }
 
 pub(super) fn tcp_connect(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, ExecError> {
@@ -297,5 +345,6 @@ pub(super) fn establish<S: std::os::fd::AsRawFd + 'static>(
     known.verify(&session, ep, opts)?;
     authenticate(&session, ep, opts)?;
     session.set_timeout(0);
+    session.set_keepalive(false, opts.keepalive.as_secs().clamp(1, 3600) as u32);
     Ok(session)
 }

@@ -137,3 +137,32 @@ fn passphrase_protected_openssh_keys_are_detected() {
         format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{b64}\n-----END OPENSSH PRIVATE KEY-----\n");
     assert!(!openssh_key_is_encrypted(&text));
 }
+
+#[test]
+fn connections_get_tcp_keepalive_and_a_user_timeout_of_three_intervals() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let s = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    session::tune_tcp(&s, Duration::from_secs(5)).expect("tune");
+    let sock = socket2::SockRef::from(&s);
+    assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+    assert_eq!(
+        sock.tcp_keepalive_time().expect("idle"),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        sock.tcp_keepalive_interval().expect("interval"),
+        Duration::from_secs(5)
+    );
+    assert_eq!(sock.tcp_keepalive_retries().expect("retries"), 3);
+    assert_eq!(
+        sock.tcp_user_timeout().expect("user timeout"),
+        Some(Duration::from_secs(15))
+    );
+    let o = SshOptions::new("/tmp/kh");
+    assert_eq!(o.keepalive, DEFAULT_KEEPALIVE);
+    assert_eq!(o.max_output, DEFAULT_MAX_OUTPUT);
+    assert_eq!(
+        o.keepalive(Duration::ZERO).keepalive,
+        Duration::from_secs(1)
+    );
+}
