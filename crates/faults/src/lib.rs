@@ -12,6 +12,7 @@
 //! `kbz-failover`) build a [`Target`] from their inputs, call [`run_once`] and present the
 //! reports. Service knowledge (who leads, what streaming means) comes from the components.
 
+mod batch;
 pub mod budget;
 mod check;
 pub mod cleanup;
@@ -25,6 +26,7 @@ mod scenario;
 pub mod service;
 pub mod workload;
 
+pub use batch::{run_all, Batch, Progress};
 pub use budget::{evaluate, Breach, Budget};
 pub use check::{acks_by_server, longest_gap, lost_ids, verdict, Verdict};
 pub use error::FaultError;

@@ -166,6 +166,17 @@ fn monitor(
     (seen, h)
 }
 
+/// A task that ends with its run, also when the run is dropped (interrupted).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
 /// Runs `scenario` once against `t`.
 pub async fn run_once(scenario: &Scenario, t: &Target, timing: &Timing, run: u32) -> RunReport {
     let mut r = RunReport {
@@ -235,6 +246,7 @@ async fn run_inner(
         &r.leader_before,
         stop.clone(),
     );
+    let mut mon = AbortOnDrop(Some(mon));
     let fault_at = Instant::now();
     let fault_t = load.started().elapsed().as_secs_f64();
     tracing::info!(scenario = %s.name, victim = %r.victim, "fault");
@@ -256,7 +268,9 @@ async fn run_inner(
         tokio::time::sleep(timing.after).await;
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = mon.await;
+    if let Some(h) = mon.0.take() {
+        let _ = h.await;
+    }
     let end_t = load.started().elapsed().as_secs_f64();
     let tally = load.stop().await;
     if let Ok(seen) = seen.lock() {

@@ -112,14 +112,25 @@ impl Workload {
     }
 
     /// Stops every writer (each finishes or abandons its statement) and returns the tally.
-    pub async fn stop(self) -> Tally {
+    pub async fn stop(mut self) -> Tally {
         self.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
         let mut t = self.tally.lock().map(|t| t.clone()).unwrap_or_default();
         t.acks.sort_by(|a, b| a.at.total_cmp(&b.at));
         t
+    }
+}
+
+/// A workload dropped without [`Workload::stop`] (its run was interrupted) stops writing at
+/// once: no write may follow the heal and the removal of the scratch data.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

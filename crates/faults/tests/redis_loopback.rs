@@ -184,7 +184,7 @@ impl Node {
 
     /// The "host": its up-check port (what heal_all probes before a power-on) is its Redis.
     fn member(&self, redis_port: u16) -> Member {
-        let exec: Arc<dyn Executor> = Arc::new(LocalExecutor::new());
+        let exec: Arc<dyn Executor> = Arc::new(kbz_testkit::FakeHost::empty("unused"));
         let mut host = Host::new(
             &format!("r{}", self.ip.to_string().rsplit('.').next().unwrap_or("x")),
             self.ip,
@@ -353,19 +353,19 @@ async fn vip_forwarder(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_master_crash_runs_for_real_against_sentinels_on_loopback() {
-    require_redis();
-    let dir = tempfile::tempdir().expect("tmp");
-    let nodes: Vec<Node> = ["127.0.0.51", "127.0.0.52", "127.0.0.53"]
-        .iter()
-        .map(|ip| Node::new(dir.path(), ip))
-        .collect();
-    let ips: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
-    let vip: IpAddr = "127.0.0.50".parse().expect("ip");
-    let port = free_port(&[ips[0], ips[1], ips[2], vip]);
+/// Three Redis servers (the first the master) and three Sentinels on `ips` (plus `extra`
+/// kept free for the VIP): the daemons, the nodes, the Redis and the Sentinel port.
+fn sentinel_cluster(
+    root: &Path,
+    ips: [&str; 3],
+    extra: &[IpAddr],
+) -> (Daemons, Vec<Node>, u16, u16) {
+    let nodes: Vec<Node> = ips.iter().map(|ip| Node::new(root, ip)).collect();
+    let mut all: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
+    all.extend_from_slice(extra);
+    let port = free_port(&all);
     let sport = loop {
-        let p = free_port(&ips);
+        let p = free_port(&all);
         if p != port {
             break p;
         }
@@ -380,15 +380,26 @@ async fn redis_master_crash_runs_for_real_against_sentinels_on_loopback() {
         let conf = n.sentinel_conf(sport, port, master);
         d.start("redis-sentinel", &conf, &n.sentinel_pid());
     }
-    let sentinels: Vec<Endpoint> = nodes
-        .iter()
-        .map(|n| n.endpoint(sport, SENTINEL_PASS))
-        .collect();
-    let _fwd = vip_forwarder((vip, port).into(), sentinels.clone(), port).await;
+    (d, nodes, port, sport)
+}
 
-    let members: Vec<Member> = nodes.iter().map(|n| n.member(port)).collect();
-    let rt = RedisTarget {
-        members: members.clone(),
+/// The Redis target of `nodes` with writes going to `vip`, members on `execs`.
+fn redis_target(
+    nodes: &[Node],
+    execs: &[Arc<dyn Executor>],
+    vip: IpAddr,
+    port: u16,
+    sport: u16,
+) -> RedisTarget {
+    RedisTarget {
+        members: nodes
+            .iter()
+            .zip(execs)
+            .map(|(n, e)| Member {
+                exec: e.clone(),
+                ..n.member(port)
+            })
+            .collect(),
         vip: Endpoint {
             ip: vip,
             port,
@@ -398,7 +409,51 @@ async fn redis_master_crash_runs_for_real_against_sentinels_on_loopback() {
         redis_port: port,
         sentinel_port: sport,
         sentinel_password: Secret::new(SENTINEL_PASS),
-    };
+    }
+}
+
+/// A target without PostgreSQL (the Redis scenarios do not touch it).
+fn target_of(redis: RedisTarget, power: Option<HostCommands>) -> Target {
+    Target {
+        members: Vec::new(),
+        pg: PgTarget {
+            addr: redis.vip.ip,
+            port: 1,
+            user: "postgres".into(),
+            password: Secret::new(""),
+            dbname: "postgres".into(),
+            timeout: Duration::from_secs(1),
+        },
+        redis: Some(redis),
+        lbs: Vec::new(),
+        power,
+        isolate: None,
+        writers: 3,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_master_crash_runs_for_real_against_sentinels_on_loopback() {
+    require_redis();
+    let dir = tempfile::tempdir().expect("tmp");
+    let vip: IpAddr = "127.0.0.50".parse().expect("ip");
+    let (_d, nodes, port, sport) = sentinel_cluster(
+        dir.path(),
+        ["127.0.0.51", "127.0.0.52", "127.0.0.53"],
+        &[vip],
+    );
+    let sentinels: Vec<Endpoint> = nodes
+        .iter()
+        .map(|n| n.endpoint(sport, SENTINEL_PASS))
+        .collect();
+    let _fwd = vip_forwarder((vip, port).into(), sentinels.clone(), port).await;
+
+    let execs: Vec<Arc<dyn Executor>> = nodes
+        .iter()
+        .map(|_| Arc::new(LocalExecutor::new()) as Arc<dyn Executor>)
+        .collect();
+    let rt = redis_target(&nodes, &execs, vip, port, sport);
+    let members = rt.members.clone();
     // The power commands: SIGKILL of the victim's Redis by its pid, and its restart (empty).
     let off = format!(
         "kill -9 \"$(cat {root}/{{ip}}/redis.pid)\"",
@@ -408,22 +463,7 @@ async fn redis_master_crash_runs_for_real_against_sentinels_on_loopback() {
         "redis-server {root}/{{ip}}/redis.conf",
         root = dir.path().display()
     );
-    let target = Target {
-        members: Vec::new(),
-        pg: PgTarget {
-            addr: vip,
-            port: 1,
-            user: "postgres".into(),
-            password: Secret::new(""),
-            dbname: "postgres".into(),
-            timeout: Duration::from_secs(1),
-        },
-        redis: Some(rt.clone()),
-        lbs: Vec::new(),
-        power: Some(HostCommands { off, on }),
-        isolate: None,
-        writers: 3,
-    };
+    let target = target_of(rt, Some(HostCommands { off, on }));
     let s = Scenario::named("redis-master-crash").expect("scenario");
     // Sentinels find each other and the replicas within a few seconds.
     let svc = target.service(&s).expect("service");
@@ -475,6 +515,190 @@ async fn redis_master_crash_runs_for_real_against_sentinels_on_loopback() {
             Duration::from_secs(10),
             || async { rd::read_ids(&e).await.is_ok_and(|v| v.is_empty()) },
         )
+        .await;
+    }
+}
+
+/// Set in the child process of the SIGINT test: the loopback cluster it runs against.
+const CHILD: &str = "KBZ_FAULTS_SIGINT_CHILD";
+
+/// The child: `redis-master-partition` with a fault of 5 minutes against the loopback cluster
+/// (writes go to the master directly; the members' executors are fake hosts that record the
+/// nftables scripts instead of running them), through [`kbz_faults::run_all`] with Ctrl-C
+/// as the interrupt, as kbz-failover runs it. Prints what each host ran.
+async fn sigint_child(spec: &str) {
+    let v: serde_json::Value = serde_json::from_str(spec).expect("spec");
+    let root = PathBuf::from(v["dir"].as_str().expect("dir"));
+    let ips: Vec<&str> = v["ips"]
+        .as_array()
+        .expect("ips")
+        .iter()
+        .filter_map(|i| i.as_str())
+        .collect();
+    let (port, sport) = (
+        v["port"].as_u64().expect("port") as u16,
+        v["sport"].as_u64().expect("sport") as u16,
+    );
+    let nodes: Vec<Node> = ips.iter().map(|ip| Node::new(&root, ip)).collect();
+    let fakes: Vec<Arc<kbz_testkit::FakeHost>> = nodes
+        .iter()
+        .map(|n| {
+            let f = Arc::new(kbz_testkit::FakeHost::empty(&n.ip.to_string()));
+            f.script("kbz_fault", kbz_core::Output::default());
+            f
+        })
+        .collect();
+    let execs: Vec<Arc<dyn Executor>> = fakes
+        .iter()
+        .map(|f| f.clone() as Arc<dyn Executor>)
+        .collect();
+    let target = target_of(redis_target(&nodes, &execs, nodes[0].ip, port, sport), None);
+    let s = Scenario::named("redis-master-partition").expect("scenario");
+    let timing = Timing {
+        before: Duration::from_secs(1),
+        fault: Duration::from_secs(300),
+        after: Duration::from_secs(1),
+        healthy_within: Duration::from_secs(60),
+        stable_samples: 1,
+    };
+    let b = kbz_faults::run_all(
+        &s,
+        &target,
+        &timing,
+        3,
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+        |_| {},
+    )
+    .await;
+    let ran: serde_json::Map<String, serde_json::Value> = target
+        .redis
+        .iter()
+        .flat_map(|r| r.members.iter())
+        .zip(&fakes)
+        .map(|(m, f)| (m.host.hostname.clone(), serde_json::json!(f.ran())))
+        .collect();
+    println!(
+        "\nKBZ-CHILD {}",
+        serde_json::json!({"interrupted": b.interrupted, "runs": b.reports.len(), "not_healed": b.not_healed, "ran": ran})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigint_heals_every_fault_it_injected_and_removes_the_scratch_keys() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        sigint_child(&spec).await;
+        return;
+    }
+    require_redis();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ips = ["127.0.0.61", "127.0.0.62", "127.0.0.63"];
+    let (_d, nodes, port, sport) = sentinel_cluster(dir.path(), ips, &[]);
+    let sentinels: Vec<Endpoint> = nodes
+        .iter()
+        .map(|n| n.endpoint(sport, SENTINEL_PASS))
+        .collect();
+    let redis: Vec<Endpoint> = nodes.iter().map(|n| n.endpoint(port, PASS)).collect();
+    until("a healthy cluster", Duration::from_secs(60), || async {
+        client::healthy(&redis, &sentinels).await.is_ok()
+    })
+    .await;
+
+    let spec = serde_json::json!({"dir": dir.path(), "ips": ips, "port": port, "sport": sport});
+    let child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "sigint_heals_every_fault_it_injected_and_removes_the_scratch_keys",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, spec.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the child");
+    /// Kills the child by its pid if the test fails before it ends.
+    struct Child(Option<std::process::Child>);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut child = Child(Some(child));
+    let pid = child.0.as_ref().map(|c| c.id()).expect("pid");
+    // The writers are at work once scratch keys appear; the partition follows 1 s later.
+    until("the child's writes", Duration::from_secs(90), || async {
+        rd::read_ids(&redis[0]).await.is_ok_and(|v| !v.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let st = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(st.success());
+    let c = child.0.take().expect("child");
+    let out = tokio::task::spawn_blocking(move || c.wait_with_output())
+        .await
+        .expect("join")
+        .expect("child output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("KBZ-CHILD ").map(|(_, j)| j))
+        .unwrap_or_else(|| panic!("no report from the child: {stdout}\n{stderr}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("child json");
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(
+        v["runs"], 0,
+        "the interrupted run is not reported as complete: {v}"
+    );
+    assert_eq!(v["not_healed"], serde_json::json!([]), "{v}");
+    let heal = kbz_faults::fault::heal_script();
+    let ran = v["ran"].as_object().expect("ran");
+    assert_eq!(ran.len(), 3, "{v}");
+    // The master was cut off (the partition script ran on it), and then healed.
+    let victim = ran
+        .get("r61")
+        .and_then(|r| r.as_array())
+        .expect("master's commands");
+    let cut = victim
+        .iter()
+        .position(|c| c.as_str().is_some_and(|c| c.contains("nft -f -")))
+        .unwrap_or_else(|| panic!("no partition on the master: {v}"));
+    let healed = victim
+        .iter()
+        .rposition(|c| c.as_str() == Some(heal.as_str()))
+        .unwrap_or_else(|| panic!("no heal on the master: {v}"));
+    assert!(cut < healed, "{v}");
+    // Every host got the heal; none was cut off but the victim.
+    for (host, cmds) in ran {
+        let cmds = cmds.as_array().expect("commands");
+        assert!(
+            cmds.iter().any(|c| c.as_str() == Some(heal.as_str())),
+            "{host}: {v}"
+        );
+        if host != "r61" {
+            assert!(
+                !cmds
+                    .iter()
+                    .any(|c| c.as_str().is_some_and(|c| c.contains("nft -f -"))),
+                "{host}: {v}"
+            );
+        }
+    }
+    // And the scratch keys are gone from every member.
+    for e in &redis {
+        until("no scratch key left", Duration::from_secs(10), || async {
+            rd::read_ids(e).await.is_ok_and(|v| v.is_empty())
+        })
         .await;
     }
 }

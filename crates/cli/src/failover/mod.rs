@@ -390,51 +390,29 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         ..kbz_faults::Timing::default()
     };
     let cfg = ctx.config.failover.clone();
-    let mut reports = Vec::new();
-    let mut interrupted = false;
-    for n in 1..=o.runs {
-        let once = kbz_faults::run_once(&s, &t, &timing, n);
-        let r = rt.block_on(async {
-            tokio::select! {
-                r = once => Some(r),
-                _ = tokio::signal::ctrl_c() => None,
+    let json = c.json;
+    let scenario_name = s.name.clone();
+    let batch = rt.block_on(kbz_faults::run_all(
+        &s,
+        &t,
+        &timing,
+        o.runs,
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+        |p| match p {
+            kbz_faults::Progress::Run(r) if !json => crate::outln!("{}", output::run_line(r)),
+            kbz_faults::Progress::Run(_) => {}
+            kbz_faults::Progress::Interrupted => {
+                crate::errln!("Interrupted: healing every fault of {scenario_name} ...")
             }
-        });
-        match r {
-            Some(r) => {
-                if !c.json {
-                    crate::outln!("{}", output::run_line(&r));
-                }
-                reports.push(r);
-            }
-            None => {
-                interrupted = true;
-                crate::errln!("Interrupted: healing every fault of {} ...", s.name);
-                break;
-            }
-        }
-    }
-    // Heal everything the scenario can inject, then drop the scratch table.
-    let mut not_healed: Vec<String> = rt
-        .block_on(kbz_faults::cleanup::heal_all(&s, &t))
-        .into_iter()
-        .map(|(h, e)| format!("{h}: {} {e}", e.code()))
-        .collect();
-    if let Err(e) = rt.block_on(async {
-        let svc = t.service(&s)?;
-        kbz_faults::wait_healthy(svc.as_ref(), timing.healthy_within, 1).await?;
-        kbz_faults::cleanup::drop_scratch(&s, &t).await
-    }) {
-        let scratch = match s.service() {
-            kbz_faults::Service::Redis => {
-                format!("scratch keys {}*", kbz_faults::redis::PREFIX)
-            }
-            kbz_faults::Service::Postgres => {
-                format!("scratch table {}", kbz_faults::postgres::TABLE)
-            }
-        };
-        not_healed.push(format!("{scratch}: {} {e}", e.code()));
-    }
+        },
+    ));
+    let kbz_faults::Batch {
+        reports,
+        interrupted,
+        not_healed,
+    } = batch;
 
     let breaches: Vec<Breach> = reports
         .iter()
