@@ -15,7 +15,7 @@ use std::process::ExitCode;
     name = "kbz-failover",
     version,
     after_help = exit::help(
-        "kbz-failover: 0 every run inside its budget; 1 a run outside its budget (E071 lost writes, E072 write gap) or a failed run; 2 bad input or a cluster kbz-health does not call healthy (nothing injected); 3 hosts or the VIP unreachable (nothing injected)."
+        "kbz-failover: 0 every run inside its budget; 1 a run outside its budget (E071 lost writes, E072 write gap) or a failed run; 2 a cluster kbz-health does not call healthy (nothing injected); 3 hosts or the VIP unreachable (nothing injected); 64 bad input (nothing injected)."
     )
 )]
 struct Cli {
@@ -49,7 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = kbz_cli::args::parse();
     let c = &cli.common;
     let code = match cli.command {
         Command::List => failover::list(c),

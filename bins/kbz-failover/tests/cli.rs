@@ -126,7 +126,7 @@ fn an_unknown_scenario_suggests_the_nearest_name() {
         dir.path(),
     );
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert_eq!(o.status.code(), Some(64), "{out}");
     assert!(out.contains("E010"), "{out}");
     assert!(
         out.contains("did you mean `postgres-leader-partition`?"),
@@ -155,7 +155,7 @@ fn a_budget_that_cannot_parse_is_e008_with_its_line() {
         dir.path(),
     );
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert_eq!(o.status.code(), Some(64), "{out}");
     assert!(out.contains("E008") && out.contains("kbz.toml:9"), "{out}");
     assert!(out.contains("redis_gap_secs"), "{out}");
 }
@@ -175,7 +175,7 @@ fn a_power_cut_without_power_commands_is_refused() {
         dir.path(),
     );
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert_eq!(o.status.code(), Some(64), "{out}");
     assert!(out.contains("E008") && out.contains("power_off"), "{out}");
 }
 
@@ -227,6 +227,6 @@ fn bad_counts_are_usage_errors() {
         dir.path(),
     );
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert_eq!(o.status.code(), Some(64), "{out}");
     assert!(out.contains("E010") && out.contains("--runs"), "{out}");
 }

@@ -1,5 +1,6 @@
 //! kbz-health: parses arguments, calls kbz-cli's health library, and returns a documented
-//! exit code (0 healthy, 1 degraded, 2 down; see `EXIT CODES` in `--help`).
+//! exit code (0 healthy, 1 degraded, 2 down, 3 unreachable, 64 bad input; see `EXIT CODES`
+//! in `--help`).
 
 use clap::{Parser, Subcommand};
 use kbz_cli::health::command::{self, Options};
@@ -14,7 +15,7 @@ use std::process::ExitCode;
     name = "kbz-health",
     version,
     after_help = exit::help(
-        "kbz-health: 0 healthy, 1 degraded (redundancy lost, every service up), 2 down (a service is unavailable), 3 no host could be asked; bad input is 2 with an `errors` JSON."
+        "kbz-health: 0 healthy, 1 degraded (redundancy lost, every service up), 2 down (a service is unavailable; only that), 3 no host could be asked, 64 bad input or a usage error (with an `errors` JSON under --json)."
     )
 )]
 struct Cli {
@@ -62,7 +63,7 @@ enum TimerAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = kbz_cli::args::parse();
     let (c, o) = (&cli.common, &cli.options);
     let code = match &cli.command {
         None => command::once(c, o),

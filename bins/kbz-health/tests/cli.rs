@@ -59,10 +59,10 @@ fn help_documents_the_exit_codes() {
 }
 
 #[test]
-fn bad_input_is_e010_with_exit_2() {
+fn bad_input_is_e010_with_exit_64_never_2() {
     let dir = tempfile::tempdir().expect("tmp");
     let o = health(&["--json"], dir.path());
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(64));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["errors"][0]["code"], "E010");
 
@@ -72,14 +72,14 @@ fn bad_input_is_e010_with_exit_2() {
         dir.path(),
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(
         err.contains("E010") && err.contains("did you mean `postgres`"),
         "{err}"
     );
 
     let o = health(&["--inventory", "missing.tsv"], dir.path());
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("E001"));
 }
 
@@ -308,4 +308,74 @@ fn a_status_change_notifies_once_and_a_repeat_run_stays_quiet() {
     );
     assert!(bodies[0].contains("loop health"), "{}", bodies[0]);
     assert!(!bodies[0].contains("S3cr3t"), "{}", bodies[0]);
+}
+
+#[test]
+fn a_usage_error_is_64_not_down() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for args in [
+        &["--bogus"][..],
+        &["serve", "--listen"][..],
+        &["timer"][..],
+        &["--component"][..],
+    ] {
+        let o = health(args, dir.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {err}");
+        assert!(
+            err.contains("Usage") || err.contains("--help"),
+            "{args:?}: {err}"
+        );
+    }
+    let o = health(&["--version"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("kbz-health "));
+}
+
+/// Runs kbz-health with its stdout a pipe whose reading end is already closed.
+fn with_closed_stdout(args: &[&str], dir: &Path) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kbz-health"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kbz-health");
+    drop(c.stdout.take());
+    c.wait_with_output().expect("wait")
+}
+
+#[test]
+fn a_closed_pipe_on_stdout_is_no_panic_and_keeps_the_exit_code() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path());
+    for (args, code) in [
+        (&["--help"][..], 0),
+        (&["--inventory", "servers.tsv"][..], 3),
+        (&["--inventory", "servers.tsv", "--json"][..], 3),
+        (&["--json"][..], 64),
+    ] {
+        let o = with_closed_stdout(args, dir.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    }
+    // What an operator types: `kbz-health ... | head -1`.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg("\"$0\" --inventory servers.tsv | head -1 >/dev/null; echo \"rc=${PIPESTATUS[0]}\"")
+        .arg(env!("CARGO_BIN_EXE_kbz-health"))
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.contains("rc=3"), "{out}{err}");
 }

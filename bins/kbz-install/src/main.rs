@@ -53,7 +53,7 @@ enum NotifyAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = kbz_cli::args::parse();
     let (g, o) = (&cli.common, &cli.options);
     let code = match &cli.command {
         Some(Command::Explain { code }) => install::explain(code, g),

@@ -47,7 +47,7 @@ fn invalid_inventory_reports_every_problem_with_codes_and_lines() {
         .expect("write");
     let o = kbz(&["validate", "--inventory", "servers.tsv"], dir.path());
     let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(
         err.contains("E004") && err.contains("servers.tsv:3"),
         "{err}"
@@ -70,7 +70,7 @@ fn missing_inventory_is_e001_and_json_errors_are_machine_readable() {
         &["--inventory", "nope.tsv", "--dry-run", "--json"],
         dir.path(),
     );
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(64));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["errors"][0]["code"], "E001");
 }
@@ -84,7 +84,7 @@ fn explain_prints_fixes_and_rejects_unknown_codes() {
     assert!(out.contains("E014") && out.contains("1. "), "{out}");
     let o = kbz(&["explain", "E999"], dir.path());
     let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(64));
     assert!(err.contains("E001 to E066"), "{err}");
 }
 
@@ -99,7 +99,7 @@ fn real_run_without_yes_off_a_terminal_is_refused() {
         .output()
         .expect("run");
     let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(err.contains("E010") && err.contains("--yes"), "{err}");
 }
 

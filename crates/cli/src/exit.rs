@@ -7,10 +7,12 @@ pub const OK: u8 = 0;
 pub const FAILED: u8 = 1;
 /// kbz-health: degraded: redundancy is lost, every service still answers.
 pub const DEGRADED: u8 = 1;
-/// Invalid input: inventory, config, secrets or command line (every binary).
-pub const INPUT: u8 = 2;
-/// kbz-health: down: a service is unavailable.
+/// kbz-health: down: a service is unavailable (and nothing else: bad input is [`INPUT`]);
+/// kbz-failover: the cluster is not healthy, nothing was injected.
 pub const DOWN: u8 = 2;
+/// Invalid input: inventory, config, secrets or command line, a usage error included (every
+/// binary; sysexits' EX_USAGE, apart from every status code).
+pub const INPUT: u8 = 64;
 /// Hosts unreachable: nothing was changed (kbz-health: no host could be asked).
 pub const UNREACHABLE: u8 = 3;
 /// kbz-install: rollback incomplete; hosts need attention.
@@ -21,14 +23,18 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; kbz-health: healthy (every check ok)"),
     (
         FAILED,
-        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup); kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap) or a failed run",
+        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup); kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap or VIP) or a failed run",
     ),
     (
-        INPUT,
-        "invalid input: inventory, config, secrets or command line (the JSON has `errors`); kbz-health: a service is down (the JSON has `checks`); kbz-failover: also a cluster that is not healthy (nothing injected)",
+        DOWN,
+        "kbz-health: down, a service is unavailable (the JSON has `checks`); kbz-failover: the cluster is not healthy, nothing was injected",
     ),
     (UNREACHABLE, "hosts unreachable, nothing was changed; kbz-health: no host could be asked"),
     (ROLLBACK_INCOMPLETE, "kbz-install: rollback incomplete, some hosts need attention (see the listed steps)"),
+    (
+        INPUT,
+        "invalid input: inventory, config, secrets or command line, a usage error included (the JSON has `errors`); nothing was changed",
+    ),
 ];
 
 /// The `EXIT CODES` section of a binary's `--help`, followed by `note` when it is not empty.
@@ -72,7 +78,10 @@ mod tests {
     #[test]
     fn codes_are_listed_in_order_once() {
         let codes: Vec<u8> = TABLE.iter().map(|(c, _)| *c).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 4]);
-        assert!(help("x").contains("  2  invalid input"));
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 64]);
+        // Every code means one thing per binary: "down" and "bad input" never share one.
+        assert_ne!(DOWN, INPUT);
+        assert!(help("x").contains("  64  invalid input"));
+        assert!(help("x").contains("  2  kbz-health: down"));
     }
 }

@@ -5,8 +5,8 @@
 //! times, heals every fault of the scenario and drops the scratch table at the end (also on
 //! Ctrl-C), judges every run against its `[failover]` budget ([`kbz_faults::evaluate`]),
 //! prints a table or JSON, notifies (`Event::failover_result`) and maps the outcome to an
-//! exit code: 0 inside budget, 1 a breach (E071/E072) or a failed run, 2 bad input or an
-//! unhealthy cluster, 3 unreachable.
+//! exit code: 0 inside budget, 1 a breach (E071/E072) or a failed run, 2 an unhealthy
+//! cluster (nothing injected), 3 unreachable, 64 bad input.
 
 pub mod output;
 
@@ -345,7 +345,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
             if code == exit::UNREACHABLE {
                 code
             } else {
-                exit::INPUT
+                exit::DOWN
             },
         ));
     }
