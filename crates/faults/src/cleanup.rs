@@ -156,4 +156,72 @@ mod tests {
             failed[0].1
         );
     }
+
+    #[tokio::test]
+    async fn haproxy_is_released_on_every_host_lb_hosts_included() {
+        let (fakes, mut t) = fleet();
+        let lb = Arc::new(FakeHost::debian("lb1"));
+        t.lbs = vec![
+            // db1 is an lb host too: it must be healed once, not twice.
+            t.members[0].clone(),
+            Member {
+                host: Host::new("lb1", "127.0.0.9".parse().expect("ip"), &[Role::Lb]),
+                exec: lb.clone(),
+            },
+        ];
+        for f in fakes.iter().chain([&lb]) {
+            f.script("systemctl unmask --runtime 'haproxy'", Output::default());
+        }
+        let s = Scenario::named("haproxy-down").expect("scenario");
+        assert!(heal_all(&s, &t).await.is_empty());
+        for f in fakes.iter().chain([&lb]) {
+            let releases = f
+                .ran()
+                .iter()
+                .filter(|c| c.contains("systemctl unmask --runtime 'haproxy'"))
+                .count();
+            assert_eq!(releases, 1, "{:?}", f.ran());
+        }
+        assert_eq!(t.hosts().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_vip_holder_is_the_lb_host_that_has_the_address() {
+        let (fakes, t) = fleet();
+        let addr = |a: &str| {
+            format!(
+                "keepalived=active\n2: eth0    inet {a}/24 brd 10.0.0.255 scope global eth0\\       valid_lft forever\n"
+            )
+        };
+        let out = |s: String| Output {
+            status: 0,
+            stdout: s.into_bytes(),
+            stderr: vec![],
+        };
+        fakes[0].script("ip -o addr show", out(addr("10.0.0.11")));
+        fakes[1].script(
+            "ip -o addr show",
+            out(format!(
+                "{}2: eth0    inet 10.0.0.100/32 scope global eth0\n",
+                addr("10.0.0.12")
+            )),
+        );
+        // db3 does not answer: it holds nothing.
+        fakes[2].script(
+            "ip -o addr show",
+            Output {
+                status: 255,
+                stdout: vec![],
+                stderr: b"connection refused".to_vec(),
+            },
+        );
+        let vip = "10.0.0.100".parse().expect("ip");
+        assert_eq!(
+            crate::observe::vip_holders(&t.members, vip).await,
+            vec!["db2"]
+        );
+        assert!(crate::observe::vip_holders(&t.members[..1], vip)
+            .await
+            .is_empty());
+    }
 }

@@ -302,10 +302,12 @@ async fn run_inner(
     match svc.read_vip().await {
         Ok(present) => {
             r.vip = verdict(&tally, &present);
+            let at: std::collections::HashMap<i64, f64> =
+                tally.acks.iter().map(|a| (a.id, a.at)).collect();
             r.lost_ack_offsets = lost_ids(&tally, &present)
                 .iter()
-                .filter_map(|id| tally.acks.iter().find(|a| a.id == *id))
-                .map(|a| a.at - fault_t)
+                .filter_map(|id| at.get(id))
+                .map(|t| t - fault_t)
                 .collect();
             r.lost_ack_offsets.sort_by(f64::total_cmp);
         }
