@@ -438,6 +438,37 @@ fn leader_partition(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+/// Issue 10: the Redis master (as the Sentinels name it) powered off for 20 s under write load
+/// through the Redis VIP, judged by the default `[failover]` budgets: a new master within the
+/// write-gap budget, no acknowledged write lost outside the `min-replicas-max-lag` window.
+fn redis_master_crash(info: &LabInfo) -> Result<()> {
+    step("failover: the Redis master powered off for 20 s under write load (budgets enforced)");
+    let rt = tokio::runtime::Runtime::new()?;
+    let target = crate::failover::target(&rt, info, 4)?;
+    let scenario = kbz_faults::Scenario::named("redis-master-crash")?;
+    let timing = kbz_faults::Timing {
+        fault: std::time::Duration::from_secs(20),
+        ..kbz_faults::Timing::default()
+    };
+    let r = rt.block_on(kbz_faults::run_once(&scenario, &target, &timing, 1));
+    println!("{}", crate::failover::run_line(&r));
+    ensure!(
+        r.error.is_none() && r.vip.acked > 0,
+        "redis master crash: {:?}",
+        r.error
+    );
+    let breaches = kbz_faults::evaluate(&scenario, &Default::default(), &r);
+    ensure!(
+        breaches.is_empty(),
+        "redis master crash outside its budget: {:?}",
+        breaches
+            .iter()
+            .map(|b| b.message.clone())
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
 /// A webhook receiver on 127.0.0.1 that records request bodies.
 struct Receiver {
     port: u16,
@@ -791,6 +822,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     }
     data_tier(info, &names)?;
     leader_partition(info, fig)?;
+    redis_master_crash(info)?;
     health::scenario(info, &names, fig)?;
 
     step("dry-run against the converged lab plans 0 operations");
