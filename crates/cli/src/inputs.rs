@@ -101,3 +101,21 @@ pub fn secrets(
     }
     Ok(s)
 }
+
+/// The cluster's CA and member certificates when `[security] tls` is on (`None` otherwise):
+/// kept in `STATE_DIR/tls` (made on first use, saved only when `persist` is set), in memory
+/// without a state directory.
+pub fn pki(inputs: &Inputs, persist: bool) -> Result<Option<kbz_core::pki::Pki>, Diagnostic> {
+    use kbz_core::pki::{Member, Pki};
+    use kbz_errors::HasCode;
+    if !inputs.config.security.tls {
+        return Ok(None);
+    }
+    let members = Member::of_inventory(&inputs.inventory);
+    let cluster = inputs.config.cluster.slug();
+    let pki = match &inputs.state_dir {
+        Some(dir) => Pki::load_or_create(&dir.join("tls"), &cluster, &members, persist),
+        None => Pki::in_memory(&cluster, &members),
+    };
+    pki.map(Some).map_err(|e| e.to_diagnostic())
+}

@@ -44,9 +44,13 @@ pub fn prepare(
         .iter()
         .flat_map(|c| c.secret_names())
         .collect::<Vec<_>>();
-    let secrets = inputs::secrets(&i, names, secrets == Secrets::Persist)
-        .map_err(|d| Failure::input(vec![d]))?;
-    let redactor = Redactor::from_secrets(&secrets);
+    let persist = secrets == Secrets::Persist;
+    let secrets = inputs::secrets(&i, names, persist).map_err(|d| Failure::input(vec![d]))?;
+    let pki = inputs::pki(&i, persist).map_err(|d| Failure::input(vec![d]))?;
+    let mut redactor = Redactor::from_secrets(&secrets);
+    if let Some(p) = &pki {
+        redactor.extend(p.patterns());
+    }
     ui::mask_secrets(redactor.clone());
     if let Some(dir) = &i.state_dir {
         log::init(dir, binary, c.verbose, redactor);
@@ -54,7 +58,10 @@ pub fn prepare(
     let notifiers = Notifiers::new(&i.config.notify, &secrets)
         .map_err(|e| Failure::input(vec![e.to_diagnostic()]))?
         .with_server(&i.config.cluster.name);
-    let ctx = Context::new(i.inventory.clone(), i.config.clone(), secrets);
+    let mut ctx = Context::new(i.inventory.clone(), i.config.clone(), secrets);
+    if let Some(p) = pki {
+        ctx = ctx.with_pki(p);
+    }
     Ok(Session {
         inputs: i,
         ctx,

@@ -42,6 +42,18 @@ pub struct Config {
     pub artifacts: BTreeMap<String, crate::artifact::ArtifactOverride>,
     /// `[failover]`: kbz-failover's budgets and power commands.
     pub failover: FailoverConfig,
+    /// `[security]`: TLS between the members.
+    pub security: SecurityConfig,
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// TLS with kbz's own CA (`STATE_DIR/tls`): etcd peer and client TLS with client
+    /// certificates, Patroni's etcd3 client, PostgreSQL `ssl = on` with `hostssl` for network
+    /// access. Off by default until the lab has run with it.
+    pub tls: bool,
 }
 
 /// `[cluster]`.
@@ -261,8 +273,10 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "notify",
             "artifacts",
             "failover",
+            "security",
         ],
     ),
+    ("security", &["tls"]),
     (
         "cluster",
         &[

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::ComponentError;
 use crate::inventory::Host;
 use crate::inventory::Inventory;
+use crate::pki::Pki;
 use crate::secret::{Secret, Secrets};
 
 /// Read-only inputs of a run.
@@ -22,6 +23,8 @@ pub struct Context {
     pub secrets: Arc<Secrets>,
     /// Facts gathered from each reachable host at the start of a run (by hostname).
     pub facts: Arc<std::collections::BTreeMap<String, Facts>>,
+    /// The cluster CA and member certificates, when `[security] tls` is on.
+    pub pki: Option<Arc<Pki>>,
     /// Values computed once per run and shared by every host (see [`Context::shared`]).
     memo: Arc<Mutex<HashMap<&'static str, Arc<str>>>>,
 }
@@ -35,6 +38,28 @@ impl Context {
             secrets: Arc::new(secrets),
             memo: Arc::default(),
             facts: Arc::default(),
+            pki: None,
+        }
+    }
+
+    /// The same context with the cluster's certificates (kbz-cli makes them when
+    /// `[security] tls` is on).
+    pub fn with_pki(mut self, pki: Pki) -> Self {
+        self.pki = Some(Arc::new(pki));
+        self
+    }
+
+    /// The certificates to use: `None` while `[security] tls` is off; an error when it is on
+    /// and the run made none.
+    pub fn tls(&self) -> Result<Option<&Pki>, ComponentError> {
+        if !self.config.security.tls {
+            return Ok(None);
+        }
+        match &self.pki {
+            Some(p) => Ok(Some(p)),
+            None => Err(ComponentError::MissingSecret(
+                "tls certificates ([security] tls = true, but no CA was loaded)".into(),
+            )),
         }
     }
 

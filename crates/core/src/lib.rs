@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod journal;
 pub mod net;
 pub mod notifier;
+pub mod pki;
 pub mod plan;
 pub mod redact;
 pub mod resource;

@@ -44,6 +44,26 @@ pub fn example_context<I: IntoIterator<Item = String>>(secret_names: I) -> Conte
     )
 }
 
+/// `ctx` with `[security] tls = true` and an in-memory CA with a certificate for every etcd
+/// and PostgreSQL member.
+pub fn with_tls(ctx: &Context) -> Context {
+    let mut cfg = (*ctx.config).clone();
+    cfg.security.tls = true;
+    let pki = kbz_core::pki::Pki::in_memory(
+        &cfg.cluster.slug(),
+        &kbz_core::pki::Member::of_inventory(&ctx.inventory),
+    )
+    .expect("in-memory CA");
+    Context::new((*ctx.inventory).clone(), cfg, (*ctx.secrets).clone()).with_pki(pki)
+}
+
+/// An insta filter that replaces every PEM block (generated keys and certificates change on
+/// each run) with `[LABEL PEM]`.
+pub const PEM_FILTER: (&str, &str) = (
+    r"(?s)-----BEGIN ([A-Z ]+)-----.*?-----END [A-Z ]+-----",
+    "[$1 PEM]",
+);
+
 /// The example's database trio without the rest of the fleet: `db1`..`db3` at
 /// `{ip_prefix}1`..`{ip_prefix}3`, each with the `etcd` and `postgres` roles.
 pub fn db_inventory(ip_prefix: &str) -> Inventory {

@@ -20,8 +20,9 @@ pub fn probes(ctx: &Context, host: &Host) -> Vec<Probe> {
     };
     let ctl = |args: &str| {
         format!(
-            "ETCDCTL_API=3 timeout 15 etcdctl --endpoints={} --dial-timeout=2s --command-timeout=5s {args}",
-            me.client_url
+            "ETCDCTL_API=3 timeout 15 etcdctl --endpoints={}{} --dial-timeout=2s --command-timeout=5s {args}",
+            me.client_url,
+            crate::client_flags(ctx.config.security.tls)
         )
     };
     vec![

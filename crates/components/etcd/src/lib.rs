@@ -57,6 +57,14 @@ pub const PEER_PORT: u16 = 2380;
 pub const PACKAGES: &[&str] = &["etcd-server", "etcd-client"];
 /// The systemd unit.
 pub const SERVICE: &str = "etcd";
+/// Where kbz puts etcd's TLS files when `[security] tls` is on (owned by the etcd user).
+pub const TLS_DIR: &str = "/etc/etcd/kbz-tls";
+/// The cluster CA: peers and clients must present a certificate it signed.
+pub const TLS_CA: &str = "/etc/etcd/kbz-tls/ca.crt";
+/// The member's certificate (server and client: peers, and etcdctl on the host).
+pub const TLS_CERT: &str = "/etc/etcd/kbz-tls/member.crt";
+/// The member's key (0600, etcd:etcd).
+pub const TLS_KEY: &str = "/etc/etcd/kbz-tls/member.key";
 
 const ENV_TEMPLATE: &str = include_str!("../templates/etcd.env.hbs");
 const DROPIN: &str = include_str!("../templates/etcd.service.kbz.conf");
@@ -76,14 +84,15 @@ impl Etcd {
         ctx.inventory.with_role(Role::Etcd)
     }
 
-    /// Name and advertised URLs of every member.
+    /// Name and advertised URLs of every member (`https://` with `[security] tls`).
     pub fn expected(ctx: &Context) -> Vec<Expected> {
+        let tls = ctx.config.security.tls;
         Etcd::members(ctx)
             .into_iter()
             .map(|h| Expected {
                 name: h.hostname.clone(),
-                client_url: http_url(h.ip, CLIENT_PORT),
-                peer_url: http_url(h.ip, PEER_PORT),
+                client_url: url(tls, h.ip, CLIENT_PORT),
+                peer_url: url(tls, h.ip, PEER_PORT),
             })
             .collect()
     }
@@ -118,8 +127,9 @@ impl Etcd {
                 .collect::<Vec<_>>()
                 .join(",")
         });
-        let client = http_url(host.ip, CLIENT_PORT);
-        let loopback = http_url(IpAddr::from([127, 0, 0, 1]), CLIENT_PORT);
+        let tls = ctx.config.security.tls;
+        let client = url(tls, host.ip, CLIENT_PORT);
+        let loopback = url(tls, IpAddr::from([127, 0, 0, 1]), CLIENT_PORT);
         let listen_client = if client == loopback {
             client.clone()
         } else {
@@ -131,11 +141,15 @@ impl Etcd {
             &serde_json::json!({
                 "name": host.hostname,
                 "data_dir": DATA_DIR,
-                "peer_url": http_url(host.ip, PEER_PORT),
+                "peer_url": url(tls, host.ip, PEER_PORT),
                 "client_url": client,
                 "listen_client_urls": listen_client,
                 "initial_cluster": &*initial,
                 "token": Etcd::token(ctx),
+                "tls": tls,
+                "tls_ca": TLS_CA,
+                "tls_cert": TLS_CERT,
+                "tls_key": TLS_KEY,
             }),
         )
     }
@@ -145,11 +159,13 @@ impl Etcd {
         DROPIN
     }
 
-    /// `etcdctl` against every member with short timeouts; stderr merged into stdout.
+    /// `etcdctl` against every member with short timeouts; stderr merged into stdout. With
+    /// `[security] tls` it presents the host's member certificate ([`client_flags`]).
     pub fn etcdctl(ctx: &Context, args: &str) -> String {
         format!(
-            "ETCDCTL_API=3 etcdctl --endpoints={} --dial-timeout=2s --command-timeout=5s {args} 2>&1",
-            Etcd::endpoints(ctx)
+            "ETCDCTL_API=3 etcdctl --endpoints={}{} --dial-timeout=2s --command-timeout=5s {args} 2>&1",
+            Etcd::endpoints(ctx),
+            client_flags(ctx.config.security.tls)
         )
     }
 
@@ -164,12 +180,42 @@ impl Etcd {
     }
 }
 
+/// A member's URL: `http://` or, with `[security] tls`, `https://`.
+pub fn url(tls: bool, ip: IpAddr, port: u16) -> String {
+    let u = http_url(ip, port);
+    if tls {
+        u.replacen("http://", "https://", 1)
+    } else {
+        u
+    }
+}
+
+/// The etcdctl options that present the member certificate kbz pushed (empty without TLS).
+pub fn client_flags(tls: bool) -> String {
+    if tls {
+        format!(" --cacert={TLS_CA} --cert={TLS_CERT} --key={TLS_KEY}")
+    } else {
+        String::new()
+    }
+}
+
 /// Asks the member at `ip` about itself (`endpoint status` of its own client URL, JSON): its
-/// member id and the leader it follows. [`is_leader`] reads the answer.
-pub fn status_script(ip: std::net::IpAddr) -> String {
+/// member id and the leader it follows. [`is_leader`] reads the answer. It runs on the
+/// member itself and speaks TLS when kbz's member key is there (`[security] tls`: kbz pushes
+/// it, and removes it when TLS is off), so callers without the configuration (kbz-faults)
+/// ask the way the member listens.
+pub fn status_script(ip: IpAddr) -> String {
+    let ctl = |tls: bool| {
+        format!(
+            "ETCDCTL_API=3 etcdctl --endpoints={}{} --dial-timeout=2s --command-timeout=3s endpoint status -w json",
+            url(tls, ip, CLIENT_PORT),
+            client_flags(tls)
+        )
+    };
     format!(
-        "ETCDCTL_API=3 etcdctl --endpoints={} --dial-timeout=2s --command-timeout=3s endpoint status -w json",
-        kbz_core::net::http_url(ip, CLIENT_PORT)
+        "if [ -r {TLS_KEY} ]; then {}; else {}; fi",
+        ctl(true),
+        ctl(false)
     )
 }
 
@@ -181,6 +227,48 @@ pub fn is_leader(stdout: &str) -> Option<bool> {
     let me = s.get("header")?.get("member_id")?.as_u64()?;
     let leader = s.get("leader")?.as_u64()?;
     Some(me == leader)
+}
+
+/// The member's TLS files, before the environment file and the package so that the first
+/// start already has them; absent while `[security] tls` is off. etcd runs as the `etcd`
+/// user, which the package makes in its postinst: kbz makes it the same way first, so the
+/// key can be the etcd user's own (0600).
+fn tls_files(ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
+    let Some(pki) = ctx.tls()? else {
+        return Ok([TLS_CA, TLS_CERT, TLS_KEY]
+            .map(Resource::absent_file)
+            .into());
+    };
+    let Some(member) = pki.member(&host.hostname) else {
+        return Err(ComponentError::MissingSecret(format!(
+            "the TLS certificate of {}",
+            host.hostname
+        )));
+    };
+    let file = |path: &str, content: &str, mode: u32, owner: &str| Resource::File {
+        path: path.into(),
+        content: content.as_bytes().to_vec(),
+        mode,
+        owner: owner.into(),
+        present: true,
+    };
+    Ok(vec![
+        Resource::Command {
+            id: "etcd-user".into(),
+            script: "adduser --system --group --disabled-login --disabled-password --home /var/lib/etcd/ etcd".into(),
+            unless: Some("getent passwd etcd >/dev/null".into()),
+            creates: None,
+            undo: None,
+        },
+        Resource::Directory {
+            path: TLS_DIR.into(),
+            mode: 0o750,
+            owner: "root:etcd".into(),
+        },
+        file(TLS_CA, pki.ca_pem(), 0o644, "root:root"),
+        file(TLS_CERT, &member.cert_pem, 0o644, "root:root"),
+        file(TLS_KEY, member.key.expose(), 0o600, "etcd:etcd"),
+    ])
 }
 
 /// Runs a read-only script on the first host that answers; `Err` when none does.
@@ -255,10 +343,14 @@ impl Component for Etcd {
                 creates: None,
                 undo: Some("systemctl daemon-reload".into()),
             },
-            Resource::file(ENV_FILE, env, 0o644),
         ];
+        r.extend(tls_files(ctx, host)?);
+        r.push(Resource::file(ENV_FILE, env, 0o644));
         r.extend(PACKAGES.iter().map(|p| Resource::package(p)));
-        r.push(Resource::service(SERVICE, &[ENV_FILE, DROPIN_FILE]));
+        r.push(Resource::service(
+            SERVICE,
+            &[ENV_FILE, DROPIN_FILE, TLS_CA, TLS_CERT, TLS_KEY],
+        ));
         Ok(r)
     }
 
@@ -267,6 +359,7 @@ impl Component for Etcd {
         r.extend(PACKAGES.iter().map(|p| Resource::absent_package(p)));
         r.push(Resource::absent_file(ENV_FILE));
         r.push(Resource::absent_file(DROPIN_FILE));
+        r.extend([TLS_CA, TLS_CERT, TLS_KEY].map(Resource::absent_file));
         Ok(r)
     }
 

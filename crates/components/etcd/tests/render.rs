@@ -1,8 +1,12 @@
 //! Integration tests of kbz-etcd: snapshots of every rendered file for the example inventory
-//! (`examples/servers.tsv` + `examples/kbz.toml`), and engine runs on fake hosts (`engine`).
+//! (`examples/servers.tsv` + `examples/kbz.toml`, also with `[security] tls`), engine runs on
+//! fake hosts (`engine`) and a real etcd on loopback with the rendered TLS settings
+//! (`tls_loopback`).
 
 #[path = "render/engine.rs"]
 mod engine;
+#[path = "render/tls_loopback.rs"]
+mod tls_loopback;
 
 use kbz_core::{Component, Context, Resource};
 use kbz_etcd::Etcd;
@@ -33,6 +37,33 @@ fn rendered_files_for_the_example_inventory() {
         insta::assert_snapshot!(
             format!("etcd_files_{}", host.hostname),
             rendered_files(&Etcd, &ctx, host)
+        );
+    }
+}
+
+#[test]
+fn rendered_files_with_tls() {
+    let ctx = kbz_testkit::with_tls(&example_context());
+    let host = ctx.inventory.host("db1").expect("db1").clone();
+    let files = rendered_files(&Etcd, &ctx, &host);
+    assert!(files.contains("=== /etc/etcd/kbz-tls/member.key mode 0600 etcd:etcd present=true"));
+    let (k, v) = kbz_testkit::PEM_FILTER;
+    insta::with_settings!({ filters => vec![(k, v)] }, {
+        insta::assert_snapshot!("etcd_files_db1_tls", files);
+    });
+    // Every etcdctl call presents the member certificate to an https endpoint.
+    for script in [Etcd::health_script(&ctx), Etcd::member_list_script(&ctx)] {
+        assert!(
+            script.contains("--endpoints=https://192.0.2.21:2379,"),
+            "{script}"
+        );
+        assert!(script.contains(" --cacert=/etc/etcd/kbz-tls/ca.crt --cert=/etc/etcd/kbz-tls/member.crt --key=/etc/etcd/kbz-tls/member.key "), "{script}");
+    }
+    for p in Etcd.health_probes(&ctx, &host) {
+        assert!(
+            p.script.contains("https://192.0.2.21:2379 --cacert="),
+            "{}",
+            p.script
         );
     }
 }

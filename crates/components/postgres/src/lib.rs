@@ -39,6 +39,7 @@
 mod cluster;
 mod health;
 mod patroni;
+pub mod tls;
 
 pub use cluster::{
     check_members, check_replication, cluster_script, parse_cluster, parse_replication,
@@ -239,7 +240,13 @@ impl Postgres {
             ip => format!("{ip},127.0.0.1:{PG_PORT}"),
         };
         let secret = |n: &str| ctx.secret(n).map(|s| yq(s.expose()));
-        let hba: Vec<String> = pg_hba(ctx).iter().map(|l| yq(l)).collect();
+        let tls = ctx.config.security.tls;
+        let hba = if tls {
+            tls::hostssl(pg_hba(ctx))
+        } else {
+            pg_hba(ctx)
+        };
+        let hba: Vec<String> = hba.iter().map(|l| yq(l)).collect();
         kbz_core::template::render(
             "patroni.yml.hbs",
             CONFIG_TEMPLATE,
@@ -264,6 +271,10 @@ impl Postgres {
                 "superuser_password": secret(SUPERUSER_PASSWORD)?,
                 "replication_password": secret(REPLICATION_PASSWORD)?,
                 "rewind_password": secret(REWIND_PASSWORD)?,
+                "tls": tls,
+                "tls_ca": yq(tls::TLS_CA),
+                "tls_cert": yq(tls::TLS_CERT),
+                "tls_key": yq(tls::TLS_KEY),
             }),
         )
     }
@@ -436,6 +447,7 @@ impl Component for Postgres {
             owner: "postgres:postgres".into(),
         });
         r.extend(patroni::resources(ctx));
+        r.extend(tls::resources(ctx, host)?);
         // Planned with `patroni-reload`; it does nothing itself, but its undo reloads Patroni
         // *after* a rollback has put the previous file back.
         r.push(Resource::Command {
@@ -558,6 +570,7 @@ impl Component for Postgres {
         r.push(Resource::absent_file(PGPASS_PATH));
         r.push(Resource::absent_file(CREATECLUSTER_PATH));
         r.extend(patroni::uninstall(ctx));
+        r.extend(tls::uninstall());
         Ok(r)
     }
 }

@@ -41,6 +41,32 @@ fn rendered_files_for_the_example_inventory() {
 }
 
 #[test]
+fn rendered_files_with_tls() {
+    let ctx = kbz_testkit::with_tls(&example_context());
+    let host = ctx.inventory.host("db1").expect("db1").clone();
+    let files = rendered_files(&Postgres, &ctx, &host);
+    assert!(
+        files.contains("=== /etc/patroni/tls/member.key mode 0600 postgres:postgres present=true"),
+        "{files}"
+    );
+    let config = Postgres::config(&ctx, &host).expect("config");
+    for want in [
+        "  protocol: https\n  cacert: \"/etc/patroni/tls/ca.crt\"",
+        "    ssl: \"on\"",
+        "\"hostssl all all 192.0.2.0/24 scram-sha-256\"",
+        "\"hostssl replication replicator 192.0.2.0/24 scram-sha-256\"",
+        "\"host all all 127.0.0.1/32 scram-sha-256\"",
+    ] {
+        assert!(config.contains(want), "{want} missing:\n{config}");
+    }
+    assert!(!config.contains("\"host all all 192.0.2.0/24"), "{config}");
+    let (k, v) = kbz_testkit::PEM_FILTER;
+    insta::with_settings!({ filters => vec![(k, v)] }, {
+        insta::assert_snapshot!("postgres_files_db1_tls", files);
+    });
+}
+
+#[test]
 fn uninstall_removes_what_install_wrote_but_keeps_the_data() {
     let ctx = example_context();
     let host = ctx.inventory.host("db1").expect("db1").clone();
@@ -100,7 +126,15 @@ fn patroni_validates_the_rendered_config() {
     let mut cfg = Config::default();
     cfg.cluster.name = "validate".into();
     cfg.cluster.subnet = Some("127.0.0.0/8".parse().expect("net"));
-    let ctx = Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()));
+    let plain = Context::new(inv, cfg, Secrets::placeholders(Postgres.secret_names()));
+    // `[security] tls` too: the etcd3 TLS client settings, ssl = on and hostssl lines.
+    let tls = kbz_testkit::with_tls(&plain);
+    for ctx in [plain, tls] {
+        validate_all(&patroni, &version, &ctx);
+    }
+}
+
+fn validate_all(patroni: &std::path::Path, version: &str, ctx: &Context) {
     // Something must answer on every etcd client address; a port already taken answers too.
     let _etcd: Vec<Option<TcpListener>> = ctx
         .inventory
@@ -110,10 +144,15 @@ fn patroni_validates_the_rendered_config() {
         .collect();
     let dir = tempfile::tempdir().expect("tempdir");
     for host in &ctx.inventory.hosts {
-        let yaml = Postgres::config(&ctx, host).expect("render");
+        let yaml = Postgres::config(ctx, host).expect("render");
+        assert_eq!(
+            yaml.contains("protocol: https"),
+            ctx.config.security.tls,
+            "{yaml}"
+        );
         let path = dir.path().join(format!("{}.yml", host.hostname));
         std::fs::write(&path, &yaml).expect("write");
-        let mut cmd = Command::new(&patroni);
+        let mut cmd = Command::new(patroni);
         cmd.arg("--validate-config").arg(&path);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PATRONI_")) {
             cmd.env_remove(k);
