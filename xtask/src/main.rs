@@ -8,6 +8,7 @@ mod e2e;
 mod failover;
 mod lab;
 mod render;
+mod snapshots;
 
 /// kbz developer tasks.
 #[derive(Debug, Parser)]
@@ -30,6 +31,9 @@ enum Command {
     Failover(failover::Args),
     /// Render every component's config files for an inventory (default: the example).
     RenderConfigs(render::Args),
+    /// Lists the snapshot files no test used (after `cargo test` with
+    /// INSTA_SNAPSHOT_REFERENCES_FILE set) and fails when there are any.
+    StaleSnapshots(snapshots::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         Command::E2e(args) => e2e::run(args),
         Command::RenderConfigs(args) => render::run(args),
         Command::Failover(args) => failover::run(args),
+        Command::StaleSnapshots(args) => snapshots::run(args),
     };
     match result {
         Ok(code) => code,

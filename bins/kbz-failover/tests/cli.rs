@@ -230,3 +230,11 @@ fn bad_counts_are_usage_errors() {
     assert_eq!(o.status.code(), Some(64), "{out}");
     assert!(out.contains("E010") && out.contains("--runs"), "{out}");
 }
+
+#[test]
+fn every_kbz_failover_command_the_docs_and_the_error_catalogue_name_exists() {
+    kbz_testkit::docs::check_subcommands(
+        std::path::Path::new(env!("CARGO_BIN_EXE_kbz-failover")),
+        "kbz-failover",
+    );
+}

@@ -292,3 +292,11 @@ fn offline_dry_run_plans_module_10_for_both_distributions() {
         }
     }
 }
+
+#[test]
+fn every_kbz_install_command_the_docs_and_the_error_catalogue_name_exists() {
+    kbz_testkit::docs::check_subcommands(
+        std::path::Path::new(env!("CARGO_BIN_EXE_kbz-install")),
+        "kbz-install",
+    );
+}

@@ -8,6 +8,7 @@
 //! [`FakeHost`] lives here, not in the production crates: it is strict (an unscripted
 //! command is an error naming the command).
 
+pub mod docs;
 pub mod fake;
 
 pub use fake::{FakeConnector, FakeFile, FakeHost, FakeService, FakeState};
