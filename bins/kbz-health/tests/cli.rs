@@ -378,6 +378,9 @@ fn a_closed_pipe_on_stdout_is_no_panic_and_keeps_the_exit_code() {
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.contains("rc=3"), "{out}{err}");
+}
+
+#[test]
 fn every_kbz_health_command_the_docs_and_the_error_catalogue_name_exists() {
     kbz_testkit::docs::check_subcommands(
         std::path::Path::new(env!("CARGO_BIN_EXE_kbz-health")),
