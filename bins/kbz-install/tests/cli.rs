@@ -85,7 +85,7 @@ fn explain_prints_fixes_and_rejects_unknown_codes() {
     let o = kbz(&["explain", "E999"], dir.path());
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64));
-    assert!(err.contains("E001 to E066"), "{err}");
+    assert!(err.contains("E001 to E068"), "{err}");
 }
 
 #[test]
