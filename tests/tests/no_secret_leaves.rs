@@ -360,10 +360,12 @@ fn no_secret_in_any_output_of_any_binary() {
     let pki = {
         let text = std::fs::read_to_string(dir.join("servers.tsv")).expect("inventory");
         let inv = kbz_core::Inventory::parse("servers.tsv", text.as_bytes()).expect("inventory");
+        let cfg = std::fs::read_to_string(dir.join("kbz.toml")).expect("config");
+        let cfg = kbz_core::Config::parse("kbz.toml", &cfg).expect("config");
         kbz_core::pki::Pki::load_or_create(
             &state.join("tls"),
             "example",
-            &kbz_core::pki::Member::of_inventory(&inv),
+            &kbz_core::pki::Member::of_inventory(&inv, &cfg),
             true,
         )
         .expect("CA")

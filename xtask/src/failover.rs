@@ -60,6 +60,20 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
         .get(kbz_redis::SECRET_SENTINEL)
         .and_then(|v| v.as_str())
         .unwrap_or_default();
+    // With `[security] tls` the writers verify PostgreSQL against the lab's CA.
+    let tls = cfg
+        .get("security")
+        .and_then(|s| s.get("tls"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let tls_ca = if tls {
+        Some(
+            fs::read_to_string(info.dir.join(".kbz/tls/ca.crt"))
+                .context("[security] tls is on but the lab has no CA: install first")?,
+        )
+    } else {
+        None
+    };
     let redis_vip: Option<std::net::IpAddr> = cfg
         .get("vips")
         .and_then(|v| v.get("redis"))
@@ -117,6 +131,7 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
             password: Secret::new(password),
             dbname: "postgres".into(),
             timeout: Duration::from_secs(2),
+            tls_ca,
         },
         redis,
         lbs,

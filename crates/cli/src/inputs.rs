@@ -111,7 +111,7 @@ pub fn pki(inputs: &Inputs, persist: bool) -> Result<Option<kbz_core::pki::Pki>,
     if !inputs.config.security.tls {
         return Ok(None);
     }
-    let members = Member::of_inventory(&inputs.inventory);
+    let members = Member::of_inventory(&inputs.inventory, &inputs.config);
     let cluster = inputs.config.cluster.slug();
     let pki = match &inputs.state_dir {
         Some(dir) => Pki::load_or_create(&dir.join("tls"), &cluster, &members, persist),

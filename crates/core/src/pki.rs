@@ -66,18 +66,22 @@ pub struct Pki {
     members: BTreeMap<String, MemberCert>,
 }
 
-/// A member to certify: its hostname and address.
+/// A member to certify: its hostname and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Hostname (a DNS SAN and the subject's common name).
     pub hostname: String,
     /// Inventory address (an IP SAN).
     pub ip: IpAddr,
+    /// Other addresses clients reach it on (the PostgreSQL VIP, through HAProxy).
+    pub extra_ips: Vec<IpAddr>,
 }
 
 impl Member {
-    /// Every host that needs a certificate: the etcd and PostgreSQL members.
-    pub fn of_inventory(inv: &crate::inventory::Inventory) -> Vec<Member> {
+    /// Every host that needs a certificate: the etcd and PostgreSQL members; a PostgreSQL
+    /// member's certificate also names `[vips] postgres`, so clients through the VIP can
+    /// verify it.
+    pub fn of_inventory(inv: &crate::inventory::Inventory, cfg: &crate::Config) -> Vec<Member> {
         use crate::inventory::Role;
         inv.hosts
             .iter()
@@ -85,12 +89,17 @@ impl Member {
             .map(|h| Member {
                 hostname: h.hostname.clone(),
                 ip: h.ip,
+                extra_ips: match cfg.vips.get("postgres") {
+                    Some(vip) if h.has(Role::Postgres) => vec![*vip],
+                    _ => Vec::new(),
+                },
             })
             .collect()
     }
 
     fn sans(&self) -> String {
-        format!("{} {} localhost 127.0.0.1\n", self.hostname, self.ip)
+        let extra: String = self.extra_ips.iter().map(|ip| format!(" {ip}")).collect();
+        format!("{} {}{extra} localhost 127.0.0.1\n", self.hostname, self.ip)
     }
 }
 
@@ -228,12 +237,13 @@ impl Pki {
                             .map(SanType::DnsName)
                             .map_err(|e| crypto(&format!("the name {n}"), e))
                     };
-                    p.subject_alt_names = vec![
-                        dns(&m.hostname)?,
-                        SanType::IpAddress(m.ip),
+                    p.subject_alt_names = vec![dns(&m.hostname)?, SanType::IpAddress(m.ip)];
+                    p.subject_alt_names
+                        .extend(m.extra_ips.iter().map(|ip| SanType::IpAddress(*ip)));
+                    p.subject_alt_names.extend([
                         dns("localhost")?,
                         SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-                    ];
+                    ]);
                     p.key_usages = vec![
                         KeyUsagePurpose::DigitalSignature,
                         KeyUsagePurpose::KeyEncipherment,
@@ -341,10 +351,12 @@ mod tests {
             Member {
                 hostname: "db1".into(),
                 ip: "192.0.2.21".parse().expect("ip"),
+                extra_ips: vec!["192.0.2.100".parse().expect("vip")],
             },
             Member {
                 hostname: "db2".into(),
                 ip: "192.0.2.22".parse().expect("ip"),
+                extra_ips: Vec::new(),
             },
         ]
     }

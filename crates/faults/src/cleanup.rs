@@ -92,6 +92,7 @@ mod tests {
                 password: Secret::new("x"),
                 dbname: "postgres".into(),
                 timeout: Duration::from_secs(1),
+                tls_ca: None,
             },
             redis: None,
             lbs: Vec::new(),

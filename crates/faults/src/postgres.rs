@@ -27,6 +27,9 @@ pub struct PgTarget {
     pub dbname: String,
     /// Connect and statement timeout.
     pub timeout: Duration,
+    /// The cluster CA (PEM) when `[security] tls` is on: connections then require TLS and
+    /// verify the server's certificate against it (member certificates name the VIP too).
+    pub tls_ca: Option<String>,
 }
 
 impl PgTarget {
@@ -58,18 +61,49 @@ impl PgTarget {
         }
     }
 
-    /// A connection, its driver task spawned on the current runtime.
+    /// A connection, its driver task spawned on the current runtime; over TLS verified
+    /// against [`PgTarget::tls_ca`] when it is set.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, FaultError> {
-        let config = self.config();
-        let (client, conn) =
-            tokio::time::timeout(self.timeout, config.connect(tokio_postgres::NoTls))
-                .await
-                .map_err(|_| self.err("connect timed out"))?
-                .map_err(|e| self.err(describe(&e)))?;
+        let mut config = self.config();
+        let Some(ca) = &self.tls_ca else {
+            let (client, conn) =
+                tokio::time::timeout(self.timeout, config.connect(tokio_postgres::NoTls))
+                    .await
+                    .map_err(|_| self.err("connect timed out"))?
+                    .map_err(|e| self.err(describe(&e)))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Ok(client);
+        };
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config(ca)?);
+        let (client, conn) = tokio::time::timeout(self.timeout, config.connect(tls))
+            .await
+            .map_err(|_| self.err("connect timed out"))?
+            .map_err(|e| self.err(describe(&e)))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
         Ok(client)
+    }
+
+    /// rustls trusting the cluster CA alone.
+    fn tls_config(&self, ca_pem: &str) -> Result<rustls::ClientConfig, FaultError> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| self.err(format!("the cluster CA: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| self.err(format!("the cluster CA: {e}")))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| self.err(e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
     }
 }
 
@@ -218,3 +252,7 @@ pub async fn is_primary(t: &PgTarget) -> Option<bool> {
     .try_get::<_, bool>(0)
     .ok()
 }
+
+#[cfg(test)]
+#[path = "postgres/tls_test.rs"]
+mod tls_test;

@@ -423,6 +423,7 @@ fn target_of(redis: RedisTarget, power: Option<HostCommands>) -> Target {
             password: Secret::new(""),
             dbname: "postgres".into(),
             timeout: Duration::from_secs(1),
+            tls_ca: None,
         },
         redis: Some(redis),
         lbs: Vec::new(),

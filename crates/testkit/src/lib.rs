@@ -52,7 +52,7 @@ pub fn with_tls(ctx: &Context) -> Context {
     cfg.security.tls = true;
     let pki = kbz_core::pki::Pki::in_memory(
         &cfg.cluster.slug(),
-        &kbz_core::pki::Member::of_inventory(&ctx.inventory),
+        &kbz_core::pki::Member::of_inventory(&ctx.inventory, &cfg),
     )
     .expect("in-memory CA");
     Context::new((*ctx.inventory).clone(), cfg, (*ctx.secrets).clone()).with_pki(pki)

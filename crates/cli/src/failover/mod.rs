@@ -174,6 +174,7 @@ async fn target(
             password: secret(kbz_postgres::SUPERUSER_PASSWORD),
             dbname: "postgres".into(),
             timeout: Duration::from_secs(2),
+            tls_ca: ctx.tls().ok().flatten().map(|p| p.ca_pem().to_string()),
         },
         redis,
         lbs,
