@@ -157,7 +157,7 @@ async fn unreachable_host_is_planned_fresh_in_dry_run_and_refused_for_real() {
 
     let before = states(&fleet);
     match engine.run(&RunOptions::default()).await {
-        Err(e @ EngineError::Connect(_)) => assert_eq!(e.diagnostic().code.to_string(), "E011"),
+        Err(e @ EngineError::Connect(_)) => assert_eq!(e.diagnostic().code, Code::E011),
         other => panic!("expected a connect error, got {other:?}"),
     }
     assert_eq!(
@@ -203,9 +203,9 @@ async fn failure_at_any_step_rolls_every_host_back_exactly() {
             other => panic!("step {k}: unexpected {other:?}"),
         }
         // The code names the kind of operation that failed (file, package, service, kernel).
-        let code = err.diagnostic().code.to_string();
+        let code = err.diagnostic().code;
         assert!(
-            ["E021", "E022", "E023", "E024", "E025"].contains(&code.as_str()),
+            [Code::E021, Code::E022, Code::E023, Code::E024, Code::E025].contains(&code),
             "step {k}: {code}"
         );
         for ((name, b), (_, a)) in before.iter().zip(states(&fleet).iter()) {
@@ -262,7 +262,7 @@ async fn skip_cleanup_keeps_changes_and_rollback_replays_the_journal() {
     assert_eq!(before, states(&fleet));
     // A second rollback has nothing to do, and says so with E010.
     let again = engine.rollback_last(&opts).await.expect_err("nothing left");
-    assert_eq!(again.diagnostic().code.to_string(), "E010");
+    assert_eq!(again.diagnostic().code, Code::E010);
 }
 
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn unknown_component_and_module_are_usage_errors() {
         })
         .await
         .expect_err("usage");
-    assert_eq!(e.diagnostic().code.to_string(), "E010");
+    assert_eq!(e.diagnostic().code, Code::E010);
     assert!(e.to_string().contains("known: base"));
     let e = engine
         .run(&RunOptions {
@@ -301,7 +301,7 @@ async fn unknown_component_and_module_are_usage_errors() {
         })
         .await
         .expect_err("usage");
-    assert_eq!(e.diagnostic().code.to_string(), "E010");
+    assert_eq!(e.diagnostic().code, Code::E010);
 }
 
 /// A component whose cluster step joins each host once (a marker file records the join) and

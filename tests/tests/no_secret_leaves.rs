@@ -101,7 +101,7 @@ fn positionals(help: &str) -> Vec<String> {
         .split_whitespace()
         .filter(|w| w.starts_with('<') && w.ends_with('>'))
         .map(|w| match w {
-            "<CODE>" => "E001".to_string(),
+            "<CODE>" => kbz_errors::Code::E001.to_string(),
             _ => "x".to_string(),
         })
         .collect()

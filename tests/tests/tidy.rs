@@ -119,3 +119,49 @@ fn every_snapshot_file_names_a_test_source_that_exists() {
         bad.join("\n")
     );
 }
+
+#[test]
+fn codes_are_written_as_code_values_not_string_literals() {
+    // `Code::E002`, never `"E002"`: a literal is not checked by the compiler. kbz-errors
+    // parses codes from text (explain), and the binaries' black-box tests read printed
+    // output, so both may spell codes as text.
+    let root = workspace_root();
+    let mut dirs = vec![root.join("crates"), root.join("tests"), root.join("xtask")];
+    let mut found = Vec::new();
+    while let Some(d) = dirs.pop() {
+        if d.ends_with("crates/errors") || d.ends_with("target") {
+            continue;
+        }
+        for e in std::fs::read_dir(&d).expect("read").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).expect("read");
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                let b = line.as_bytes();
+                let hit = (0..b.len().saturating_sub(5)).any(|i| {
+                    b[i] == b'"'
+                        && b[i + 1] == b'E'
+                        && b[i + 2..i + 5].iter().all(u8::is_ascii_digit)
+                        && b[i + 5] == b'"'
+                });
+                if hit {
+                    found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "write these codes as Code::Exxx:\n{}",
+        found.join("\n")
+    );
+}

@@ -906,7 +906,7 @@ fn host_lock_scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> 
     let r = r?;
     ensure!(
         r.code != 0
-            && r.stdout.contains("E067")
+            && r.stdout.contains(&kbz_errors::Code::E067.to_string())
             && r.stdout
                 .contains(&format!("{locked}: another kbz run holds {lock}")),
         "the install ran over a host lock ({}):\n{}\n{}",
@@ -991,7 +991,7 @@ fn rollback_scenario(
         r.stderr
     );
     ensure!(
-        r.stderr.contains("E022"),
+        r.stderr.contains(&kbz_errors::Code::E022.to_string()),
         "the failure should be E022 (file write):\n{}",
         r.stderr
     );

@@ -228,7 +228,7 @@ mod tests {
     fn json_carries_code_and_title() {
         let d = Diagnostic::new(Code::E004, "duplicate").at("s.tsv", Some(2));
         let j = d.render_json();
-        assert_eq!(j["code"], "E004");
+        assert_eq!(j["code"], Code::E004.to_string());
         assert_eq!(j["location"]["line"], 2);
         assert!(!j["title"].as_str().unwrap_or("").is_empty());
     }

@@ -244,7 +244,8 @@ mod tests {
     #[test]
     fn the_catalogue_is_read_entry_by_entry_with_continuations_joined() {
         let cmds = documented_commands();
-        assert!(cmds.iter().any(|c| c.code.as_deref() == Some("E066")
+        assert!(cmds.iter().any(|c| c.code.as_deref()
+            == Some(kbz_errors::Code::E066.to_string().as_str())
             && c.binary == "kbz-install"
             && c.args.first().map(String::as_str) == Some("rollback")));
         assert!(cmds.iter().all(|c| c.binary != "kbz-core"));

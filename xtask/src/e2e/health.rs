@@ -140,9 +140,9 @@ pub fn scenario(info: &LabInfo, names: &[&str], fig: &mut Figures) -> Result<()>
     }
     println!("degraded while {victim} is off:\n  {}", lines.join("\n  "));
     ensure!(
-        lines
-            .iter()
-            .any(|l| l.contains(&victim) && l.contains("replica streaming") && l.contains("E038")),
+        lines.iter().any(|l| l.contains(&victim)
+            && l.contains("replica streaming")
+            && l.contains(&kbz_errors::Code::E038.to_string())),
         "the powered-off replica's streaming check is not degraded: {lines:#?}"
     );
 

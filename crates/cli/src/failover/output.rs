@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(e.level, Level::Critical);
         assert!(e.title.contains("lost 3 acknowledged"), "{}", e.title);
         let j: serde_json::Value = serde_json::from_str(&json(&o)).expect("json");
-        assert_eq!(j["breaches"][0]["code"], "E071");
+        assert_eq!(j["breaches"][0]["code"], Code::E071.to_string());
     }
 
     #[test]
