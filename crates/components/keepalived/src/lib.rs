@@ -11,6 +11,12 @@
 //!   peer takes over after only the skew time (about 2.5 s from HAProxy's death). A negative
 //!   weight would not work with `nopreempt`: a backup with `nopreempt` ignores lower-priority
 //!   adverts, so the VIP would stay on the host whose HAProxy is down.
+//! - `chk_peers` (3 or more lb hosts; interval 1, fall 2, weight 0): a host that reaches
+//!   fewer than a majority of the lb hosts by ping (itself included) goes to FAULT. Without
+//!   it, a host cut off from its peers stops hearing adverts, becomes MASTER next to the
+//!   real holder and its gratuitous ARP pulls clients to a host that cannot reach the
+//!   cluster (seen on the lab: writes stalled until the partition healed). The lb hosts must
+//!   answer ICMP echo from each other; `iputils-ping` is installed for the check.
 //! - Priorities follow inventory order among lb hosts (150, 140, ...); with `nopreempt` they
 //!   only order the election when nobody holds a VIP (first start, all peers restarted).
 //! - `virtual_router_id` is `51 + position of the VIP name` in
@@ -38,6 +44,10 @@ use std::time::{Duration, Instant};
 pub const CONFIG_PATH: &str = "/etc/keepalived/keepalived.conf";
 /// The track script run by `chk_haproxy`.
 pub const CHECK_SCRIPT_PATH: &str = "/etc/keepalived/kbz_check_haproxy.sh";
+/// The track script run by `chk_peers` (3 or more lb hosts).
+pub const PEERS_SCRIPT_PATH: &str = "/etc/keepalived/kbz_check_peers.sh";
+/// The package that gives `chk_peers` its `ping`.
+pub const PING_PACKAGE: &str = "iputils-ping";
 /// The secret whose first 8 characters are the VRRP `auth_pass`.
 pub const AUTH_SECRET: &str = "keepalived_auth_pass";
 /// The first `virtual_router_id` (the `postgres` VIP) unless the `vrid_base` label says
@@ -49,6 +59,7 @@ pub const VRID_LABEL: &str = "vrid_base";
 pub const SERVICE: &str = "keepalived";
 
 const CHECK_SCRIPT: &str = include_str!("../templates/check_haproxy.sh");
+const PEERS_SCRIPT: &str = include_str!("../templates/check_peers.sh");
 
 /// Module 2: keepalived VIPs on the `lb` hosts.
 #[derive(Debug, Default, Clone, Copy)]
@@ -58,6 +69,11 @@ impl Keepalived {
     /// The track script's content.
     pub fn check_script() -> &'static str {
         CHECK_SCRIPT
+    }
+
+    /// The `chk_peers` track script's content.
+    pub fn peers_script() -> &'static str {
+        PEERS_SCRIPT
     }
 }
 
@@ -82,6 +98,7 @@ impl Component for Keepalived {
     fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
         let conf = render_config(ctx, host)?;
         Ok(vec![
+            Resource::package(PING_PACKAGE),
             Resource::package(SERVICE),
             Resource::Directory {
                 path: "/etc/keepalived".into(),
@@ -90,10 +107,14 @@ impl Component for Keepalived {
             },
             // Root-owned and not writable by others: `enable_script_security` refuses it else.
             Resource::file(CHECK_SCRIPT_PATH, CHECK_SCRIPT, 0o755),
+            Resource::file(PEERS_SCRIPT_PATH, PEERS_SCRIPT, 0o755),
             Resource::file(CONFIG_PATH, conf, 0o640),
-            // keepalived checks the script's security when it loads its config, so a new
+            // keepalived checks the scripts' security when it loads its config, so a new
             // script is a reason to restart too.
-            Resource::service(SERVICE, &[CONFIG_PATH, CHECK_SCRIPT_PATH]),
+            Resource::service(
+                SERVICE,
+                &[CONFIG_PATH, CHECK_SCRIPT_PATH, PEERS_SCRIPT_PATH],
+            ),
         ])
     }
 
@@ -123,12 +144,15 @@ impl Component for Keepalived {
         .map(|_| ())
     }
 
+    /// Removes keepalived, its config and scripts; `iputils-ping` stays (a common tool the
+    /// host may have had before kbz).
     fn uninstall(&self, _ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {
         Ok(vec![
             Resource::stopped_service(SERVICE),
             Resource::absent_package(SERVICE),
             Resource::absent_file(CONFIG_PATH),
             Resource::absent_file(CHECK_SCRIPT_PATH),
+            Resource::absent_file(PEERS_SCRIPT_PATH),
         ])
     }
 
@@ -370,17 +394,19 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "package:iputils-ping",
                 "package:keepalived",
                 "dir:/etc/keepalived",
                 "file:/etc/keepalived/kbz_check_haproxy.sh",
+                "file:/etc/keepalived/kbz_check_peers.sh",
                 "file:/etc/keepalived/keepalived.conf",
                 "service:keepalived"
             ]
         );
         let r = Keepalived.desired(&ctx, &lb1).expect("desired");
-        assert!(matches!(&r[3], Resource::File { mode: 0o640, owner, .. } if owner == "root:root"));
+        assert!(matches!(&r[5], Resource::File { mode: 0o640, owner, .. } if owner == "root:root"));
         assert!(
-            matches!(&r[4], Resource::Service { restart_on, .. } if restart_on.contains(&CONFIG_PATH.to_string()))
+            matches!(&r[6], Resource::Service { restart_on, .. } if restart_on.contains(&CONFIG_PATH.to_string()) && restart_on.contains(&PEERS_SCRIPT_PATH.to_string()))
         );
         let u = Keepalived.uninstall(&ctx, &lb1).expect("uninstall");
         assert!(u.contains(&Resource::Service {
@@ -394,6 +420,9 @@ mod tests {
             present: false
         }));
         assert!(u.contains(&Resource::absent_file(CONFIG_PATH)));
+        assert!(u.contains(&Resource::absent_file(PEERS_SCRIPT_PATH)));
+        // ping is a common tool the host may have had before: uninstall leaves it.
+        assert!(!u.iter().any(|r| r.id() == "package:iputils-ping"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kbz_errors::{Code, Diagnostic};
 use serde::Serialize;
 use std::net::IpAddr;
 
-use crate::{AUTH_SECRET, CHECK_SCRIPT_PATH, VRID_BASE_DEFAULT, VRID_LABEL};
+use crate::{AUTH_SECRET, CHECK_SCRIPT_PATH, PEERS_SCRIPT_PATH, VRID_BASE_DEFAULT, VRID_LABEL};
 
 const TEMPLATE: &str = include_str!("../templates/keepalived.conf.hbs");
 
@@ -165,6 +165,10 @@ struct InstanceData {
 struct ConfData {
     hostname: String,
     check_script: &'static str,
+    /// The `chk_peers` command line (empty with fewer than 3 lb hosts: no majority to lose).
+    peers_check: String,
+    lb_hosts: usize,
+    quorum: usize,
     instances: Vec<InstanceData>,
 }
 
@@ -202,6 +206,13 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
         .filter(|h| h.hostname != host.hostname)
         .map(|h| h.ip.to_string())
         .collect();
+    let lb_hosts = peers.len() + 1;
+    let quorum = lb_hosts / 2 + 1;
+    let peers_check = if lb_hosts >= 3 {
+        format!("{PEERS_SCRIPT_PATH} {quorum} {}", peers.join(" "))
+    } else {
+        String::new()
+    };
     let mut data = Vec::new();
     for v in vips {
         if v.vip.is_ipv4() != host.ip.is_ipv4() {
@@ -239,6 +250,9 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
         &ConfData {
             hostname: host.hostname.clone(),
             check_script: CHECK_SCRIPT_PATH,
+            peers_check,
+            lb_hosts,
+            quorum,
             instances: data,
         },
     )
