@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// How long a member may take to catch up with the leader before its copy is read.
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(120);
 
+/// How long the scratch setup through the VIP is retried before a run counts as failed.
+const PREPARE_WITHIN: Duration = Duration::from_secs(30);
+
 /// Polls `svc`'s healthy rule until `stable` consecutive good samples (2 s apart) name the
 /// same leader, or `within` elapses. Returns the leader.
 pub async fn wait_healthy(
@@ -221,7 +224,20 @@ async fn run_inner(
         })?;
     let peers = peers(s, t, svc.as_ref(), &victim);
 
-    svc.prepare().await?;
+    // A cluster its daemons call healthy may still not route through the VIP for a few
+    // seconds (HAProxy's checks, an ARP cache after the last fault's heal): retry the scratch
+    // setup before calling the run failed.
+    let since = Instant::now();
+    loop {
+        match svc.prepare().await {
+            Ok(()) => break,
+            Err(e) if since.elapsed() >= PREPARE_WITHIN => return Err(e),
+            Err(e) => {
+                tracing::info!(error = %e, "the VIP does not take the scratch setup yet");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
     let load = Workload::start((0..t.writers.max(1)).map(|w| svc.writer(w)).collect());
     tokio::time::sleep(timing.before).await;
     if load.acked() == 0 {
