@@ -334,23 +334,31 @@ async fn run_inner(
         if let Some(secs) = svc.catch_up(m, CATCH_UP_WITHIN).await {
             r.caught_up_secs.insert(m.host.hostname.clone(), secs);
         }
+        // Ten tries a second apart: a member just back from a power cut may not answer its
+        // first connection (seen on the lab: one connect timed out right after it caught up).
         let mut lost = None;
+        let mut failed = None;
         for _ in 0..10 {
             match svc.read_member(m).await {
                 Ok(ids) => {
                     let l = verdict(&tally, &ids).lost;
                     lost = Some(l);
+                    failed = None;
                     if l == 0 {
                         break;
                     }
                 }
-                Err(e) if back_err.is_none() => return Err(e),
-                Err(_) => break,
+                Err(e) if lost.is_none() => failed = Some(e),
+                Err(_) => {}
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        if let Some(l) = lost {
-            r.lost_on_member.insert(m.host.hostname.clone(), l);
+        match (lost, failed) {
+            (Some(l), _) => {
+                r.lost_on_member.insert(m.host.hostname.clone(), l);
+            }
+            (None, Some(e)) if back_err.is_none() => return Err(e),
+            _ => {}
         }
     }
     if let Some(e) = back_err {
