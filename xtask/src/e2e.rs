@@ -314,11 +314,13 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
     let first = names[0];
 
     step("etcd reports healthy");
-    let ip = &info.hosts[0].ip;
+    // Over TLS with the member certificate when `[security] tls` put one there.
+    let ip = info.hosts[0].ip.into();
     let health = on(
         first,
         &format!(
-            "ETCDCTL_API=3 etcdctl --endpoints=http://{ip}:2379 endpoint health --cluster 2>&1"
+            "{{ {}; }} 2>&1",
+            kbz_etcd::local_ctl(ip, "endpoint health --cluster")
         ),
     )?;
     ensure!(

@@ -205,9 +205,16 @@ pub fn client_flags(tls: bool) -> String {
 /// it, and removes it when TLS is off), so callers without the configuration (kbz-faults)
 /// ask the way the member listens.
 pub fn status_script(ip: IpAddr) -> String {
+    local_ctl(ip, "endpoint status -w json")
+}
+
+/// `etcdctl ARGS` run on a member against the client URL at `ip`, over TLS with the member
+/// certificate when kbz's member key is on the host (see [`status_script`]), plain HTTP
+/// otherwise.
+pub fn local_ctl(ip: IpAddr, args: &str) -> String {
     let ctl = |tls: bool| {
         format!(
-            "ETCDCTL_API=3 etcdctl --endpoints={}{} --dial-timeout=2s --command-timeout=3s endpoint status -w json",
+            "ETCDCTL_API=3 etcdctl --endpoints={}{} --dial-timeout=2s --command-timeout=3s {args}",
             url(tls, ip, CLIENT_PORT),
             client_flags(tls)
         )
