@@ -351,13 +351,14 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         ));
     }
     let t = rt.block_on(target(ctx, connector.as_ref(), o.writers))?;
-    // One mutating run at a time: the controller's lock and every member's host lock,
-    // held until the faults are healed and the scratch table is dropped.
+    // One mutating run at a time: the controller's lock and the host lock of every host a
+    // fault can reach (PostgreSQL, Redis and lb hosts), held until the faults are healed and
+    // the scratch data is removed.
     let _locks = crate::lock::controller_and_hosts(
         &rt,
         session.inputs.state_dir.as_deref(),
         "kbz-failover run",
-        t.members.iter().map(|m| m.exec.clone()).collect(),
+        t.hosts().iter().map(|m| m.exec.clone()).collect(),
         kbz_core::shell::HOST_LOCK_PATH,
     )?;
     rt.block_on(vip_answers(&t))?;
