@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::ComponentError;
 use crate::inventory::Host;
 use crate::inventory::Inventory;
-use crate::pki::Pki;
+use crate::pki::{MemberCert, Pki};
 use crate::secret::{Secret, Secrets};
 
 /// Read-only inputs of a run.
@@ -61,6 +61,21 @@ impl Context {
                 "tls certificates ([security] tls = true, but no CA was loaded)".into(),
             )),
         }
+    }
+
+    /// The CA and `hostname`'s certificate: `None` while `[security] tls` is off; an error
+    /// when it is on and the run made no certificate for that member.
+    pub fn tls_member(
+        &self,
+        hostname: &str,
+    ) -> Result<Option<(&Pki, &MemberCert)>, ComponentError> {
+        let Some(pki) = self.tls()? else {
+            return Ok(None);
+        };
+        let member = pki.member(hostname).ok_or_else(|| {
+            ComponentError::MissingSecret(format!("the TLS certificate of {hostname}"))
+        })?;
+        Ok(Some((pki, member)))
     }
 
     /// The same context with facts (the engine calls this after connecting).

@@ -241,16 +241,10 @@ pub fn is_leader(stdout: &str) -> Option<bool> {
 /// user, which the package makes in its postinst: kbz makes it the same way first, so the
 /// key can be the etcd user's own (0600).
 fn tls_files(ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
-    let Some(pki) = ctx.tls()? else {
+    let Some((pki, member)) = ctx.tls_member(&host.hostname)? else {
         return Ok([TLS_CA, TLS_CERT, TLS_KEY]
             .map(Resource::absent_file)
             .into());
-    };
-    let Some(member) = pki.member(&host.hostname) else {
-        return Err(ComponentError::MissingSecret(format!(
-            "the TLS certificate of {}",
-            host.hostname
-        )));
     };
     let file = |path: &str, content: &str, mode: u32, owner: &str| Resource::File {
         path: path.into(),

@@ -19,16 +19,10 @@ pub const TLS_KEY: &str = "/etc/patroni/tls/member.key";
 /// The TLS files (after the packages: the postgres user owns them), or their absence while
 /// `[security] tls` is off.
 pub fn resources(ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
-    let Some(pki) = ctx.tls()? else {
+    let Some((pki, member)) = ctx.tls_member(&host.hostname)? else {
         return Ok([TLS_CA, TLS_CERT, TLS_KEY]
             .map(Resource::absent_file)
             .into());
-    };
-    let Some(member) = pki.member(&host.hostname) else {
-        return Err(ComponentError::MissingSecret(format!(
-            "the TLS certificate of {}",
-            host.hostname
-        )));
     };
     let file = |path: &str, content: &str, mode: u32| Resource::File {
         path: path.into(),
