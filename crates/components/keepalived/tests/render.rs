@@ -70,6 +70,16 @@ fn lb_context(lb_count: usize) -> Context {
     ctx
 }
 
+/// `keepalived -t -f PATH`: keepalived's own config test.
+fn keepalived_test(bin: &std::path::Path, path: &std::path::Path) -> std::process::Output {
+    Command::new(bin)
+        .arg("-t")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .expect("run keepalived -t")
+}
+
 #[test]
 fn keepalived_accepts_the_rendered_config() {
     let bin = require_tool("keepalived", "keepalived");
@@ -118,12 +128,7 @@ fn keepalived_accepts_the_rendered_config() {
                 .path()
                 .join(format!("{}-{lb_count}-keepalived.conf", host.hostname));
             std::fs::write(&path, &conf).expect("write conf");
-            let out = Command::new(&bin)
-                .arg("-t")
-                .arg("-f")
-                .arg(&path)
-                .output()
-                .expect("run keepalived -t");
+            let out = keepalived_test(&bin, &path);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
                 out.status.success() && stderr.trim().is_empty(),
@@ -235,12 +240,7 @@ fn keepalived_test_mode_catches_errors() {
         "vrrp_instance x {\n  interface nosuch0\n  virtual_router_id 300\n}\n",
     )
     .expect("write");
-    let out = Command::new(&bin)
-        .arg("-t")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .expect("run keepalived -t");
+    let out = keepalived_test(&bin, &path);
     assert!(
         !out.status.success(),
         "keepalived -t accepted a broken file"
