@@ -1,6 +1,7 @@
 //! `cargo xtask e2e`: the real installer against real lab hosts. Brings a 3-host lab up,
 //! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
-//! (0 changed), dry-runs (0 operations), proves rollback after a failure on one host,
+//! (0 changed), runs every failover scenario once through kbz-failover with its budgets,
+//! checks kbz-health, dry-runs (0 operations), proves rollback after a failure on one host,
 //! uninstalls, and tears the lab down. Prints timings for `bench lab`.
 
 use anyhow::{bail, ensure, Context as _, Result};
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use crate::lab::{self, LabInfo};
 
+mod failover;
 mod health;
 
 /// `e2e` arguments.
@@ -32,14 +34,8 @@ pub struct Figures {
     pub rerun: f64,
     /// SSH round trips of the converged re-run, per host.
     pub rerun_round_trips_per_host: f64,
-    /// Seconds from the VIP holder's power cut until a survivor holds the PostgreSQL VIP.
-    pub vip_moved: f64,
-    /// Seconds until Patroni names a new leader.
-    pub patroni_failover: f64,
-    /// Seconds until every surviving Sentinel names a new Redis master.
-    pub sentinel_failover: f64,
-    /// The leader-partition run under write load (kbz-faults).
-    pub partition: Option<kbz_faults::RunReport>,
+    /// One run of every failover scenario (kbz-failover), in [`failover::SUITE`] order.
+    pub failovers: Vec<kbz_faults::RunReport>,
     /// Seconds of one kbz-health run on the healthy lab.
     pub health_run: f64,
     /// Checks in that run.
@@ -55,19 +51,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         figures.lab_up, figures.first_install, figures.rerun, figures.rerun_round_trips_per_host
     );
     println!(
-        "e2e: power cuts: the PostgreSQL VIP moved in {:.1}s, Patroni promoted in {:.1}s, the Sentinels agreed on a new master in {:.1}s",
-        figures.vip_moved, figures.patroni_failover, figures.sentinel_failover
+        "e2e: failover scenarios, one run each, inside their budgets:\n{}",
+        failover::table(&figures.failovers)
     );
-    if let Some(r) = &figures.partition {
-        println!(
-            "e2e: leader partition: {} acknowledged, {} lost, new leader after {}s, longest write gap {:.1}s, old leader streaming {}s after the heal",
-            r.vip.acked,
-            r.vip.lost,
-            r.new_leader_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-            r.max_write_gap_secs,
-            r.victim_streaming_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-        );
-    }
     println!(
         "e2e: kbz-health: {} checks in {:.1}s (one round trip per host); healthy again {:.1}s after a powered-off replica booted",
         figures.health_checks, figures.health_run, figures.health_rejoin
@@ -405,72 +391,6 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Issue 16: the Patroni leader cut off from its peers by nftables rules (the controller and
-/// the writers still reach it) for 30 s while 4 writers insert through the VIP; after the heal
-/// every acknowledged row must be there (through the VIP and on every member) and both
-/// replicas must stream again.
-fn leader_partition(info: &LabInfo, fig: &mut Figures) -> Result<()> {
-    step("failover: the Patroni leader partitioned from its peers for 30 s under write load");
-    let rt = tokio::runtime::Runtime::new()?;
-    let target = crate::failover::target(&rt, info, 4)?;
-    let scenario = kbz_faults::Scenario::named("postgres-leader-partition")?;
-    let timing = kbz_faults::Timing {
-        fault: std::time::Duration::from_secs(30),
-        ..kbz_faults::Timing::default()
-    };
-    let r = rt.block_on(kbz_faults::run_once(&scenario, &target, &timing, 1));
-    println!("{}", crate::failover::run_line(&r));
-    ensure!(
-        r.passed() && r.vip.acked > 0,
-        "leader partition: {} of {} acknowledged rows lost (members {:?}){}",
-        r.vip.lost,
-        r.vip.acked,
-        r.lost_on_member,
-        r.error
-            .as_ref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default()
-    );
-    ensure!(
-        r.replicas_streaming == 2,
-        "after the heal {} replicas stream, 2 expected",
-        r.replicas_streaming
-    );
-    fig.partition = Some(r);
-    Ok(())
-}
-
-/// Issue 10: the Redis master (as the Sentinels name it) powered off for 20 s under write load
-/// through the Redis VIP, judged by the default `[failover]` budgets: a new master within the
-/// write-gap budget, no acknowledged write lost outside the `min-replicas-max-lag` window.
-fn redis_master_crash(info: &LabInfo) -> Result<()> {
-    step("failover: the Redis master powered off for 20 s under write load (budgets enforced)");
-    let rt = tokio::runtime::Runtime::new()?;
-    let target = crate::failover::target(&rt, info, 4)?;
-    let scenario = kbz_faults::Scenario::named("redis-master-crash")?;
-    let timing = kbz_faults::Timing {
-        fault: std::time::Duration::from_secs(20),
-        ..kbz_faults::Timing::default()
-    };
-    let r = rt.block_on(kbz_faults::run_once(&scenario, &target, &timing, 1));
-    println!("{}", crate::failover::run_line(&r));
-    ensure!(
-        r.error.is_none() && r.vip.acked > 0,
-        "redis master crash: {:?}",
-        r.error
-    );
-    let breaches = kbz_faults::evaluate(&scenario, &Default::default(), &r);
-    ensure!(
-        breaches.is_empty(),
-        "redis master crash outside its budget: {:?}",
-        breaches
-            .iter()
-            .map(|b| b.message.clone())
-            .collect::<Vec<_>>()
-    );
-    Ok(())
-}
-
 /// A webhook receiver on 127.0.0.1 that records request bodies.
 struct Receiver {
     port: u16,
@@ -507,14 +427,6 @@ impl Receiver {
     }
 }
 
-/// Which host holds `vip`, if any (asked of every listed host).
-fn vip_holder(vip: &str, hosts: &[&str]) -> Option<String> {
-    hosts
-        .iter()
-        .find(|h| on(h, &format!("ip -o addr show | grep -q ' {vip}/'")).is_ok())
-        .map(|h| h.to_string())
-}
-
 /// Who leads what right now.
 struct Leaders {
     patroni: String,
@@ -539,169 +451,11 @@ fn leaders(host: &str, sentinel: &str) -> Result<Leaders> {
     Ok(Leaders { patroni, redis_ip })
 }
 
-/// Power-cuts `victim` and measures, from the survivors, how long each role it held takes
-/// to move: the PostgreSQL VIP, the Patroni leader, the Redis master. Then checks writes
-/// through both VIPs, powers the host back on and waits until it rejoins as a replica.
-fn power_cut(info: &LabInfo, names: &[&str], victim: &str, fig: &mut Figures) -> Result<()> {
-    let cfg: toml::Table = fs::read_to_string(&info.config)?.parse()?;
-    let vip_of = |n: &str| {
-        cfg.get("vips")
-            .and_then(|v| v.get(n))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let (Some(pg_vip), Some(redis_vip)) = (vip_of("postgres"), vip_of("redis")) else {
-        bail!("lab kbz.toml lacks the postgres or redis VIP");
-    };
-    let sentinel = secret(info, "redis_sentinel_password")?;
-    let victim_ip = info
-        .hosts
-        .iter()
-        .find(|h| h.name == victim)
-        .map(|h| h.ip.to_string())
-        .unwrap_or_default();
-    let survivors: Vec<&str> = names.iter().copied().filter(|h| *h != victim).collect();
-    let before = leaders(survivors[0], &sentinel)?;
-    let held_vip = vip_holder(&pg_vip, names).as_deref() == Some(victim);
-    let led_patroni = before.patroni == victim;
-    let led_redis = before.redis_ip == victim_ip;
-    println!("cutting {victim}: PostgreSQL VIP {held_vip}, Patroni leader {led_patroni}, Redis master {led_redis}");
-
-    lab::kill(victim)?;
-    let cut = Instant::now();
-    let (mut vip, mut patroni, mut redis) = (None, None, None);
-    let pending = |v: &Option<f64>, held: bool| held && v.is_none();
-    while (pending(&vip, held_vip) || pending(&patroni, led_patroni) || pending(&redis, led_redis))
-        && cut.elapsed().as_secs() < 120
-    {
-        if pending(&vip, held_vip) && vip_holder(&pg_vip, &survivors).is_some() {
-            vip = Some(cut.elapsed().as_secs_f64());
-        }
-        if pending(&patroni, led_patroni) {
-            // Patroni's REST API answers 200 on /primary only on the running leader.
-            let promoted = info.hosts.iter().filter(|h| h.name != victim).any(|h| {
-                on(&h.name, &format!("curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 http://{}:8008/primary", h.ip))
-                    .map(|c| c == "200")
-                    .unwrap_or(false)
-            });
-            if promoted {
-                patroni = Some(cut.elapsed().as_secs_f64());
-            }
-        }
-        if pending(&redis, led_redis) {
-            let named: Vec<String> = survivors
-                .iter()
-                .map(|h| {
-                    on_stdin(h, "REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -p 26379 sentinel get-master-addr-by-name kbz", &sentinel)
-                        .map(|m| m.lines().next().unwrap_or_default().to_string())
-                        .unwrap_or_default()
-                })
-                .collect();
-            if named.windows(2).all(|w| w[0] == w[1])
-                && !named[0].is_empty()
-                && named[0] != victim_ip
-            {
-                redis = Some(cut.elapsed().as_secs_f64());
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    ensure!(
-        !pending(&vip, held_vip),
-        "the PostgreSQL VIP did not move within 120 s"
-    );
-    ensure!(
-        !pending(&patroni, led_patroni),
-        "Patroni named no new leader within 120 s"
-    );
-    ensure!(
-        !pending(&redis, led_redis),
-        "the Sentinels did not agree on a new master within 120 s"
-    );
-    if let Some(v) = vip {
-        fig.vip_moved = v;
-        println!("PostgreSQL VIP moved to a survivor after {v:.1}s");
-    }
-    if let Some(v) = patroni.filter(|_| fig.patroni_failover == 0.0) {
-        fig.patroni_failover = v;
-        println!("Patroni promoted a new leader after {v:.1}s");
-    }
-    if let Some(v) = redis {
-        fig.sentinel_failover = v;
-        println!("every surviving Sentinel names a new Redis master after {v:.1}s");
-    }
-
-    let pg = secret(info, "postgres_superuser_password")?;
-    let redis_pw = secret(info, "redis_password")?;
-    let first = survivors[0];
-    eventually(60, "a write through the PostgreSQL VIP", || {
-        Ok(on_stdin(
-            first,
-            &format!("PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U postgres -d postgres -c \"update kbz_e2e set v = 'after-cut' where id = 1\""),
-            &pg,
-        )
-        .is_ok())
-    })?;
-    eventually(60, "a write through the Redis VIP", || {
-        Ok(on_stdin(first, &format!("REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -h {redis_vip} -p 6379 set kbz-e2e after-cut"), &redis_pw)
-            .map(|r| r == "OK")
-            .unwrap_or(false))
-    })?;
-    // Written and acknowledged before the cut: synchronous mode must not lose it.
-    let rows = on_stdin(first, &format!("PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U postgres -d postgres -c 'select count(*) from kbz_e2e'"), &pg)?;
-    ensure!(
-        rows == "1",
-        "the row written before the cut is gone (count {rows})"
-    );
-    println!("writes work again through both VIPs; the acknowledged row survived");
-
-    lab::start(victim)?;
-    eventually(
-        180,
-        &format!("{victim} rejoining Patroni and Redis as a replica"),
-        || {
-            let list = on(first, "patronictl -c /etc/patroni/config.yml list -f json")?;
-            let members: Vec<serde_json::Value> = serde_json::from_str(&list)?;
-            let pg_back = members.iter().any(|m| {
-                // Patroni 4 reports a replica that streams as "streaming" (3.0 said "running").
-                m["Member"] == victim
-                    && m["Role"] != "Leader"
-                    && (m["State"] == "streaming" || m["State"] == "running")
-            });
-            let role = on_stdin(
-                victim,
-                "REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -p 6379 role",
-                &redis_pw,
-            )
-            .unwrap_or_default();
-            Ok(pg_back && role.starts_with("slave"))
-        },
-    )?;
-    println!("{victim} is back as a replica of both");
-    Ok(())
-}
-
-/// Power cuts of the Patroni leader (at first also the Redis master) and of the PostgreSQL
-/// VIP holder, each measured; then a re-run must accept the new leaders (0 changed).
+/// Every failover scenario once ([`failover::suite`]); then a re-run must accept the new
+/// leaders (0 changed, 0 cluster changes, leaders kept).
 fn failover_scenario(bin: &Path, info: &LabInfo, names: &[&str], fig: &mut Figures) -> Result<()> {
     let sentinel = secret(info, "redis_sentinel_password")?;
-    step("failover: power cut of the Patroni leader");
-    let leader = leaders(names[0], &sentinel)?.patroni;
-    ensure!(!leader.is_empty(), "no Patroni leader before the cut");
-    power_cut(info, names, &leader, fig)?;
-
-    let cfg: toml::Table = fs::read_to_string(&info.config)?.parse()?;
-    let pg_vip = cfg
-        .get("vips")
-        .and_then(|v| v.get("postgres"))
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    if fig.vip_moved == 0.0 {
-        step("failover: power cut of the PostgreSQL VIP holder");
-        let holder = vip_holder(&pg_vip, names).context("nobody holds the PostgreSQL VIP")?;
-        power_cut(info, names, &holder, fig)?;
-    }
+    failover::suite(info, fig)?;
 
     step("a re-run after the failovers accepts the new leaders");
     let before = leaders(names[0], &sentinel)?;
@@ -823,8 +577,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         assert_base(h, info)?;
     }
     data_tier(info, &names)?;
-    leader_partition(info, fig)?;
-    redis_master_crash(info)?;
+    failover_scenario(&bin, info, &names, fig)?;
     health::scenario(info, &names, fig)?;
 
     step("dry-run against the converged lab plans 0 operations");
@@ -840,8 +593,6 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
 
     step("a failure on one host rolls every host back");
     rollback_scenario(&bin, info, &names, Some(&hook))?;
-
-    failover_scenario(&bin, info, &names, fig)?;
 
     step("uninstall");
     let r = install(&bin, &["uninstall", "--inventory", &inv, "--yes"])?;

@@ -187,6 +187,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_injection_is_undone_and_reported() {
+        // The lab's systemd failed `systemctl kill` with EIO after masking haproxy: the mask
+        // must not outlive the run.
+        let (fakes, t) = fleet();
+        fakes[0].script(
+            "systemctl mask --runtime 'haproxy'",
+            Output {
+                status: 1,
+                stdout: vec![],
+                stderr: b"haproxy still active 5 s after SIGKILL".to_vec(),
+            },
+        );
+        fakes[0].script("systemctl unmask --runtime 'haproxy'", Output::default());
+        let s = Scenario::named("haproxy-down").expect("scenario");
+        let timing = crate::Timing {
+            fault: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let err = crate::run::fault_window(&s, &t, &t.members[0], &[], &timing)
+            .await
+            .expect_err("the injection failed");
+        assert!(err.to_string().contains("still active"), "{err}");
+        let ran = fakes[0].ran();
+        let mask = ran.iter().position(|c| c.contains("systemctl mask --runtime"));
+        let unmask = ran
+            .iter()
+            .position(|c| c.contains("systemctl unmask --runtime 'haproxy' >/dev/null"));
+        assert!(
+            matches!((mask, unmask), (Some(m), Some(u)) if m < u),
+            "{ran:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn the_vip_holder_is_the_lb_host_that_has_the_address() {
         let (fakes, t) = fleet();
         let addr = |a: &str| {

@@ -154,7 +154,15 @@ pub fn hold_down_script(unit: &str, failsafe: Duration) -> String {
          systemctl reset-failed {f}.timer {f}.service >/dev/null 2>&1 || true\n\
          systemd-run --quiet --unit={f} --on-active={secs}s /bin/sh -c {inner}\n\
          systemctl mask --runtime {u} >/dev/null\n\
-         systemctl kill -s KILL {u}\n",
+         # systemd may fail on the unit's cgroup after its processes got the signal (EIO in\n\
+         # containers): what counts is that the unit stopped, within 5 s.\n\
+         systemctl kill -s KILL {u} 2>/dev/null || true\n\
+         i=0\n\
+         while systemctl is-active --quiet {u}; do\n\
+         \x20 i=$((i + 1))\n\
+         \x20 if [ \"$i\" -ge 50 ]; then echo {u} still active 5 s after SIGKILL >&2; exit 1; fi\n\
+         \x20 sleep 0.1\n\
+         done\n",
         f = HOLD_FAILSAFE_UNIT,
         secs = failsafe.as_secs().max(1),
         inner = quote(&format!(

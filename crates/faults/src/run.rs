@@ -266,14 +266,7 @@ async fn run_inner(
     let fault_at = Instant::now();
     let fault_t = load.started().elapsed().as_secs_f64();
     tracing::info!(scenario = %s.name, victim = %r.victim, "fault");
-    let injected = inject(s, t, &victim, &peers, timing).await;
-    let healed = match injected {
-        Ok(()) => {
-            tokio::time::sleep(timing.fault).await;
-            heal(s, t, &victim).await
-        }
-        Err(e) => Err(e),
-    };
+    let healed = fault_window(s, t, &victim, &peers, timing).await;
     let heal_at = Instant::now();
     let back = match healed {
         Ok(()) => wait_healthy(svc.as_ref(), timing.healthy_within, timing.stable_samples).await,
@@ -383,6 +376,29 @@ fn peers(s: &Scenario, t: &Target, svc: &dyn ServiceTarget, victim: &Member) -> 
         }
     }
     out
+}
+
+/// Injects the fault, holds it for `timing.fault` and heals it. A failed injection is undone
+/// too (it may be half applied: a unit masked, then its kill failed), and its error returned.
+pub(crate) async fn fault_window(
+    s: &Scenario,
+    t: &Target,
+    victim: &Member,
+    peers: &[IpAddr],
+    timing: &Timing,
+) -> Result<(), FaultError> {
+    match inject(s, t, victim, peers, timing).await {
+        Ok(()) => {
+            tokio::time::sleep(timing.fault).await;
+            heal(s, t, victim).await
+        }
+        Err(e) => {
+            if let Err(h) = heal(s, t, victim).await {
+                tracing::warn!(scenario = %s.name, victim = %victim.host.hostname, error = %h, "undoing a failed injection");
+            }
+            Err(e)
+        }
+    }
 }
 
 async fn inject(
