@@ -210,7 +210,9 @@ mod tests {
             .expect_err("the injection failed");
         assert!(err.to_string().contains("still active"), "{err}");
         let ran = fakes[0].ran();
-        let mask = ran.iter().position(|c| c.contains("systemctl mask --runtime"));
+        let mask = ran
+            .iter()
+            .position(|c| c.contains("systemctl mask --runtime"));
         let unmask = ran
             .iter()
             .position(|c| c.contains("systemctl unmask --runtime 'haproxy' >/dev/null"));

@@ -166,7 +166,7 @@ pub fn hold_down_script(unit: &str, failsafe: Duration) -> String {
         f = HOLD_FAILSAFE_UNIT,
         secs = failsafe.as_secs().max(1),
         inner = quote(&format!(
-            "systemctl unmask --runtime {u}; systemctl start {u}"
+            "systemctl unmask --runtime {u} && systemctl start {u}"
         )),
     )
 }
@@ -344,6 +344,14 @@ mod tests {
         let kill = s.find("systemctl kill -s KILL 'haproxy'").expect("kill");
         assert!(timer < mask && mask < kill, "{s}");
         assert!(s.contains("--on-active=95s"), "{s}");
+        // systemd escapes `;` in a transient unit's command line (`\;` reached sh, which
+        // then ran `systemctl unmask haproxy\;` and never started it): no `;` in it.
+        let run_line = s
+            .lines()
+            .find(|l| l.starts_with("systemd-run"))
+            .expect("line");
+        assert!(!run_line.contains(';'), "{run_line}");
+        assert!(run_line.contains("&& systemctl start"), "{run_line}");
         assert!(
             s.contains("/bin/sh -c 'systemctl unmask --runtime '"),
             "{s}"

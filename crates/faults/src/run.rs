@@ -128,6 +128,26 @@ fn monitor(
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (victim, before, out) = (victim.to_string(), leader_before.to_string(), seen.clone());
     let h = tokio::spawn(async move {
+        // The VIP is watched on its own, every 200 ms: the leader and primary probes below
+        // take a second or more per round, too coarse for a budget of a few seconds.
+        let vip_task = vip_watch.map(|(lbs, vip)| {
+            let (stop, out) = (stop.clone(), out.clone());
+            let survivors: Vec<Member> = lbs
+                .into_iter()
+                .filter(|m| m.host.hostname != victim)
+                .collect();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    if !observe::vip_holders(&survivors, vip).await.is_empty() {
+                        if let Ok(mut s) = out.lock() {
+                            s.vip_moved_at.get_or_insert_with(Instant::now);
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        });
         while !stop.load(Ordering::SeqCst) {
             let lead = svc.leader(&victim).await;
             let mut probes = tokio::task::JoinSet::new();
@@ -141,29 +161,18 @@ fn monitor(
                     primaries += 1;
                 }
             }
-            let moved = match &vip_watch {
-                Some((lbs, vip)) => {
-                    let survivors: Vec<Member> = lbs
-                        .iter()
-                        .filter(|m| m.host.hostname != victim)
-                        .cloned()
-                        .collect();
-                    !observe::vip_holders(&survivors, *vip).await.is_empty()
-                }
-                None => false,
-            };
             if let Ok(mut s) = out.lock() {
                 if s.new_leader_at.is_none() && lead.as_ref().is_some_and(|l| *l != before) {
                     s.new_leader_at = Some(Instant::now());
-                }
-                if s.vip_moved_at.is_none() && moved {
-                    s.vip_moved_at = Some(Instant::now());
                 }
                 if primaries >= 2 {
                     s.two_primaries = true;
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if let Some(t) = vip_task {
+            let _ = t.await;
         }
     });
     (seen, h)

@@ -50,7 +50,7 @@ pub fn suite(info: &LabInfo, fig: &mut Figures) -> Result<()> {
         ));
         let out = Command::new(&bin)
             .args(["run", name, "--inventory", &inv, "--yes", "--json"])
-            .args(["--no-notify", "--duration", &secs.to_string()])
+            .args(["--duration", &secs.to_string()])
             .output()
             .context("cannot run kbz-failover")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
