@@ -138,7 +138,21 @@ pub fn heal_script() -> String {
 /// `systemctl kill -s KILL` of every process of `unit`.
 pub fn kill_unit_script(unit: &str) -> String {
     // The default kill target is every process of the unit (PostgreSQL's too for Patroni).
-    format!("systemctl kill -s KILL {}", quote(unit))
+    // systemd may fail on the unit's cgroup after its processes got the signal (EIO in
+    // containers): what counts is that the main process died, within 5 s (systemd then
+    // restarts the unit under a new one).
+    let u = quote(unit);
+    format!(
+        "pid=$(systemctl show -p MainPID --value {u})\n\
+         if [ -z \"$pid\" ] || [ \"$pid\" = 0 ]; then echo {u} is not running >&2; exit 1; fi\n\
+         systemctl kill -s KILL {u} 2>/dev/null || true\n\
+         i=0\n\
+         while kill -0 \"$pid\" 2>/dev/null; do\n\
+         \x20 i=$((i + 1))\n\
+         \x20 if [ \"$i\" -ge 50 ]; then echo \"{u} (pid $pid) still alive 5 s after SIGKILL\" >&2; exit 1; fi\n\
+         \x20 sleep 0.1\n\
+         done\n"
+    )
 }
 
 /// The transient unit that brings a held-down unit back when the failsafe expires.
@@ -332,6 +346,20 @@ mod tests {
             hold_down_script("haproxy", Duration::from_secs(95)),
             release_script("haproxy"),
         ]);
+    }
+
+    #[test]
+    fn a_kill_counts_once_the_main_process_died_not_by_systemctls_status() {
+        // On the lab's systemd `systemctl kill -s KILL etcd` killed etcd and still failed
+        // with EIO on the cgroup: the script judges by the main process instead.
+        let s = kill_unit_script("etcd");
+        let pid = s.find("systemctl show -p MainPID --value 'etcd'").expect("pid");
+        let kill = s
+            .find("systemctl kill -s KILL 'etcd' 2>/dev/null || true")
+            .expect("kill");
+        let wait = s.find("while kill -0 \"$pid\"").expect("wait");
+        assert!(pid < kill && kill < wait, "{s}");
+        assert!(s.contains("is not running >&2; exit 1"), "{s}");
     }
 
     #[test]

@@ -261,7 +261,7 @@ mod tests {
             "{c}"
         );
         assert_eq!(
-            c.matches("default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n")
+            c.matches("default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions\n")
                 .count(),
             3
         );
