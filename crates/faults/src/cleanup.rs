@@ -205,10 +205,12 @@ mod tests {
             fault: std::time::Duration::from_secs(3600),
             ..Default::default()
         };
-        let err = crate::run::fault_window(&s, &t, &t.members[0], &[], &timing)
+        let in_place = std::sync::OnceLock::new();
+        let err = crate::run::fault_window(&s, &t, &t.members[0], &[], &timing, &in_place)
             .await
             .expect_err("the injection failed");
         assert!(err.to_string().contains("still active"), "{err}");
+        assert!(in_place.get().is_none(), "a failed fault never held");
         let ran = fakes[0].ran();
         let mask = ran
             .iter()

@@ -139,7 +139,7 @@ async fn scan(at: &Endpoint) -> Result<Vec<String>, FaultError> {
                 .arg("MATCH")
                 .arg(format!("{PREFIX}*"))
                 .arg("COUNT")
-                .arg(1000)
+                .arg(10_000)
                 .query_async(&mut c),
         )
         .await

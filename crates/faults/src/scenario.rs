@@ -305,8 +305,9 @@ pub struct RunReport {
     /// The lb host holding the PostgreSQL VIP before the fault (VIP scenarios).
     #[serde(default)]
     pub vip_holder_before: Option<String>,
-    /// Seconds from the fault until another lb host held the PostgreSQL VIP (VIP scenarios;
-    /// `None`: no survivor took it).
+    /// Seconds from the moment the fault held (the holder's HAProxy stopped, its power off)
+    /// until another lb host held the PostgreSQL VIP (VIP scenarios; `None`: no survivor
+    /// took it).
     #[serde(default)]
     pub vip_moved_secs: Option<f64>,
     /// Two members answered as primaries (not in recovery) in the same sample.
