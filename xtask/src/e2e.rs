@@ -1,6 +1,7 @@
 //! `cargo xtask e2e`: the real installer against real lab hosts. Brings a 3-host lab up,
 //! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
-//! (0 changed), runs every failover scenario once through kbz-failover with its budgets,
+//! (0 changed), runs the embedding example (`examples/embed`: its own component through the
+//! library API), runs every failover scenario once through kbz-failover with its budgets,
 //! checks kbz-health, dry-runs (0 operations), proves rollback after a failure on one host,
 //! uninstalls, and tears the lab down. Prints timings for `bench lab`.
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use crate::lab::{self, LabInfo};
 
+mod embed;
 mod failover;
 mod health;
 
@@ -576,6 +578,8 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     for h in &names {
         assert_base(h, info)?;
     }
+    // Issue 17: a tool embedding kbz's crates converges its own component on the same hosts.
+    embed::scenario(info)?;
     data_tier(info, &names)?;
     failover_scenario(&bin, info, &names, fig)?;
     health::scenario(info, &names, fig)?;

@@ -451,6 +451,16 @@ impl Config {
     /// A TOML syntax error, an unknown key or a value of the wrong type is one E008 with the
     /// line (the TOML reader stops at the first); when the file reads, every semantic problem
     /// found by [`Config::check`] is reported at once. A UTF-8 BOM is accepted.
+    ///
+    /// ```
+    /// use kbz_core::Config;
+    ///
+    /// let cfg = Config::parse("kbz.toml", "[cluster]\nname = \"prod\"\nforks = 4\n").expect("valid");
+    /// assert_eq!((cfg.cluster.name.as_str(), cfg.cluster.forks), ("prod", 4));
+    /// // A key kbz does not know is E008 with its line.
+    /// let bad = Config::parse("kbz.toml", "[cluster]\nnmae = \"prod\"\n").expect_err("typo");
+    /// assert_eq!(bad[0].code, kbz_core::errors::Code::E008);
+    /// ```
     pub fn parse(path_for_messages: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
         let path = path_for_messages;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);

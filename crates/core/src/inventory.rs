@@ -206,6 +206,19 @@ impl Inventory {
     /// E004 duplicate hostname or IP, E005 invalid value, E006 unknown role), in line order.
     /// Quorum counts are a whole-fleet property checked by [`Inventory::check_quorum`].
     /// Never panics, whatever the bytes.
+    ///
+    /// ```
+    /// use kbz_core::errors::Code;
+    /// use kbz_core::{Inventory, Role};
+    ///
+    /// let inv = Inventory::parse("servers.tsv", b"db1\t10.0.0.21\tetcd,postgres\n").expect("valid");
+    /// assert!(inv.hosts[0].has(Role::Postgres));
+    /// assert_eq!(inv.hosts[0].ssh_user, "root");
+    ///
+    /// // Every problem at once, each with its code and line.
+    /// let bad = Inventory::parse("servers.tsv", b"db1 10.0.0.21 etcd\n").expect_err("spaces");
+    /// assert_eq!(bad[0].code, Code::E002);
+    /// ```
     pub fn parse(path_for_messages: &str, bytes: &[u8]) -> Result<Inventory, Vec<Diagnostic>> {
         let mut p = Parser {
             path: path_for_messages,

@@ -4,6 +4,56 @@
 //!
 //! This crate never opens a network connection itself and never prints: executors come from
 //! `kbz-exec` (or the embedding tool), output is the caller's business.
+//!
+//! # From inputs to a converged host
+//!
+//! The three entry points an embedding tool calls (docs/embedding.md walks through them, and
+//! `examples/embed` is a complete tool): load the inputs, build an [`Engine`] with components
+//! and a [`Connector`], run a plan. Here the hosts are kbz-testkit's in-memory fakes; a real
+//! tool passes `kbz_exec::SshConnector` instead.
+//!
+//! ```
+//! use kbz_core::{Component, ComponentError, Config, Context, Engine, Host, Inventory};
+//! use kbz_core::{Resource, RunOptions, Secrets};
+//! use std::sync::Arc;
+//!
+//! /// A component of the embedding tool: one file on every host.
+//! #[derive(Debug)]
+//! struct Motd;
+//!
+//! impl Component for Motd {
+//!     fn name(&self) -> &'static str { "motd" }
+//!     fn module(&self) -> u8 { 11 }
+//!     fn desired(&self, _ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError> {
+//!         let text = format!("{} is managed by my-tool\n", host.hostname);
+//!         Ok(vec![Resource::file("/etc/motd", text, 0o644)])
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // 1. Inputs: every problem of either file is reported at once, as E-coded diagnostics.
+//! let inventory = Inventory::parse("servers.tsv", b"node1\t192.0.2.11\tmonitoring\n")
+//!     .expect("a valid inventory");
+//! let config = Config::parse("kbz.toml", "[cluster]\nname = \"demo\"\n").expect("valid");
+//! assert!(kbz_core::validate::validate(&inventory, &config, "kbz.toml").is_empty());
+//! let ctx = Context::new(inventory, config, Secrets::in_memory());
+//!
+//! // 2. The engine: components in any order (they run by module), and a connector.
+//! let fleet = Arc::new(kbz_testkit::FakeConnector::debian_fleet(&ctx.inventory.hosts));
+//! let engine = Engine::new(ctx, vec![Arc::new(Motd)], fleet.clone());
+//!
+//! // 3. A plan: shown first (dry-run: nothing changes), then applied, then converged.
+//! let plan = engine.run(&RunOptions { dry_run: true, ..RunOptions::default() }).await;
+//! assert_eq!(plan.expect("dry-run").plan.operations(), 1);
+//! let first = engine.run(&RunOptions::default()).await.expect("first run");
+//! assert_eq!(first.summary.changed, 1);
+//! let second = engine.run(&RunOptions::default()).await.expect("second run");
+//! assert_eq!(second.summary.changed, 0);
+//! let motd = &fleet.host("node1").expect("node1").state().files["/etc/motd"];
+//! assert_eq!(motd.content, b"node1 is managed by my-tool\n");
+//! # }
+//! ```
 
 pub mod allow;
 pub mod artifact;
@@ -33,6 +83,12 @@ pub mod template;
 pub mod toml_lines;
 pub mod validate;
 pub mod wait;
+
+/// The attribute [`Component`] and [`Executor`] implementations with async methods use.
+pub use async_trait::async_trait;
+/// The error catalogue ([`errors::Code`], [`errors::Diagnostic`]) this crate's API speaks,
+/// re-exported so an embedding tool needs no version of kbz-errors of its own.
+pub use kbz_errors as errors;
 
 pub use cache::Cache;
 pub use component::{ClusterChange, ClusterChangeKind, Component, ComponentError};

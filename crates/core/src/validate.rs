@@ -13,6 +13,19 @@ use crate::inventory::{Host, Inventory};
 
 /// Loads the inventory and the configuration and cross-checks them, reporting the problems of
 /// both files together. With `config` `None` the defaults are used (no kbz.toml was named).
+///
+/// ```
+/// let dir = tempfile::tempdir().expect("tempdir");
+/// let inv = dir.path().join("servers.tsv");
+/// std::fs::write(&inv, "node1\t192.0.2.11\tmonitoring\n").expect("write");
+/// let (inventory, config) = kbz_core::validate::load_and_validate(&inv, None).expect("valid");
+/// assert_eq!(inventory.hosts.len(), 1);
+/// assert_eq!(config.cluster.forks, kbz_core::Config::default().cluster.forks);
+///
+/// // A missing file is E001, naming it.
+/// let missing = kbz_core::validate::load_and_validate(&dir.path().join("nope.tsv"), None);
+/// assert_eq!(missing.expect_err("missing")[0].code, kbz_core::errors::Code::E001);
+/// ```
 pub fn load_and_validate(
     inventory: &Path,
     config: Option<&Path>,
