@@ -13,7 +13,9 @@ const EXAMPLE_CONFIG: &str = include_str!("../../../examples/kbz.toml");
 /// Everything a run reads.
 #[derive(Debug)]
 pub struct Inputs {
+    /// The hosts (servers.tsv).
     pub inventory: Inventory,
+    /// The settings (kbz.toml, or the defaults).
     pub config: Config,
     /// `None` for the bundled example (nothing is written anywhere).
     pub state_dir: Option<PathBuf>,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 /// JSON log lines to `STATE_DIR/logs/<binary>.jsonl` (mode 0600); `-v` adds human lines
 /// on stderr. Only kbz's own crates log below WARN (third-party debug output, such as a
 /// template engine's render context, can hold secrets), and every line passes through
-/// [`Redacting`] so that no secret value reaches a log even if some code logs one.
+/// a redacting writer so that no secret value reaches a log even if some code logs one.
 pub fn init(state_dir: &Path, binary: &str, verbose: u8, redactor: Redactor) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;

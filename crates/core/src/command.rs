@@ -13,7 +13,7 @@ pub fn quote(s: &str) -> String {
 /// A command to run on a host with `sh -c`.
 ///
 /// Secrets never go into `script` or `env` (both are visible in `ps` on the host): pass them
-/// on `stdin` or in a file written with [`Executor::put_file`].
+/// on `stdin` or in a file written with [`crate::Executor::put_file`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Cmd {
     /// Shell script, run by `sh -c`.

@@ -12,7 +12,7 @@ use crate::shell::normalize_ws;
 pub struct Change {
     /// Resource id (`file:/etc/hosts`).
     pub resource: String,
-    /// The operation (in a report: file contents left out, see [`public_op`]).
+    /// The operation (in a report: file contents left out, only their size is shown).
     #[serde(serialize_with = "public_op")]
     pub op: Op,
     /// Steps that undo it, run in order on rollback.

@@ -353,7 +353,9 @@ mod tests {
         // On the lab's systemd `systemctl kill -s KILL etcd` killed etcd and still failed
         // with EIO on the cgroup: the script judges by the main process instead.
         let s = kill_unit_script("etcd");
-        let pid = s.find("systemctl show -p MainPID --value 'etcd'").expect("pid");
+        let pid = s
+            .find("systemctl show -p MainPID --value 'etcd'")
+            .expect("pid");
         let kill = s
             .find("systemctl kill -s KILL 'etcd' 2>/dev/null || true")
             .expect("kill");

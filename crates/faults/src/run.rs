@@ -300,7 +300,10 @@ async fn run_inner(
             .vip_moved_at
             // From the moment the fault held (HAProxy stopped, the power off): the VIP
             // cannot move before, and the injection itself takes a round trip or more.
-            .map(|a| a.duration_since(*in_place.get().unwrap_or(&fault_at)).as_secs_f64());
+            .map(|a| {
+                a.duration_since(*in_place.get().unwrap_or(&fault_at))
+                    .as_secs_f64()
+            });
         r.two_primaries_seen = seen.two_primaries;
     }
     let (gap, end) = longest_gap(&tally.acks, fault_t, end_t);

@@ -1,7 +1,7 @@
 //! `cargo xtask lab`: a throwaway fleet of Debian 12 hosts on this machine (systemd-nspawn
 //! containers, each in its own network namespace, on one bridge), for end-to-end tests.
 //!
-//! The functions [`up`], [`down`], [`status`], [`exec`], [`output`], [`ssh_command`], [`kill`],
+//! The functions [`up()`], [`down()`], [`status`], [`exec`], [`output`], [`ssh_command`], [`kill`],
 //! [`start`], [`partition`], [`heal`], [`info`] and [`session_lock`] are the API `cargo xtask e2e` calls;
 //! the CLI (`cli.rs`) is a thin layer over them. Everything the lab creates is recorded in
 //! `target/lab/state.json` before it is created, and `down` removes exactly that. See

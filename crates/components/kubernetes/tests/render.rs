@@ -11,6 +11,7 @@ use kbz_kubernetes::{addons, pins, Kubernetes};
 use kbz_testkit::rendered_files;
 use std::path::PathBuf;
 
+/// The example inventory and config with `[kubernetes] flavor` set and placeholder secrets.
 pub fn context(flavor: &str) -> Context {
     let mut cfg = kbz_testkit::example_config();
     cfg.kubernetes.flavor = flavor.into();
