@@ -310,7 +310,8 @@ pub struct RunReport {
     /// took it).
     #[serde(default)]
     pub vip_moved_secs: Option<f64>,
-    /// Two members answered as primaries (not in recovery) in the same sample.
+    /// Two members answered as writable primaries in the same sample (PostgreSQL: not in
+    /// recovery; Redis: a master with its `min-replicas-to-write` replicas online).
     pub two_primaries_seen: bool,
     /// Acknowledgements by server address after the fault began.
     pub acks_after_fault_by_server: BTreeMap<String, u64>,

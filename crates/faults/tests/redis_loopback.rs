@@ -215,7 +215,7 @@ async fn the_writers_reconnect_and_the_checker_finds_writes_a_restarted_master_l
         Node::new(dir.path(), "127.0.0.41"),
         Node::new(dir.path(), "127.0.0.42"),
     );
-    let port = free_port(&[m.ip, r.ip]);
+    let port = free_port(&[m.ip, r.ip, "127.0.0.43".parse().expect("ip")]);
     let mut d = Daemons::new();
     let mconf = m.redis_conf(port, None);
     d.start("redis-server", &mconf, &m.redis_pid());
@@ -231,6 +231,20 @@ async fn the_writers_reconnect_and_the_checker_finds_writes_a_restarted_master_l
     .await;
     assert_eq!(client::is_master(&me).await, Some(true));
     assert_eq!(client::is_master(&re).await, Some(false));
+    // A master without a replica online takes no write (min-replicas-to-write): not a
+    // writable master, as an old master back from a power cut is for a moment.
+    let lone = Node::new(dir.path(), "127.0.0.43");
+    d.start(
+        "redis-server",
+        &lone.redis_conf(port, None),
+        &lone.redis_pid(),
+    );
+    let le = lone.endpoint(port, PASS);
+    until("the lone master", Duration::from_secs(20), || async {
+        client::replication(&le).await.is_ok()
+    })
+    .await;
+    assert_eq!(client::is_master(&le).await, Some(false));
 
     let writers: Vec<Box<dyn Writer>> = (0..3)
         .map(|w| Box::new(RedisWriter::new(&me, w)) as Box<dyn Writer>)

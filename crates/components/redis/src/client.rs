@@ -102,13 +102,15 @@ pub async fn replication(node: &Endpoint) -> Result<Replication, ClientError> {
     })
 }
 
-/// Whether a node answers as a writable master (`role:master`); `None` when it does not
-/// answer.
+/// Whether a node answers as a writable master: `role:master` with at least
+/// [`crate::MIN_REPLICAS_TO_WRITE`] replicas online (kbz's masters refuse writes without
+/// them, NOREPLICAS: an old master back from a power cut is a master for a moment, before
+/// Sentinel turns it into a replica, but takes no write); `None` when it does not answer.
 pub async fn is_master(node: &Endpoint) -> Option<bool> {
-    replication(node)
-        .await
-        .ok()
-        .map(|r| r.role == NodeRole::Master)
+    replication(node).await.ok().map(|r| {
+        r.role == NodeRole::Master
+            && r.online_replicas.len() >= crate::MIN_REPLICAS_TO_WRITE as usize
+    })
 }
 
 /// The master one Sentinel names (`SENTINEL GET-MASTER-ADDR-BY-NAME kbz`); `None` when it
