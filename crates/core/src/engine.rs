@@ -365,7 +365,9 @@ impl Progress for MaskedProgress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// Runs components against hosts.
+/// Runs components against hosts: [`Engine::new`] with a context, components and a
+/// [`Connector`], then [`Engine::run`]. The crate documentation has a complete example (inputs,
+/// engine, dry-run, apply, converged re-run) on fake hosts.
 pub struct Engine {
     ctx: Context,
     components: Vec<Arc<dyn Component>>,

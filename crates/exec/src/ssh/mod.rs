@@ -293,6 +293,22 @@ impl Inner {
 }
 
 /// Opens [`SshExecutor`]s for inventory hosts with one set of [`SshOptions`].
+///
+/// The connector an embedding tool hands to `kbz_core::Engine::new`: options from kbz.toml's
+/// `[ssh]` table (key, known_hosts, jump host, timeouts), nothing contacted until a run.
+///
+/// ```
+/// use kbz_core::{Config, Connector};
+/// use kbz_exec::{SshConnector, SshOptions};
+/// use std::sync::Arc;
+///
+/// let config = Config::parse("kbz.toml", "[ssh]\nkey = \"/etc/my-tool/id_ed25519\"\nknown_hosts = \"/etc/my-tool/known_hosts\"\n")
+///     .expect("valid");
+/// let opts = SshOptions::from_config(&config).expect("no jump host to parse");
+/// assert!(!opts.accept_new_host_keys, "unknown host keys are refused by default (E015)");
+/// let connector: Arc<dyn Connector> = Arc::new(SshConnector::new(opts));
+/// # let _ = connector;
+/// ```
 #[derive(Debug, Clone)]
 pub struct SshConnector {
     opts: SshOptions,
