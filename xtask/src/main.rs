@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod docs_cli;
 mod e2e;
 mod failover;
 mod lab;
@@ -29,6 +30,8 @@ enum Command {
     E2e(e2e::Args),
     /// Runs a kbz-faults scenario against the running lab N times (lost writes, gaps, leaders).
     Failover(failover::Args),
+    /// Shell completions and man pages of every binary into OUTDIR (completions/, man/man1/).
+    DocsCli(docs_cli::Args),
     /// Render every component's config files for an inventory (default: the example).
     RenderConfigs(render::Args),
     /// Lists the snapshot files no test used (after `cargo test` with
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
         Command::E2e(args) => e2e::run(args),
+        Command::DocsCli(args) => docs_cli::run(args),
         Command::RenderConfigs(args) => render::run(args),
         Command::Failover(args) => failover::run(args),
         Command::StaleSnapshots(args) => snapshots::run(args),

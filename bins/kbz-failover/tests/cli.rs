@@ -63,6 +63,8 @@ fn help_documents_the_exit_codes() {
         out.contains("EXIT CODES (shared by every kbz binary)"),
         "{out}"
     );
+    // The one shared table, exactly as kbz_cli::exit holds it (and the README shows it).
+    assert!(out.contains(&kbz_cli::exit::help("")), "{out}");
     assert!(out.contains("E071 lost writes, E072 write gap"), "{out}");
 }
 

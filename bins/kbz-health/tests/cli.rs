@@ -52,6 +52,8 @@ fn help_documents_the_exit_codes() {
         out.contains("EXIT CODES (shared by every kbz binary)"),
         "{out}"
     );
+    // The one shared table, exactly as kbz_cli::exit holds it (and the README shows it).
+    assert!(out.contains(&kbz_cli::exit::help("")), "{out}");
     assert!(
         out.contains("0 healthy, 1 degraded") && out.contains("2 down"),
         "{out}"
@@ -268,8 +270,13 @@ fn timer_install_and_remove_under_a_temporary_root() {
         "{service}"
     );
     assert!(root.join("etc/systemd/system/kbz-health.timer").exists());
-    let o = health(&["timer", "remove", "--root", &root_s], dir.path());
+    let o = health(
+        &["timer", "remove", "--root", &root_s, "--json"],
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json");
+    assert_eq!(v["removed"].as_array().map(Vec::len), Some(2), "{v}");
     assert!(!root.join("etc/systemd/system/kbz-health.service").exists());
     assert!(!root.join("etc/systemd/system/kbz-health.timer").exists());
 }

@@ -1,5 +1,9 @@
 //! The kbz-install binary as a user runs it: the bundled dry-run, bad input with E-codes and
-//! exit codes, `explain`, and `notify test` against a real HTTP receiver on loopback.
+//! exit codes, `explain`, `notify test` against a real HTTP receiver on loopback, and the
+//! menu in a real terminal (`menu`: tmux).
+
+#[path = "cli/menu.rs"]
+mod menu;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -86,6 +90,32 @@ fn explain_prints_fixes_and_rejects_unknown_codes() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64));
     assert!(err.contains("E001 to E068"), "{err}");
+}
+
+#[test]
+fn every_command_that_prints_results_speaks_json() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (args, key) in [
+        (&["explain", "E014", "--json"][..], "explanation"),
+        (&["validate", "--json"][..], "valid"),
+        (&["notify", "test", "--json"][..], "targets"),
+        (&["--dry-run", "--json"][..], "plan"),
+    ] {
+        let o = kbz(args, dir.path());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert!(v.get(key).is_some(), "{args:?}: no `{key}` in {v}");
+    }
+    let o = kbz(&["explain", "E014", "--json"], dir.path());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["code"], "E014");
+    // The menu is interactive: --json is a usage error, not a screen in a pipe.
+    let o = kbz(&["menu", "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(64));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["errors"][0]["code"], "E010");
 }
 
 #[test]
@@ -224,8 +254,10 @@ fn help_shows_the_shared_exit_code_table() {
         out.contains("EXIT CODES (shared by every kbz binary)"),
         "{out}"
     );
+    // The one shared table, exactly as kbz_cli::exit holds it (and the README shows it).
+    assert!(out.contains(&kbz_cli::exit::help("")), "{out}");
     for (code, meaning) in [
-        (2, "invalid input"),
+        (64, "invalid input"),
         (3, "hosts unreachable"),
         (4, "rollback incomplete"),
     ] {

@@ -55,7 +55,12 @@ fn secrets_mode(dry_run: bool) -> session::Secrets {
 pub fn explain(code: &str, g: &Common) -> u8 {
     match kbz_errors::explain(code) {
         Ok(text) => {
-            crate::outln!("{text}");
+            if g.json {
+                let code = kbz_errors::parse_code(code).map(|c| c.to_string());
+                crate::outln!("{}", serde_json::json!({"code": code, "explanation": text}));
+            } else {
+                crate::outln!("{text}");
+            }
             exit::OK
         }
         Err(e) => {
@@ -305,6 +310,36 @@ pub fn notify_test(g: &Common) -> u8 {
         Err(f) => return f.report(g.json),
     };
     let report = rt.block_on(notifiers.test_all());
+    let code = if report.all_delivered() {
+        exit::OK
+    } else {
+        exit::FAILED
+    };
+    if g.json {
+        use kbz_notify::TestOutcome;
+        let targets: Vec<_> = report
+            .results
+            .iter()
+            .map(|r| {
+                let (outcome, reason) = match &r.outcome {
+                    TestOutcome::Delivered => ("delivered", None),
+                    TestOutcome::Failed(why) => ("failed", Some(why.as_str())),
+                    TestOutcome::Disabled => ("disabled", None),
+                };
+                serde_json::json!({
+                    "target": r.target,
+                    "kind": r.kind.to_string(),
+                    "outcome": outcome,
+                    "reason": reason,
+                })
+            })
+            .collect();
+        crate::outln!(
+            "{}",
+            serde_json::json!({"targets": targets, "all_delivered": report.all_delivered()})
+        );
+        return code;
+    }
     if report.results.is_empty() {
         crate::outln!("No [[notify]] targets in the config: nothing to test.");
         return exit::OK;
@@ -312,11 +347,7 @@ pub fn notify_test(g: &Common) -> u8 {
     for line in report.lines() {
         crate::outln!("{line}");
     }
-    if report.all_delivered() {
-        exit::OK
-    } else {
-        exit::FAILED
-    }
+    code
 }
 
 /// Pinned artifacts are fetched into `<state dir>/cache` (one verified copy per sha256).

@@ -17,6 +17,8 @@
 //! - [`lock`]: the controller's run lock and the per-host locks of a mutating command.
 //! - [`install`]: kbz-install's subcommands (install, uninstall, validate, explain, rollback,
 //!   notify test).
+//! - [`menu`]: `kbz-install menu`, the terminal UI over the same probe, plan, install,
+//!   health and explain.
 //!
 //! This crate is the binaries' half of kbz: it is the only library that prints. Failures are
 //! a typed [`Failure`] (diagnostics with E-codes plus the exit code they map to).
@@ -30,6 +32,7 @@ pub mod inputs;
 pub mod install;
 pub mod lock;
 pub mod log;
+pub mod menu;
 pub mod session;
 pub mod ui;
 

@@ -168,6 +168,34 @@ impl Progress for Bars {
     }
 }
 
+/// A bar (or a spinner when `len` is 0) on stderr for a long operation; hidden with --json
+/// or when stderr is not a terminal, so logs and pipes never get its escape codes.
+pub fn progress(len: u64, message: &str, json: bool) -> ProgressBar {
+    progress_on(std::io::stderr().is_terminal(), len, message, json)
+}
+
+fn progress_on(terminal: bool, len: u64, message: &str, json: bool) -> ProgressBar {
+    if json || !terminal {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = if len == 0 {
+        (ProgressBar::new_spinner(), "{spinner} {msg} {elapsed}")
+    } else {
+        (
+            ProgressBar::new(len),
+            "[{bar:30}] {pos}/{len} {msg} {elapsed}",
+        )
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(mask(message));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 /// The end-of-run summary (or the JSON report).
 pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
     if json {
@@ -282,6 +310,13 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn progress_is_hidden_off_a_terminal_and_with_json() {
+        assert!(super::progress_on(false, 3, "runs", false).is_hidden());
+        assert!(super::progress_on(true, 3, "runs", true).is_hidden());
+        assert!(super::progress_on(false, 0, "checking", false).is_hidden());
+    }
+
     #[test]
     fn tables_align_columns() {
         let t = super::render_table(

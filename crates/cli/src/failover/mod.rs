@@ -394,6 +394,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
     let cfg = ctx.config.failover.clone();
     let json = c.json;
     let scenario_name = s.name.clone();
+    let bar = ui::progress(u64::from(o.runs), &format!("runs of {scenario_name}"), json);
     let batch = rt.block_on(kbz_faults::run_all(
         &s,
         &t,
@@ -403,13 +404,18 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
             let _ = tokio::signal::ctrl_c().await;
         },
         |p| match p {
-            kbz_faults::Progress::Run(r) if !json => crate::outln!("{}", output::run_line(r)),
-            kbz_faults::Progress::Run(_) => {}
-            kbz_faults::Progress::Interrupted => {
-                crate::errln!("Interrupted: healing every fault of {scenario_name} ...")
+            kbz_faults::Progress::Run(r) => {
+                bar.inc(1);
+                if !json {
+                    bar.suspend(|| crate::outln!("{}", output::run_line(r)));
+                }
             }
+            kbz_faults::Progress::Interrupted => bar.suspend(|| {
+                crate::errln!("Interrupted: healing every fault of {scenario_name} ...")
+            }),
         },
     ));
+    bar.finish_and_clear();
     let kbz_faults::Batch {
         reports,
         interrupted,

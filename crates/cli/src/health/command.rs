@@ -67,7 +67,10 @@ pub fn once(c: &Common, o: &Options) -> u8 {
         Ok(p) => p,
         Err(f) => return f.report(c.json),
     };
+    let hosts = p.session.ctx.inventory.hosts.len();
+    let bar = crate::ui::progress(0, &format!("checking {hosts} hosts"), c.json);
     let report = run_checks(&p.session.ctx, &p);
+    bar.finish_and_clear();
     tracing::info!(status = %report.status, checks = report.checks.len(), round_trips = report.round_trips.total, ms = report.duration_ms, "health run");
     if c.json {
         crate::outln!("{}", output::json(&report));
@@ -166,6 +169,10 @@ pub fn timer_install(c: &Common, o: &Options, root: &Path, every: &str) -> u8 {
     };
     match timer::install(root, &argv, every) {
         Ok(paths) => {
+            if c.json {
+                crate::outln!("{}", serde_json::json!({ "written": paths }));
+                return exit::OK;
+            }
             for p in paths {
                 crate::outln!("wrote {}", p.display());
             }
@@ -183,6 +190,10 @@ pub fn timer_remove(c: &Common, root: &Path) -> u8 {
     };
     match timer::remove(root) {
         Ok(paths) => {
+            if c.json {
+                crate::outln!("{}", serde_json::json!({ "removed": paths }));
+                return exit::OK;
+            }
             if paths.is_empty() {
                 crate::outln!("no kbz-health timer under {}", root.display());
             }

@@ -1,0 +1,59 @@
+//! kbz-install's command line as clap types (install, uninstall, rollback, validate, explain,
+//! menu, notify): parsed by the binary, and turned into shell completions and man pages by
+//! `cargo xtask docs-cli`.
+
+use clap::{Parser, Subcommand};
+use kbz_cli::{exit, install, Common};
+
+/// Installs the kbz high-availability stack over SSH from one inventory.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kbz-install",
+    version,
+    after_help = exit::help(
+        "With no --inventory, the bundled example inventory is planned in dry-run mode, offline."
+    )
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub options: install::Options,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, kbz-install installs (or plans, with --dry-run).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the inventory and config and report every problem at once.
+    Validate,
+    /// Explain an error code (E001-E068, E071-E072) with numbered fixes.
+    Explain {
+        /// The code, e.g. E002.
+        code: String,
+    },
+    /// Undo the last failed run (its journal in the state directory).
+    Rollback,
+    /// Remove what kbz installed (modules in reverse order).
+    Uninstall,
+    /// Interactive menu: modules and their state, hosts, plan, install, health, uninstall.
+    Menu,
+    /// Notification targets.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
+}
+
+/// `notify` actions.
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test message to every configured target.
+    Test,
+}
+
+/// The clap command of kbz-install (for completions and man pages).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

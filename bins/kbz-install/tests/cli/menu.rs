@@ -1,0 +1,246 @@
+//! `kbz-install menu` in a real terminal: tmux (on a private socket, killed by a guard) runs
+//! the menu offline on the bundled example; the test types keys and reads the screen with
+//! `capture-pane`, snapshotting each screen (counts that move with the components filtered).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux server of this test alone: its own socket (`tmux -L`), killed on drop.
+struct Tmux {
+    tmux: PathBuf,
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `argv` in an 80x24 session in `dir`.
+    fn start(argv: &[&str], dir: &Path) -> Self {
+        let tmux = kbz_testkit::require_tool("tmux", "tmux");
+        let socket = format!(
+            "kbz-menu-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let t = Tmux { tmux, socket };
+        let command = argv
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let o = t
+            .cmd()
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", "menu"])
+            .args(["-x", "80", "-y", "24", "-c"])
+            .arg(dir)
+            .arg(format!("env NO_COLOR=1 TERM=xterm-256color {command}"))
+            .output()
+            .expect("run tmux");
+        assert!(
+            o.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        t
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.tmux);
+        c.args(["-u", "-L", &self.socket])
+            .env("LANG", "C.UTF-8")
+            .env_remove("TMUX");
+        c
+    }
+
+    /// Sends tmux key names (`Down`, `Escape`, `q`) or literal text (`-l`).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let o = self
+                .cmd()
+                .args(["send-keys", "-t", "menu", k])
+                .output()
+                .expect("send-keys");
+            assert!(o.status.success(), "send-keys {k}");
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn text(&self, s: &str) {
+        let o = self
+            .cmd()
+            .args(["send-keys", "-t", "menu", "-l", s])
+            .output()
+            .expect("send-keys -l");
+        assert!(o.status.success(), "send-keys -l {s}");
+    }
+
+    fn screen(&self) -> String {
+        let o = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "menu"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim_end()
+            .to_string()
+    }
+
+    /// The screen once it shows `want` (and has stopped changing), or a panic after 30 s.
+    fn wait_for(&self, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if s.contains(want) {
+                std::thread::sleep(Duration::from_millis(250));
+                let again = self.screen();
+                if again == s {
+                    return s;
+                }
+                continue;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the menu never showed `{want}`; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.cmd()
+            .args(["has-session", "-t", "menu"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+fn snapshot(name: &str, screen: &str) {
+    insta::with_settings!({
+        filters => vec![
+            // Operation counts and page lengths move whenever a component changes.
+            (r"\(\d+ ops\) *│", "([N] ops) │"),
+            (r"─* \d+-\d+ of \d+ ┘", "─ [A]-[B] of [N] ┘"),
+            (r"\d+ operation\(s\)", "[N] operation(s)"),
+        ],
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!(name, screen);
+    });
+}
+
+#[test]
+fn the_menu_runs_in_a_real_terminal_offline_on_the_bundled_example() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bin = env!("CARGO_BIN_EXE_kbz-install");
+    let t = Tmux::start(&[bin, "menu", "--offline"], dir.path());
+
+    let first = t.wait_for("offline: no host is contacted");
+    for want in ["1 base", "kubernetes", "lb1", "k8s-w3", "p plan", "? help"] {
+        assert!(first.contains(want), "`{want}` missing:\n{first}");
+    }
+    snapshot("menu_first_screen", &first);
+
+    // Navigate to haproxy and select it and keepalived.
+    t.keys(&["Down", "Space", "j", "Space"]);
+    let s = t.wait_for("[x]  3 haproxy");
+    assert!(s.contains("[x]  2 keepalived"), "{s}");
+    assert!(s.contains("acts on: keepalived, haproxy"), "{s}");
+
+    // The plan of the selection, scrolled.
+    t.keys(&["p"]);
+    let plan = t.wait_for("plan (dry-run): keepalived, haproxy");
+    assert!(plan.contains("== lb1 · module 2 keepalived"), "{plan}");
+    snapshot("menu_plan", &plan);
+    t.keys(&["PageDown", "Down", "Down"]);
+    let scrolled = t.wait_for(" 18-32 of ");
+    assert_ne!(scrolled, plan);
+    snapshot("menu_plan_scrolled", &scrolled);
+    t.keys(&["End"]);
+    let end = t.wait_for("operations would change on");
+    assert!(end.contains("haproxy"), "{end}");
+    t.keys(&["Escape"]);
+    t.wait_for("acts on: keepalived, haproxy");
+
+    // The keyboard help, and back.
+    t.keys(&["?"]);
+    let help = t.wait_for("keys (Esc closes)");
+    snapshot("menu_help", &help);
+    t.keys(&["Escape"]);
+    t.wait_for("acts on: keepalived, haproxy");
+
+    // Back up and drills say why they are unavailable; nothing is faked.
+    t.keys(&["b"]);
+    t.wait_for("back up now: unavailable, kbz-backup is not in this build: nothing was done");
+
+    // Uninstall without the cluster name typed does not proceed.
+    t.keys(&["u"]);
+    t.wait_for("Type the cluster name `example`");
+    t.text("exampel");
+    t.keys(&["Enter"]);
+    let refused = t.wait_for("That is not the cluster name: nothing was changed.");
+    assert!(!refused.contains("uninstalling"), "{refused}");
+    snapshot("menu_uninstall_wrong_name", &refused);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("That is not the cluster name");
+    assert!(
+        !s.contains("uninstalling"),
+        "an empty name must not uninstall:\n{s}"
+    );
+    t.keys(&["Escape"]);
+    let cancelled = t.wait_for("uninstall cancelled: nothing was changed");
+    assert!(!cancelled.contains("confirm uninstall"), "{cancelled}");
+    // Even with the name typed, --offline contacts no host.
+    t.keys(&["u"]);
+    t.wait_for("Type the cluster name `example`");
+    t.text("example");
+    t.keys(&["Enter"]);
+    t.wait_for("uninstall: offline, no host is contacted: nothing was changed");
+
+    // Explain a code.
+    t.keys(&["e"]);
+    t.wait_for("The code to explain");
+    t.text("E014");
+    t.keys(&["Enter"]);
+    t.wait_for("explain E014");
+
+    t.keys(&["Escape", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.alive() {
+        assert!(Instant::now() < deadline, "q did not quit:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        "the offline menu must write nothing"
+    );
+}
+
+#[test]
+fn the_menu_refuses_without_a_terminal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = Command::new(env!("CARGO_BIN_EXE_kbz-install"))
+        .args(["menu"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("E010") && err.contains("needs a terminal"),
+        "{err}"
+    );
+}
