@@ -152,6 +152,15 @@ fn the_menu_runs_in_a_real_terminal_offline_on_the_bundled_example() {
         assert!(first.contains(want), "`{want}` missing:\n{first}");
     }
     snapshot("menu_first_screen", &first);
+    // The README shows this screen: its frame and actions as they are today.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    for line in first.lines().filter(|l| !l.contains(" ops)")) {
+        assert!(
+            readme.contains(line),
+            "README.md's capture of the menu lacks this line of the first screen:\n{line}"
+        );
+    }
 
     // Navigate to haproxy and select it and keepalived.
     t.keys(&["Down", "Space", "j", "Space"]);

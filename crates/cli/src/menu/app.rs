@@ -652,11 +652,12 @@ mod tests {
         assert_eq!(a.key(Key::Char('b')), None);
         assert!(a.status.contains("kbz-backup"), "{}", a.status);
         a.key(Key::Char('e'));
-        typed(&mut a, "E014");
+        typed(&mut a, &Code::E014.to_string());
         a.key(Key::Enter);
         let View::Page(p) = &a.view else {
             panic!("{:?}", a.view)
         };
-        assert!(p.lines.iter().any(|l| l.contains("E014")), "{p:?}");
+        let code = Code::E014.to_string();
+        assert!(p.lines.iter().any(|l| l.contains(&code)), "{p:?}");
     }
 }
