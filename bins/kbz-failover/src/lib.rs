@@ -16,12 +16,15 @@ use kbz_cli::{exit, Common};
     )
 )]
 pub struct Cli {
+    /// The options every kbz binary takes.
     #[command(flatten)]
     pub common: Common,
+    /// The subcommand (none: the default action).
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Every scenario with its fault and budget.

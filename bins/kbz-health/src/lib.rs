@@ -17,14 +17,18 @@ use std::path::PathBuf;
     )
 )]
 pub struct Cli {
+    /// The options every kbz binary takes.
     #[command(flatten)]
     pub common: Common,
+    /// This binary's own options.
     #[command(flatten)]
     pub options: Options,
+    /// The subcommand (none: the default action).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GET /metrics (Prometheus text format; every scrape runs the checks).
@@ -35,11 +39,13 @@ pub enum Command {
     },
     /// A systemd timer that runs kbz-health every minute (transition alerts, --prometheus).
     Timer {
+        /// What to do with it.
         #[command(subcommand)]
         action: TimerAction,
     },
 }
 
+/// `timer` actions.
 #[derive(Debug, Subcommand)]
 pub enum TimerAction {
     /// Write and enable kbz-health.service and kbz-health.timer.

@@ -15,15 +15,19 @@ use kbz_cli::{exit, install, Common};
     )
 )]
 pub struct Cli {
+    /// The options every kbz binary takes.
     #[command(flatten)]
     pub common: Common,
+    /// This binary's own options.
     #[command(flatten)]
     pub options: install::Options,
+    /// The subcommand (none: the default action).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 /// Subcommands; without one, kbz-install installs (or plans, with --dry-run).
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the inventory and config and report every problem at once.
@@ -41,6 +45,7 @@ pub enum Command {
     Menu,
     /// Notification targets.
     Notify {
+        /// What to do with it.
         #[command(subcommand)]
         action: NotifyAction,
     },
