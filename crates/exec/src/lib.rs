@@ -9,4 +9,4 @@ pub mod ssh;
 
 pub use cache::DownloadCache;
 pub use local::LocalExecutor;
-pub use ssh::{JumpHost, SshConnector, SshExecutor, SshOptions};
+pub use ssh::{JumpHost, SshConnector, SshExecutor, SshOptions, Tunnel};

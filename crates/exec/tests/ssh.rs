@@ -1298,3 +1298,192 @@ async fn ssh_keepalives_while_a_quiet_command_runs_do_not_disturb_it() {
     assert_eq!(out.stdout_str(), "done\n");
     assert_eq!(ex.connections(), 1);
 }
+
+// Tunnels: local ports carried through the bastion (kbz-failover's workload behind a bastion).
+
+/// A TCP echo server on 127.0.0.1: every connection gets its bytes back until it half-closes.
+struct EchoServer {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    fn start() -> EchoServer {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for s in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = s else { continue };
+                conns.push(std::thread::spawn(move || {
+                    let mut r = s.try_clone().expect("clone");
+                    let _ = std::io::copy(&mut r, &mut s);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }));
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        EchoServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop up so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Options that reach `bastion` as a jump host with its own key and known_hosts.
+fn through(bastion: &Sshd) -> SshOptions {
+    let jump =
+        JumpHost::parse(&format!("{}@127.0.0.1:{}", current_user(), bastion.port)).expect("jump");
+    bastion.options().jump(jump)
+}
+
+/// Writes `payload`, half-closes, reads until the end of file.
+fn round_trip(addr: std::net::SocketAddr, payload: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).expect("connect to the tunnel");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let data = payload.to_vec();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data).expect("write through the tunnel");
+        w.shutdown(std::net::Shutdown::Write).expect("half-close");
+    });
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("read through the tunnel");
+    writer.join().expect("writer");
+    back
+}
+
+#[test]
+fn a_tunnel_carries_concurrent_connections_through_the_bastion_and_closes_on_drop() {
+    let bastion = Sshd::start_with("LogLevel DEBUG1");
+    let echo = EchoServer::start();
+    let tunnel = kbz_exec::Tunnel::open(&through(&bastion), "127.0.0.1", echo.addr.port())
+        .unwrap_or_else(|e| panic!("open the tunnel: {e}\nbastion:\n{}", bastion.log()));
+    let local = tunnel.local_addr();
+    assert!(local.ip().is_loopback(), "{local}");
+    assert_ne!(local.port(), echo.addr.port());
+    assert_eq!(tunnel.target(), format!("127.0.0.1:{}", echo.addr.port()));
+    // Eight connections at once, each with its own 300 KB (more than an SSH window).
+    let workers: Vec<_> = (0..8u8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let payload: Vec<u8> = (0..300_000u32)
+                    .map(|n| (n as u8).wrapping_mul(31).wrapping_add(i))
+                    .collect();
+                let back = round_trip(local, &payload);
+                assert!(back == payload, "connection {i}: {} bytes back", back.len());
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a connection failed");
+    }
+    assert_eq!(tunnel.accepted(), 8);
+    // The bastion forwarded them (one login for the check at open, one per connection).
+    let log = bastion.log();
+    assert!(
+        log.contains("direct-tcpip") && log.contains(&format!("port {}", echo.addr.port())),
+        "the bastion did not forward to the echo server:\n{log}"
+    );
+    assert_eq!(bastion.logins(), 9, "{log}");
+
+    // A connection still open when the tunnel is dropped is closed, and the port with it.
+    let mut held = TcpStream::connect(local).expect("connect");
+    held.write_all(b"ping").expect("write");
+    let mut four = [0u8; 4];
+    std::io::Read::read_exact(&mut held, &mut four).expect("echoed");
+    assert_eq!(&four, b"ping");
+    let started = Instant::now();
+    drop(tunnel);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "dropping the tunnel took {:?}",
+        started.elapsed()
+    );
+    held.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    let end = std::io::Read::read_to_end(&mut held, &mut rest);
+    assert!(
+        matches!(end, Ok(0))
+            || end.is_err()
+                && !matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the held connection stayed open: {end:?}"
+    );
+    assert!(
+        TcpStream::connect(local).is_err(),
+        "the tunnel's port still accepts connections after the drop"
+    );
+}
+
+#[test]
+fn a_tunnel_checks_the_bastion_once_with_the_executors_codes() {
+    let bastion = Sshd::start();
+    let echo = EchoServer::start();
+    let port = echo.addr.port();
+    let open = |o: &SshOptions| match kbz_exec::Tunnel::open(o, "127.0.0.1", port) {
+        Ok(t) => panic!("a tunnel opened although it must not: {t:?}"),
+        Err(e) => e,
+    };
+
+    // No jump host: E018.
+    let err = open(&bastion.options());
+    assert!(matches!(err, ExecError::Jump { .. }), "{err:?}");
+    assert_eq!(err.code(), Code::E018);
+
+    // A bastion whose key differs from known_hosts: E014, before anything listens.
+    let other = bastion.path("other_key");
+    keygen(&other);
+    let wrong = bastion.known_hosts_with(
+        "known_hosts_wrong",
+        &[format!("[127.0.0.1]:{} {}", bastion.port, pub_key(&other))],
+    );
+    let mut o = through(&bastion);
+    o.known_hosts = wrong;
+    let err = open(&o);
+    assert!(matches!(err, ExecError::HostKeyMismatch { .. }), "{err:?}");
+    assert_eq!(err.code(), Code::E014);
+
+    // A bastion missing from known_hosts: E015.
+    let mut o = through(&bastion);
+    o.known_hosts = bastion.known_hosts_with("known_hosts_empty", &[]);
+    assert_eq!(open(&o).code(), Code::E015);
+
+    // A user key the bastion does not accept: E013.
+    let stranger = bastion.path("stranger_key");
+    keygen(&stranger);
+    let o = through(&bastion).key(&stranger);
+    assert_eq!(open(&o).code(), Code::E013);
+
+    // A bastion that refuses forwarding: E018.
+    let strict = Sshd::start_with("AllowTcpForwarding no");
+    let err = open(&through(&strict));
+    assert!(matches!(err, ExecError::Jump { .. }), "{err:?}");
+    assert_eq!(err.code(), Code::E018);
+
+    // Nothing was forwarded to the echo server by any of them.
+    assert_eq!(bastion.logins(), 0, "{}", bastion.log());
+}

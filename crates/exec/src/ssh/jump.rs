@@ -1,5 +1,6 @@
 //! Jump hosts: the `[ssh] jump_host` spec and the bridge that pumps a bastion's
-//! `direct-tcpip` channel to a local socket pair the target session runs over.
+//! `direct-tcpip` channel to a local socket pair the target session runs over. The same
+//! [`pump`] carries the connections of a [`super::Tunnel`].
 
 use super::*;
 
@@ -92,7 +93,7 @@ impl Bridge {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("kbz-ssh-jump".into())
-            .spawn(move || pump(bastion, channel, local, &flag))?;
+            .spawn(move || pump(bastion, channel, local, &flag, EndOfLocal::Close))?;
         Ok(Bridge {
             stop,
             thread: Some(thread),
@@ -116,19 +117,53 @@ pub(super) fn would_block(e: &std::io::Error) -> bool {
     )
 }
 
+/// The local end of a bridged channel: a Unix socket (a target's SSH session over the jump
+/// host) or a TCP connection accepted by a tunnel.
+pub(super) trait LocalEnd: Read + Write + Send + 'static {
+    /// Shuts down the writing half (the remote side sent EOF).
+    fn shutdown_write(&self);
+}
+
+impl LocalEnd for UnixStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl LocalEnd for TcpStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// What an end of file from the local side means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EndOfLocal {
+    /// The local side is gone (the target's session was dropped): stop at once.
+    Close,
+    /// A half-close (a TCP client's `shutdown(Write)`): send EOF on the channel and keep
+    /// carrying the remote side's bytes until it ends too.
+    HalfClose,
+}
+
 /// The bridge loop. Both sides are non-blocking; when neither moves, the thread sleeps with a
-/// [`Backoff`].
-pub(super) fn pump(
+/// [`Backoff`]. It ends when both sides are done (see [`EndOfLocal`]), on an error of either
+/// side, or when `stop` is set; then the channel is closed and the bastion session
+/// disconnected.
+pub(super) fn pump<L: LocalEnd>(
     bastion: Session,
     mut channel: ssh2::Channel,
-    mut local: UnixStream,
+    mut local: L,
     stop: &AtomicBool,
+    at_local_eof: EndOfLocal,
 ) {
     let mut to_remote: Vec<u8> = Vec::new();
     let mut to_local: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     let mut local_eof = false;
     let mut remote_eof = false;
+    let mut eof_sent = false;
+    let mut local_shut = false;
     let mut idle = Backoff::new();
     while !stop.load(Ordering::Relaxed) {
         let mut progress = false;
@@ -183,12 +218,29 @@ pub(super) fn pump(
             }
         }
         if local_eof && to_remote.is_empty() {
-            // The target's session is gone.
-            break;
+            if at_local_eof == EndOfLocal::Close {
+                // The target's session is gone.
+                break;
+            }
+            if !eof_sent {
+                match channel.send_eof() {
+                    Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_EAGAIN) => {}
+                    Err(_) => break,
+                    Ok(()) => {
+                        eof_sent = true;
+                        progress = true;
+                    }
+                }
+            }
         }
         if remote_eof && to_local.is_empty() {
-            let _ = local.shutdown(std::net::Shutdown::Write);
-            break;
+            if !local_shut {
+                local.shutdown_write();
+                local_shut = true;
+            }
+            if at_local_eof == EndOfLocal::Close || (local_eof && eof_sent) {
+                break;
+            }
         }
         idle.wait_unless(progress);
     }

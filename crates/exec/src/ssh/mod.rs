@@ -12,7 +12,8 @@
 //! Through a jump host the executor opens a session to the bastion, asks it for a
 //! `direct-tcpip` channel to the target and pumps that channel to one end of a Unix socket
 //! pair; the target's session runs its handshake over the other end. Both host keys are
-//! checked.
+//! checked. [`Tunnel`] uses the same bastion for plain TCP: a local port whose connections
+//! the bastion carries to one service address (kbz-failover's workload behind a bastion).
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -45,6 +46,7 @@ mod options;
 mod session;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 use auth::*;
 pub use jump::JumpHost;
@@ -53,6 +55,7 @@ pub use known_hosts::fingerprint;
 use known_hosts::*;
 pub use options::{KeyRecorded, RecordedKey, SshOptions, DEFAULT_KEEPALIVE, DEFAULT_MAX_OUTPUT};
 use session::*;
+pub use tunnel::Tunnel;
 
 /// One SSH server to talk to: the target or the bastion.
 #[derive(Debug, Clone)]
