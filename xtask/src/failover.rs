@@ -114,6 +114,7 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
             port: kbz_haproxy::REDIS_PORT,
             password: Secret::new(redis_password),
             timeout: Duration::from_secs(2),
+            routes: Default::default(),
         },
         redis_port: kbz_redis::Layout::debian().redis_port,
         sentinel_port: kbz_redis::Layout::debian().sentinel_port,
@@ -124,7 +125,7 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
     let me = kbz_core::shell::quote(&me.display().to_string());
     Ok(Target {
         members,
-        pg: PgTarget {
+        pg: Some(PgTarget {
             addr: vip,
             port: kbz_postgres::PG_PORT,
             user: "postgres".into(),
@@ -132,7 +133,8 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
             dbname: "postgres".into(),
             timeout: Duration::from_secs(2),
             tls_ca,
-        },
+            routes: Default::default(),
+        }),
         redis,
         lbs,
         power: Some(HostCommands {
@@ -144,6 +146,7 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
             on: format!("{me} lab heal {{host}} >/dev/null"),
         }),
         writers,
+        routes: Default::default(),
     })
 }
 

@@ -22,17 +22,9 @@ pub async fn heal_all(s: &Scenario, t: &Target) -> Vec<(String, FaultError)> {
             Fault::HoldDown { unit } => fault::release(m.exec.as_ref(), unit).await,
             Fault::Switchover => Ok(()),
             Fault::PowerCut | Fault::Isolate => {
-                // A fresh TCP connection to its SSH port tells a host that is off from one
-                // that is up (an SSH session opened before the fault may be dead either way).
-                let addr = std::net::SocketAddr::new(m.host.ip, m.host.ssh_port);
-                let answers = matches!(
-                    tokio::time::timeout(
-                        Duration::from_secs(5),
-                        tokio::net::TcpStream::connect(addr)
-                    )
-                    .await,
-                    Ok(Ok(_))
-                );
+                // A fresh connection to its SSH port tells a host that is off from one that
+                // is up (an SSH session opened before the fault may be dead either way).
+                let answers = ssh_answers(&t.routes, m.host.ip, m.host.ssh_port).await;
                 let cmds = if s.fault == Fault::PowerCut {
                     t.power.as_ref()
                 } else {
@@ -51,6 +43,29 @@ pub async fn heal_all(s: &Scenario, t: &Target) -> Vec<(String, FaultError)> {
         }
     }
     failed
+}
+
+/// Whether a host's SSH port answers within 5 s. Directly, an accepted connection is enough;
+/// through a route (a tunnel, whose local end accepts even when the bastion cannot reach the
+/// host) only the server's banner (`SSH-`) counts.
+pub async fn ssh_answers(routes: &kbz_core::net::Routes, ip: std::net::IpAddr, port: u16) -> bool {
+    use tokio::io::AsyncReadExt;
+    let via = routes.get(ip, port);
+    let up = async {
+        let mut s = tokio::net::TcpStream::connect(via.unwrap_or((ip, port).into()))
+            .await
+            .ok()?;
+        if via.is_none() {
+            return Some(());
+        }
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.ok()?;
+        (&buf == b"SSH-").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), up).await,
+        Ok(Some(()))
+    )
 }
 
 /// Removes `s`'s scratch data through its service's VIP.
@@ -85,7 +100,7 @@ mod tests {
             .collect();
         let t = Target {
             members,
-            pg: PgTarget {
+            pg: Some(PgTarget {
                 addr: "127.0.0.1".parse().expect("ip"),
                 port: 1,
                 user: "postgres".into(),
@@ -93,12 +108,14 @@ mod tests {
                 dbname: "postgres".into(),
                 timeout: Duration::from_secs(1),
                 tls_ca: None,
-            },
+                routes: Default::default(),
+            }),
             redis: None,
             lbs: Vec::new(),
             power: None,
             isolate: None,
             writers: 1,
+            routes: Default::default(),
         };
         (fakes, t)
     }
@@ -262,5 +279,44 @@ mod tests {
         assert!(crate::observe::vip_holders(&t.members[..1], vip)
             .await
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_routed_host_answers_only_with_its_ssh_banner_a_direct_one_when_it_accepts() {
+        use tokio::io::AsyncWriteExt;
+        let banner = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let (b, q) = (
+            banner.local_addr().expect("addr"),
+            silent.local_addr().expect("addr"),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = banner.accept().await {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+            }
+        });
+        // Accepts and closes at once, like a tunnel whose bastion cannot reach the host.
+        tokio::spawn(async move {
+            while let Ok((s, _)) = silent.accept().await {
+                drop(s);
+            }
+        });
+        let host: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
+        let mut routes = kbz_core::net::Routes::direct();
+        routes.insert(host, 22, b);
+        assert!(ssh_answers(&routes, host, 22).await);
+        let mut routes = kbz_core::net::Routes::direct();
+        routes.insert(host, 22, q);
+        assert!(!ssh_answers(&routes, host, 22).await);
+        // Directly, an accepted connection is enough; a closed port is not.
+        assert!(ssh_answers(&Default::default(), q.ip(), q.port()).await);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        assert!(!ssh_answers(&Default::default(), q.ip(), port).await);
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::workload::{WriteError, Writer};
 use crate::FaultError;
+use kbz_core::net::Routes;
 use kbz_core::Secret;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -30,10 +31,14 @@ pub struct PgTarget {
     /// The cluster CA (PEM) when `[security] tls` is on: connections then require TLS and
     /// verify the server's certificate against it (member certificates name the VIP too).
     pub tls_ca: Option<String>,
+    /// Where connections to an address really go (a tunnel through the bastion); empty:
+    /// directly. The server's certificate is still verified against [`PgTarget::addr`].
+    pub routes: Routes,
 }
 
 impl PgTarget {
-    /// The same target at another address (a member, for the read-back).
+    /// The same target at another address (a member, for the read-back), with the same
+    /// routes.
     pub fn at(&self, addr: IpAddr) -> PgTarget {
         PgTarget {
             addr,
@@ -41,11 +46,16 @@ impl PgTarget {
         }
     }
 
+    /// The connection settings. Through a route, the socket opened is the route's (`hostaddr`
+    /// and its port) while `host` stays the real address, the name TLS verifies.
     fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(self.addr.to_string())
-            .port(self.port)
-            .user(&self.user)
+        c.host(self.addr.to_string());
+        match self.routes.get(self.addr, self.port) {
+            Some(via) => c.hostaddr(via.ip()).port(via.port()),
+            None => c.port(self.port),
+        };
+        c.user(&self.user)
             .password(self.password.expose())
             .dbname(&self.dbname)
             .application_name("kbz-faults")

@@ -46,10 +46,9 @@ impl RedisTarget {
     /// The Sentinel on member `m`.
     pub fn sentinel(&self, m: &Member) -> Endpoint {
         Endpoint {
-            ip: m.host.ip,
             port: self.sentinel_port,
             password: self.sentinel_password.clone(),
-            timeout: self.vip.timeout,
+            ..self.vip.at(m.host.ip)
         }
     }
 

@@ -95,7 +95,7 @@ async fn pick_victim(
             if t.lbs.len() < 2 {
                 return Err(none("the VIP can only move with 2 or more lb hosts"));
             }
-            let held = observe::vip_holders(&t.lbs, t.pg.addr).await;
+            let held = observe::vip_holders(&t.lbs, t.postgres(s)?.addr).await;
             match held.as_slice() {
                 [one] => Ok(one.clone()),
                 [] => Err(none("no lb host holds the PostgreSQL VIP")),
@@ -247,6 +247,11 @@ async fn run_inner(
             }
         }
     }
+    let vip_watch = if s.watches_vip() {
+        Some((t.lbs.clone(), t.postgres(s)?.addr))
+    } else {
+        None
+    };
     let load = Workload::start((0..t.writers.max(1)).map(|w| svc.writer(w)).collect());
     tokio::time::sleep(timing.before).await;
     if load.acked() == 0 {
@@ -263,7 +268,6 @@ async fn run_inner(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let vip_watch = s.watches_vip().then(|| (t.lbs.clone(), t.pg.addr));
     let (seen, mon) = monitor(
         svc.clone(),
         vip_watch,

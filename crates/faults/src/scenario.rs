@@ -213,8 +213,9 @@ impl Default for Timing {
 pub struct Target {
     /// The PostgreSQL members (also the etcd members on the usual 3-host layout).
     pub members: Vec<Member>,
-    /// Where the PostgreSQL writers connect (the VIP) and with which credentials.
-    pub pg: PgTarget,
+    /// Where the PostgreSQL writers connect (the VIP) and with which credentials; `None` on a
+    /// fleet without PostgreSQL (the PostgreSQL and VIP scenarios then refuse).
+    pub pg: Option<PgTarget>,
     /// The Redis members, VIP and Sentinels; the Redis scenarios refuse without them.
     pub redis: Option<RedisTarget>,
     /// The lb hosts (keepalived + HAProxy); the VIP scenarios refuse without them.
@@ -225,15 +226,27 @@ pub struct Target {
     pub isolate: Option<HostCommands>,
     /// Concurrent writers.
     pub writers: usize,
+    /// Where the controller's own connections really go (tunnels through the bastion), for
+    /// what it opens itself: the heal's look at a host's SSH port. The service clients carry
+    /// their own ([`PgTarget::routes`], `Endpoint::routes`). Empty: directly.
+    pub routes: kbz_core::net::Routes,
 }
 
 impl Target {
+    /// The PostgreSQL VIP target, or why scenario `s` cannot run without one.
+    pub fn postgres(&self, s: &Scenario) -> Result<&PgTarget, FaultError> {
+        self.pg.as_ref().ok_or_else(|| FaultError::Unsupported {
+            scenario: s.name.clone(),
+            reason: "it writes through the PostgreSQL VIP and the target has none ([vips] postgres and 2+ postgres hosts)".into(),
+        })
+    }
+
     /// The service `s` writes to and measures.
     pub fn service(&self, s: &Scenario) -> Result<Arc<dyn ServiceTarget>, FaultError> {
         match s.service() {
             Service::Postgres => Ok(Arc::new(PgService {
                 members: self.members.clone(),
-                pg: self.pg.clone(),
+                pg: self.postgres(s)?.clone(),
             })),
             Service::Redis => match &self.redis {
                 Some(r) if r.members.len() >= 2 => Ok(Arc::new(RedisService { t: r.clone() })),

@@ -18,8 +18,7 @@ use kbz_core::{Executor, Host, Role, Secret};
 use kbz_exec::LocalExecutor;
 use kbz_faults::redis::{self as rd, RedisWriter, PREFIX};
 use kbz_faults::{
-    verdict, HostCommands, Member, PgTarget, RedisTarget, Scenario, Target, Timing, Workload,
-    Writer,
+    verdict, HostCommands, Member, RedisTarget, Scenario, Target, Timing, Workload, Writer,
 };
 use kbz_redis::client::{self, Endpoint};
 use std::net::{IpAddr, TcpListener};
@@ -179,6 +178,7 @@ impl Node {
             port,
             password: Secret::new(pass),
             timeout: Duration::from_millis(800),
+            routes: Default::default(),
         }
     }
 
@@ -419,6 +419,7 @@ fn redis_target(
             port,
             password: Secret::new(PASS),
             timeout: Duration::from_millis(800),
+            routes: Default::default(),
         },
         redis_port: port,
         sentinel_port: sport,
@@ -430,20 +431,13 @@ fn redis_target(
 fn target_of(redis: RedisTarget, power: Option<HostCommands>) -> Target {
     Target {
         members: Vec::new(),
-        pg: PgTarget {
-            addr: redis.vip.ip,
-            port: 1,
-            user: "postgres".into(),
-            password: Secret::new(""),
-            dbname: "postgres".into(),
-            timeout: Duration::from_secs(1),
-            tls_ca: None,
-        },
+        pg: None,
         redis: Some(redis),
         lbs: Vec::new(),
         power,
         isolate: None,
         writers: 3,
+        routes: Default::default(),
     }
 }
 
@@ -716,4 +710,62 @@ async fn sigint_heals_every_fault_it_injected_and_removes_the_scratch_keys() {
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_clients_connect_through_their_routes_and_name_the_real_address() {
+    require_redis();
+    let dir = tempfile::tempdir().expect("tmp");
+    let n = Node::new(dir.path(), "127.0.0.46");
+    let port = free_port(&[n.ip]);
+    let mut d = Daemons::new();
+    d.start("redis-server", &n.redis_conf(port, None), &n.redis_pid());
+    // A VIP this machine does not have (TEST-NET-1), reached through its route only, as
+    // kbz-failover reaches one through a bastion tunnel.
+    let vip: IpAddr = "192.0.2.60".parse().expect("ip");
+    let mut routes = kbz_core::net::Routes::direct();
+    routes.insert(vip, 6379, (n.ip, port).into());
+    let ep = Endpoint {
+        ip: vip,
+        port: 6379,
+        password: Secret::new(PASS),
+        timeout: Duration::from_millis(800),
+        routes,
+    };
+    until(
+        "redis through the route",
+        Duration::from_secs(10),
+        || async { client::is_master(&ep).await == Some(true) },
+    )
+    .await;
+    // The writer and the read-back go through it; at() keeps the routes.
+    let mut w = RedisWriter::new(&ep.at(vip), 0);
+    w.write(4242).await.expect("SET through the route");
+    assert_eq!(
+        rd::read_ids(&ep).await.expect("read through the route"),
+        [4242]
+    );
+    assert_eq!(
+        rd::read_ids(&n.endpoint(port, PASS)).await.expect("read"),
+        [4242],
+        "the write reached the routed server"
+    );
+    rd::delete_scratch(&ep)
+        .await
+        .expect("delete through the route");
+    assert!(rd::read_ids(&n.endpoint(port, PASS))
+        .await
+        .expect("read")
+        .is_empty());
+    // A route to a closed port fails, and the error names the real address.
+    let closed = free_port(&[n.ip]);
+    let mut dead = kbz_core::net::Routes::direct();
+    dead.insert(vip, 6379, (n.ip, closed).into());
+    let err = client::replication(&Endpoint {
+        routes: dead,
+        ..ep.clone()
+    })
+    .await
+    .expect_err("nothing listens behind the route");
+    assert_eq!(err.addr, "192.0.2.60:6379", "{err}");
 }

@@ -7,6 +7,7 @@
 
 use crate::observe::{self, NodeRole, Replication};
 use crate::MASTER_NAME;
+use kbz_core::net::Routes;
 use kbz_core::Secret;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -32,10 +33,13 @@ pub struct Endpoint {
     pub password: Secret,
     /// Connect and response timeout.
     pub timeout: Duration,
+    /// Where connections to an address really go (a tunnel through the bastion); empty:
+    /// directly. Messages and master names keep [`Endpoint::ip`].
+    pub routes: Routes,
 }
 
 impl Endpoint {
-    /// The same endpoint at another address.
+    /// The same endpoint at another address, with the same routes.
     pub fn at(&self, ip: IpAddr) -> Endpoint {
         Endpoint { ip, ..self.clone() }
     }
@@ -56,8 +60,9 @@ impl Endpoint {
     /// A multiplexed connection, authenticated, with this endpoint's timeouts.
     pub async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, ClientError> {
         let pass = self.password.expose();
+        let to = self.routes.resolve(self.ip, self.port);
         let info = redis::ConnectionInfo {
-            addr: redis::ConnectionAddr::Tcp(self.ip.to_string(), self.port),
+            addr: redis::ConnectionAddr::Tcp(to.ip().to_string(), to.port()),
             redis: redis::RedisConnectionInfo {
                 db: 0,
                 username: None,

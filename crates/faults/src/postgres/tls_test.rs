@@ -1,6 +1,7 @@
 //! A real PostgreSQL 15 on loopback with `ssl = on`, the member certificate from kbz's CA and
 //! only `hostssl` network access: the workload's connection with the cluster CA is encrypted
-//! and verified, one without TLS is refused. The server runs as the `postgres` user (it
+//! and verified, one without TLS is refused; through a route (a bastion tunnel's local end)
+//! the certificate is still verified against the real address. The server runs as the `postgres` user (it
 //! refuses root) and is stopped by its pid, whatever the test's outcome.
 
 use super::PgTarget;
@@ -12,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A VIP this machine does not have (TEST-NET-1): reached only through a route.
+const VIP: &str = "192.0.2.100";
 
 /// Stops the server this test started (SIGTERM by pid, then SIGKILL), however it ends.
 struct Server(Child);
@@ -64,7 +68,8 @@ async fn the_workload_speaks_tls_with_the_cluster_ca_and_plaintext_is_refused() 
         &[Member {
             hostname: "lo1".into(),
             ip: "127.0.0.1".parse().expect("ip"),
-            extra_ips: Vec::new(),
+            // The VIP, as kbz's member certificates name it.
+            extra_ips: vec![VIP.parse().expect("ip")],
         }],
     )
     .expect("CA");
@@ -138,6 +143,7 @@ async fn the_workload_speaks_tls_with_the_cluster_ca_and_plaintext_is_refused() 
         dbname: "postgres".into(),
         timeout: Duration::from_secs(2),
         tls_ca: Some(pki.ca_pem().to_string()),
+        routes: Default::default(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {
@@ -172,4 +178,57 @@ async fn the_workload_speaks_tls_with_the_cluster_ca_and_plaintext_is_refused() 
         ..target.clone()
     };
     assert!(wrong.connect().await.is_err(), "a foreign CA was trusted");
+
+    // Through a route: the socket goes to the route, TLS verifies the real address (the VIP,
+    // named by the certificate), and `at()` keeps the routes.
+    let vip: std::net::IpAddr = VIP.parse().expect("ip");
+    let mut routes = kbz_core::net::Routes::direct();
+    routes.insert(
+        vip,
+        5432,
+        ("127.0.0.1".parse::<std::net::IpAddr>().expect("ip"), port).into(),
+    );
+    let routed = PgTarget {
+        addr: "127.0.0.1".parse().expect("ip"),
+        port: 5432,
+        routes,
+        ..target.clone()
+    }
+    .at(vip);
+    let c = routed
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("no connection through the route: {e}"));
+    let row = c
+        .query_one("select inet_server_addr()::text", &[])
+        .await
+        .expect("server address");
+    assert_eq!(row.get::<_, String>(0), "127.0.0.1/32");
+    // Errors name the real address (the workload table does not exist here).
+    let err = super::read_ids(&routed)
+        .await
+        .expect_err("no workload table");
+    assert!(err.to_string().contains(&format!("{VIP}:5432")), "{err}");
+    // An address the certificate does not name, routed to the same server: TLS refuses it,
+    // so the name checked is not the route's 127.0.0.1.
+    let stranger: std::net::IpAddr = "192.0.2.99".parse().expect("ip");
+    let mut routes = kbz_core::net::Routes::direct();
+    routes.insert(
+        stranger,
+        5432,
+        ("127.0.0.1".parse::<std::net::IpAddr>().expect("ip"), port).into(),
+    );
+    let unnamed = PgTarget {
+        routes,
+        ..routed.at(stranger)
+    };
+    let err = unnamed
+        .connect()
+        .await
+        .expect_err("a certificate that does not name the address");
+    assert!(
+        err.to_string().contains("192.0.2.99:5432")
+            && err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }
