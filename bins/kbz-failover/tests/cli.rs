@@ -240,3 +240,40 @@ fn every_kbz_failover_command_the_docs_and_the_error_catalogue_name_exists() {
         "kbz-failover",
     );
 }
+
+#[test]
+fn a_redis_only_fleet_needs_no_postgresql_vip_and_a_postgresql_scenario_is_e008() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(dir.path(), "");
+    let inv: String = (1..=3)
+        .map(|i| format!("n{i}\t127.0.0.{i}\tlb,redis\troot\t1\n"))
+        .collect();
+    std::fs::write(dir.path().join("servers.tsv"), inv).expect("inventory");
+    std::fs::write(
+        dir.path().join("kbz.toml"),
+        "[cluster]\nname = \"loop\"\n\n[vips]\nredis = \"127.0.1.11\"\n",
+    )
+    .expect("config");
+    let run = |scenario: &str| {
+        failover(
+            &["run", scenario, "--yes", "--inventory", "servers.tsv"],
+            dir.path(),
+        )
+    };
+    // PostgreSQL: refused before anything connects, naming the missing VIP.
+    let o = run("postgres-switchover");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(64), "{out}");
+    assert!(
+        out.contains("E008") && out.contains("[vips] postgres"),
+        "{out}"
+    );
+    // Redis: no PostgreSQL needed; it gets as far as the health gate (no host answers).
+    let o = run("redis-master-partition");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("E040") && !out.contains("[vips] postgres"),
+        "{out}"
+    );
+}

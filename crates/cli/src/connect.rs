@@ -30,6 +30,15 @@ pub fn connector(i: &Inputs, c: &Common, offline: bool) -> Result<Arc<dyn Connec
     if i.bundled || offline {
         return Ok(Arc::new(Offline));
     }
+    Ok(Arc::new(kbz_exec::ssh::SshConnector::new(ssh_options(
+        i, c,
+    )?)))
+}
+
+/// The SSH options of every connection to the hosts (`[ssh]` and `[timeouts]` of kbz.toml,
+/// `--accept-new-host-keys`, new keys shown as they are recorded); also what kbz-failover
+/// opens its bastion tunnels with.
+pub fn ssh_options(i: &Inputs, c: &Common) -> Result<kbz_exec::ssh::SshOptions, Failure> {
     let mut opts = kbz_exec::ssh::SshOptions::from_config(&i.config)
         .map_err(|e| Failure::input(vec![e.to_diagnostic()]))?;
     opts.accept_new_host_keys = c.accept_new_host_keys;
@@ -43,5 +52,5 @@ pub fn connector(i: &Inputs, c: &Common, offline: bool) -> Result<Arc<dyn Connec
             k.fingerprint
         );
     })));
-    Ok(Arc::new(kbz_exec::ssh::SshConnector::new(opts)))
+    Ok(opts)
 }

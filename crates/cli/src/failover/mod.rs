@@ -6,8 +6,10 @@
 //! Ctrl-C), judges every run against its `[failover]` budget ([`kbz_faults::evaluate`]),
 //! prints a table or JSON, notifies (`Event::failover_result`) and maps the outcome to an
 //! exit code: 0 inside budget, 1 a breach (E071/E072) or a failed run, 2 an unhealthy
-//! cluster (nothing injected), 3 unreachable, 64 bad input.
+//! cluster (nothing injected), 3 unreachable, 64 bad input. With `[ssh] jump_host` set, the
+//! workload and the service checks go through tunnels of the bastion ([`bastion`]).
 
+pub mod bastion;
 pub mod output;
 
 use kbz_core::{Context, Role, Secret};
@@ -62,6 +64,9 @@ pub struct Outcome {
     pub interrupted: bool,
     /// Every run completed inside its budget.
     pub passed: bool,
+    /// The bastion (`user@host:port`) the workload and the service checks went through;
+    /// `None`: directly.
+    pub via: Option<String>,
 }
 
 /// An unknown scenario: E010 with the nearest name.
@@ -94,22 +99,66 @@ pub fn list(c: &Common) -> u8 {
     exit::OK
 }
 
+/// What scenario `s` needs from the inputs, checked before anything connects: the
+/// PostgreSQL and VIP scenarios write through the PostgreSQL VIP (`[vips] postgres`, E008)
+/// and need a primary and a replica (2+ postgres hosts, E010); the Redis scenarios need
+/// `[vips] redis` and redis hosts (E008), and no PostgreSQL at all.
+pub fn needs(s: &Scenario, ctx: &Context) -> Result<(), Failure> {
+    let count = |role: Role| {
+        ctx.inventory
+            .hosts
+            .iter()
+            .filter(|h| h.roles.contains(&role))
+            .count()
+    };
+    match s.service() {
+        kbz_faults::Service::Postgres => {
+            if !ctx.config.vips.contains_key("postgres") {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E008,
+                    format!("scenario {} writes through the PostgreSQL VIP: kbz.toml has no [vips] postgres", s.name),
+                )
+                .hint("set it under [vips], e.g. `postgres = \"10.0.0.100\"`; on a fleet without PostgreSQL run a Redis scenario (`kbz-failover list`)")]));
+            }
+            let n = count(Role::Postgres);
+            if n < 2 {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E010,
+                    format!(
+                        "the inventory has {n} postgres host(s); a failover needs a primary and a replica"
+                    ),
+                )
+                .hint("give the postgres role to 3 hosts in servers.tsv")]));
+            }
+        }
+        kbz_faults::Service::Redis => {
+            if !ctx.config.vips.contains_key("redis") || count(Role::Redis) == 0 {
+                return Err(redis_missing(&s.name));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn redis_missing(scenario: &str) -> Failure {
+    Failure::input(vec![Diagnostic::new(
+        Code::E008,
+        format!("scenario {scenario} writes through the Redis VIP: kbz.toml has no [vips] redis or the inventory no redis host"),
+    )
+    .hint("set `redis = \"10.0.0.101\"` under [vips] and give the redis role to 3 hosts")])
+}
+
 /// The kbz-faults target of the session: every PostgreSQL, Redis and lb host over SSH (one
-/// session per host), PostgreSQL writes through its VIP as the superuser, Redis writes
-/// through its VIP (when `[vips] redis` is set and the inventory has Redis hosts), power
-/// commands from `[failover]`.
+/// session per host), PostgreSQL writes through its VIP as the superuser (when `[vips]
+/// postgres` is set and the inventory has postgres hosts), Redis writes through its VIP (when
+/// `[vips] redis` is set and it has Redis hosts), power commands from `[failover]`, every
+/// service connection through `routes` (the bastion's tunnels; empty: directly).
 async fn target(
     ctx: &Context,
     connector: &dyn kbz_core::executor::Connector,
     writers: usize,
+    routes: &kbz_core::net::Routes,
 ) -> Result<Target, Failure> {
-    let Some(vip) = ctx.config.vips.get("postgres").copied() else {
-        return Err(Failure::input(vec![Diagnostic::new(
-            Code::E008,
-            "kbz.toml has no [vips] postgres: kbz-failover writes through the PostgreSQL VIP",
-        )
-        .hint("set it under [vips], e.g. `postgres = \"10.0.0.100\"`")]));
-    };
     let mut connected: Vec<Member> = Vec::new();
     let with_role = |role: Role| {
         ctx.inventory
@@ -125,21 +174,24 @@ async fn target(
         with_role(Role::Lb),
     );
     let members = members_of(connector, &mut connected, &pg_hosts).await?;
-    if members.len() < 2 {
-        return Err(Failure::input(vec![Diagnostic::new(
-            Code::E010,
-            format!(
-                "the inventory has {} postgres host(s); a failover needs a primary and a replica",
-                members.len()
-            ),
-        )
-        .hint("give the postgres role to 3 hosts in servers.tsv")]));
-    }
     let secret = |name: &str| {
         ctx.secrets
             .get(name)
             .map(|s| Secret::new(s.expose()))
             .unwrap_or_else(|| Secret::new(""))
+    };
+    let pg = match ctx.config.vips.get("postgres").copied() {
+        Some(vip) if !members.is_empty() => Some(PgTarget {
+            addr: vip,
+            port: kbz_postgres::PG_PORT,
+            user: "postgres".into(),
+            password: secret(kbz_postgres::SUPERUSER_PASSWORD),
+            dbname: "postgres".into(),
+            timeout: Duration::from_secs(2),
+            tls_ca: ctx.tls().ok().flatten().map(|p| p.ca_pem().to_string()),
+            routes: routes.clone(),
+        }),
+        _ => None,
     };
     let redis = match ctx.config.vips.get("redis").copied() {
         Some(rvip) if !redis_hosts.is_empty() => Some(RedisTarget {
@@ -149,6 +201,7 @@ async fn target(
                 port: kbz_haproxy::REDIS_PORT,
                 password: secret(kbz_redis::SECRET_REDIS),
                 timeout: Duration::from_secs(2),
+                routes: routes.clone(),
             },
             redis_port: kbz_redis::Layout::debian().redis_port,
             sentinel_port: kbz_redis::Layout::debian().sentinel_port,
@@ -167,20 +220,13 @@ async fn target(
     };
     Ok(Target {
         members,
-        pg: PgTarget {
-            addr: vip,
-            port: kbz_postgres::PG_PORT,
-            user: "postgres".into(),
-            password: secret(kbz_postgres::SUPERUSER_PASSWORD),
-            dbname: "postgres".into(),
-            timeout: Duration::from_secs(2),
-            tls_ca: ctx.tls().ok().flatten().map(|p| p.ca_pem().to_string()),
-        },
+        pg,
         redis,
         lbs,
         power,
         isolate: None,
         writers,
+        routes: routes.clone(),
     })
 }
 
@@ -211,8 +257,12 @@ async fn members_of(
 }
 
 /// E037 when nothing answers PostgreSQL on the VIP (checked before any fault).
-async fn vip_answers(t: &Target) -> Result<(), Failure> {
-    match t.pg.connect().await {
+async fn vip_answers(t: &Target, scenario: &Scenario) -> Result<(), Failure> {
+    let pg = t.postgres(scenario).map_err(|e| {
+        Failure::input(vec![Diagnostic::new(Code::E008, e.to_string())
+            .hint("set [vips] postgres and give the postgres role to 3 hosts")])
+    })?;
+    match pg.connect().await {
         Ok(_) => Ok(()),
         // 28P01: invalid_password. The VIP answers, the secrets file does not match.
         Err(e) if e.to_string().contains("28P01") => Err(Failure::input(vec![Diagnostic::new(
@@ -227,7 +277,7 @@ async fn vip_answers(t: &Target) -> Result<(), Failure> {
             )
             .hint(format!(
                 "check that a load balancer holds it and HAProxy fronts the primary: `kbz-health --component haproxy`, `nc -vz {} {}`",
-                t.pg.addr, t.pg.port
+                pg.addr, pg.port
             )),
             exit::UNREACHABLE,
         )),
@@ -238,11 +288,7 @@ async fn vip_answers(t: &Target) -> Result<(), Failure> {
 /// (checked before any fault).
 async fn redis_vip_answers(t: &Target, scenario: &str) -> Result<(), Failure> {
     let Some(r) = &t.redis else {
-        return Err(Failure::input(vec![Diagnostic::new(
-            Code::E008,
-            format!("scenario {scenario} writes through the Redis VIP: kbz.toml has no [vips] redis or the inventory no redis host"),
-        )
-        .hint("set `redis = \"10.0.0.101\"` under [vips] and give the redis role to 3 hosts")]));
+        return Err(redis_missing(scenario));
     };
     match kbz_redis::client::replication(&r.vip).await {
         Ok(_) => Ok(()),
@@ -312,6 +358,8 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         )
         .hint("set both in kbz.toml, e.g. `power_off = \"ipmitool -H {host}-bmc chassis power off\"`; the lab uses `cargo xtask lab kill {host}` / `lab start {host}`")]));
     }
+    needs(&s, ctx)?;
+    let ssh = connect::ssh_options(&session.inputs, c)?;
     let connector = connect::connector(&session.inputs, c, false)?;
     let rt = runtime()?;
 
@@ -350,7 +398,21 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
             },
         ));
     }
-    let t = rt.block_on(target(ctx, connector.as_ref(), o.writers))?;
+    // Behind a bastion the service ports are reached through its tunnels (kept open until
+    // the end of the run); directly otherwise.
+    let bastion = bastion::open(&ssh, &bastion::addresses(ctx))?;
+    let routes = bastion
+        .as_ref()
+        .map(|b| b.routes.clone())
+        .unwrap_or_default();
+    if let Some(b) = &bastion {
+        crate::errln!(
+            "kbz-failover: the workload and the service checks go through the bastion {} ({} tunnels)",
+            b.jump,
+            b.tunnels()
+        );
+    }
+    let t = rt.block_on(target(ctx, connector.as_ref(), o.writers, &routes))?;
     // One mutating run at a time: the controller's lock and the host lock of every host a
     // fault can reach (PostgreSQL, Redis and lb hosts), held until the faults are healed and
     // the scratch data is removed.
@@ -361,9 +423,9 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         t.hosts().iter().map(|m| m.exec.clone()).collect(),
         kbz_core::shell::HOST_LOCK_PATH,
     )?;
-    rt.block_on(vip_answers(&t))?;
-    if s.service() == kbz_faults::Service::Redis {
-        rt.block_on(redis_vip_answers(&t, &s.name))?;
+    match s.service() {
+        kbz_faults::Service::Postgres => rt.block_on(vip_answers(&t, &s))?,
+        kbz_faults::Service::Redis => rt.block_on(redis_vip_answers(&t, &s.name))?,
     }
 
     if !o.yes {
@@ -448,6 +510,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         not_healed,
         interrupted,
         passed,
+        via: bastion.as_ref().map(|b| b.jump.clone()),
     };
     tracing::info!(scenario = %s.name, runs = outcome.runs.len(), passed, breaches = outcome.breaches.len(), "failover run");
     if c.json {
@@ -467,4 +530,67 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         ui::diagnostics(&diags, false);
     }
     Ok(exit::FAILED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbz_core::Host;
+    use std::sync::Arc;
+
+    /// The example context with `hosts` as its inventory and only the named VIPs.
+    fn ctx(hosts: Vec<Host>, vips: &[&str]) -> Context {
+        let mut c = kbz_testkit::example_context(Vec::<String>::new());
+        let mut cfg = (*c.config).clone();
+        cfg.vips.retain(|k, _| vips.contains(&k.as_str()));
+        c.config = Arc::new(cfg);
+        let mut inv = (*c.inventory).clone();
+        inv.hosts = hosts;
+        c.inventory = Arc::new(inv);
+        c
+    }
+
+    fn hosts(role: Role, n: u8) -> Vec<Host> {
+        (1..=n)
+            .map(|i| {
+                Host::new(
+                    &format!("h{i}"),
+                    format!("10.0.0.{i}").parse().expect("ip"),
+                    &[role],
+                )
+            })
+            .collect()
+    }
+
+    fn code(r: Result<(), Failure>) -> Option<Code> {
+        r.err().map(|f| f.diagnostics[0].code)
+    }
+
+    #[test]
+    fn a_redis_scenario_needs_no_postgresql_and_a_postgresql_one_says_what_is_missing() {
+        let redis = scenario("redis-master-crash").expect("scenario");
+        let pg = scenario("postgres-switchover").expect("scenario");
+        let vip = scenario("vip-holder-crash").expect("scenario");
+        // A Redis-only fleet: no [vips] postgres, no postgres host.
+        let only_redis = ctx(hosts(Role::Redis, 3), &["redis"]);
+        assert_eq!(code(needs(&redis, &only_redis)), None);
+        let f = needs(&pg, &only_redis).expect_err("no PostgreSQL VIP");
+        assert_eq!(f.diagnostics[0].code, Code::E008);
+        assert!(
+            f.diagnostics[0].message.contains("[vips] postgres"),
+            "{:?}",
+            f.diagnostics[0]
+        );
+        assert_eq!(f.exit, exit::INPUT);
+        assert_eq!(code(needs(&vip, &only_redis)), Some(Code::E008));
+        // A PostgreSQL VIP with one postgres host: no replica to fail over to.
+        let one_pg = ctx(hosts(Role::Postgres, 1), &["postgres"]);
+        assert_eq!(code(needs(&pg, &one_pg)), Some(Code::E010));
+        // PostgreSQL without Redis: the Redis scenarios say so.
+        let only_pg = ctx(hosts(Role::Postgres, 3), &["postgres"]);
+        assert_eq!(code(needs(&pg, &only_pg)), None);
+        assert_eq!(code(needs(&redis, &only_pg)), Some(Code::E008));
+        let no_hosts = ctx(hosts(Role::Postgres, 3), &["postgres", "redis"]);
+        assert_eq!(code(needs(&redis, &no_hosts)), Some(Code::E008));
+    }
 }

@@ -104,6 +104,9 @@ pub fn table(o: &Outcome) -> String {
         "budget: lost <= {}, write gap <= {} s ([failover] {})\n",
         o.budget.lost, o.budget.gap_secs, o.budget.gap_key
     ));
+    if let Some(jump) = &o.via {
+        out.push_str(&format!("workload: through the bastion {jump}\n"));
+    }
     out.push_str(if o.passed {
         "verdict: inside budget\n"
     } else {
@@ -215,6 +218,7 @@ mod tests {
             errors: vec![],
             not_healed: vec![],
             interrupted: false,
+            via: None,
         }
     }
 
