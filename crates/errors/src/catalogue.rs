@@ -398,12 +398,14 @@ pub static CATALOGUE: &[Entry] = &[
         "Jump host failed",
         "kbz could not reach a host through the bastion set in [ssh] jump_host: connecting or \
          authenticating to the bastion failed, or the bastion refused to forward a TCP \
-         connection (direct-tcpip) to the target. Forwarding is often disabled by \
-         `AllowTcpForwarding no` on hardened bastions, and the value must be `user@host:port`.",
+         connection (direct-tcpip) to the target: a host's SSH port, or for kbz-failover's \
+         tunnels a service port (PostgreSQL 5432, Redis 6379, Sentinel 26379 of a VIP or a \
+         member). Forwarding is often disabled by `AllowTcpForwarding no` on hardened \
+         bastions, and the value must be `user@host:port`.",
         &[
             "Try the same path with OpenSSH: `ssh -J ops@bastion.example.com:22 deploy@10.0.0.11 true`",
             "On the bastion, check forwarding is allowed: `sudo sshd -T | grep -i allowtcpforwarding`",
-            "From the bastion, check the target's SSH port: `nc -vz -w 5 10.0.0.11 22`",
+            "From the bastion, check the target's port: `nc -vz -w 5 10.0.0.11 22` (or the service port the message names, e.g. `nc -vz -w 5 10.0.0.100 5432`)",
             "Check the configured value: `grep -n jump_host kbz.toml`",
         ],
     ),
