@@ -735,7 +735,11 @@ async fn redis_clients_connect_through_their_routes_and_name_the_real_address() 
     until(
         "redis through the route",
         Duration::from_secs(10),
-        || async { client::is_master(&ep).await == Some(true) },
+        || async {
+            client::replication(&ep)
+                .await
+                .is_ok_and(|r| r.role == kbz_redis::observe::NodeRole::Master)
+        },
     )
     .await;
     // The writer and the read-back go through it; at() keeps the routes.
