@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Check the inventory and config and report every problem at once.
     Validate,
-    /// Explain an error code (E001-E068, E071-E072) with numbered fixes.
+    /// Explain an error code (E001-E068, E071-E072, E076-E081) with numbered fixes.
     Explain {
         /// The code, e.g. E002.
         code: String,

@@ -11,6 +11,7 @@ use crate::executor::Executor;
 pub use crate::error::ComponentError;
 pub use crate::health::{HealthCheck, HealthRaw, HealthStatus, Probe};
 use crate::inventory::Host;
+pub use crate::ports::{Conflict, Listen};
 use crate::resource::Resource;
 
 /// A host and its executor, handed to cluster steps and health probes.
@@ -155,6 +156,19 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     /// controller, pure): member checks fail as degraded, checks of the service as a whole
     /// (quorum, leader, VIP) as down.
     fn health_checks(&self, _ctx: &Context, _raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
+        Vec::new()
+    }
+
+    /// The TCP ports this component binds on a host it applies to, as data: the preflight
+    /// checks each is free or held by the component's own service, and the postflight port
+    /// map lists them. Pure.
+    fn listens(&self, _ctx: &Context, _host: &Host) -> Vec<Listen> {
+        Vec::new()
+    }
+
+    /// Files whose presence on a host means an install that conflicts with this component
+    /// (checked by the preflight). Pure.
+    fn conflicts(&self, _ctx: &Context, _host: &Host) -> Vec<Conflict> {
         Vec::new()
     }
 }

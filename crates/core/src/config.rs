@@ -14,8 +14,10 @@ pub use crate::toml_lines::key_line;
 use crate::toml_lines::{header_name, line_key, table_at};
 
 mod failover;
+pub mod preflight;
 mod values;
 pub use failover::FailoverConfig;
+pub use preflight::PreflightConfig;
 
 /// The whole kbz.toml.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,8 @@ pub struct Config {
     pub failover: FailoverConfig,
     /// `[security]`: TLS between the members.
     pub security: SecurityConfig,
+    /// `[preflight]`: what each role needs of its host, and the clock and network thresholds.
+    pub preflight: PreflightConfig,
 }
 
 /// `[security]`.
@@ -274,9 +278,11 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "artifacts",
             "failover",
             "security",
+            "preflight",
         ],
     ),
     ("security", &["tls"]),
+    ("preflight", preflight::KEYS),
     (
         "cluster",
         &[
@@ -591,6 +597,7 @@ impl Config {
         }
         out.extend(values::check(self, path, text));
         out.extend(self.failover.check(path, text));
+        out.extend(self.preflight.check(path, text));
         out.extend(crate::artifact::check_overrides(
             &self.artifacts,
             path,

@@ -74,6 +74,8 @@ pub mod net;
 pub mod notifier;
 pub mod pki;
 pub mod plan;
+pub mod ports;
+pub mod preflight;
 pub mod redact;
 pub mod resource;
 pub mod runlock;

@@ -35,6 +35,7 @@ codes! {
     E051 = 51, E052 = 52, E053 = 53, E054 = 54, E055 = 55, E056 = 56, E057 = 57, E058 = 58, E059 = 59, E060 = 60,
     E061 = 61, E062 = 62, E063 = 63, E064 = 64, E065 = 65, E066 = 66, E067 = 67, E068 = 68,
     E071 = 71, E072 = 72,
+    E076 = 76, E077 = 77, E078 = 78, E079 = 79, E080 = 80, E081 = 81,
 }
 
 impl fmt::Display for Code {
@@ -262,7 +263,7 @@ pub static CATALOGUE: &[Entry] = &[
         "general",
         "Invalid request",
         "The command line asked for something kbz cannot do: `explain` with a code outside \
-         E001-E068 and E071-E072, `--only` with a name that is not a component, `--start-from-module` with a \
+         E001-E068, E071-E072 and E076-E081, `--only` with a name that is not a component, `--start-from-module` with a \
          number outside 1-10, or `rollback` when the state directory .kbz/ holds no failed run \
          to undo. Nothing was changed on any host.",
         &[
@@ -1244,6 +1245,101 @@ pub static CATALOGUE: &[Entry] = &[
             "Check Patroni's timing (ttl, loop_wait, retry_timeout): `patronictl -c /etc/patroni/config.yml show-config`",
             "Check HAProxy's checks of the front: `echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock | cut -d, -f1,2,18`",
             "If the budget is stricter than the service can be, raise it in kbz.toml: `[failover] postgres_crash_gap_secs = 45`",
+        ],
+    ),
+    // Preflight (E076-E085): a host does not meet what its roles need, found before any change.
+    e(
+        Code::E076,
+        "preflight",
+        "Host below the minimum for its roles",
+        "The preflight found a host with fewer CPUs or less memory than its roles need (the \
+         largest minimum of the roles it has in servers.tsv: PostgreSQL and MariaDB 2 CPUs and \
+         2048 MiB, etcd and Redis 1024 MiB, see `[preflight]` in docs/inventory.md), or with \
+         swap on, which module 1 turns off. A database starved of memory swaps, stalls its \
+         heartbeats and fails over for no reason, so kbz stops before changing anything.",
+        &[
+            "See what the host has: `ssh HOST 'nproc; grep -E \"MemTotal|SwapTotal\" /proc/meminfo'`",
+            "Give the host more CPUs or memory, or move a role to a bigger host in servers.tsv",
+            "If the host is known to be enough for your load, lower the minimum in kbz.toml: \
+             `[preflight.roles.postgres] memory_mb = 1024`",
+            "Run the checks again without changing anything: `kbz-install preflight --inventory servers.tsv`",
+        ],
+    ),
+    e(
+        Code::E077,
+        "preflight",
+        "A port kbz needs is taken",
+        "A port one of kbz's services will listen on (PostgreSQL 5432, Patroni 8008, etcd \
+         2379/2380, Redis 6379, Sentinel 26379, HAProxy's fronts and stats) is already held \
+         on the host by a program that is not kbz's service (the process is named), or \
+         another install of the same service runs that kbz did not make (a Debian default \
+         PostgreSQL cluster, a standalone Redis). Installing would fail to bind, or two \
+         servers would answer on one address.",
+        &[
+            "See who holds the port: `ssh HOST sudo ss -ltnp 'sport = :5432'`",
+            "Stop and disable the program if it should not run there: `sudo systemctl disable --now UNIT`",
+            "For an existing PostgreSQL or Redis that holds data, back it up first (`pg_dumpall`, `redis-cli --rdb`)",
+            "Or move the role to another host in servers.tsv, then run `kbz-install preflight` again",
+        ],
+    ),
+    e(
+        Code::E078,
+        "preflight",
+        "Clocks not synchronised or disagreeing",
+        "A host's clock is not synchronised by NTP (a warning: module 1 installs chrony), or it \
+         differs from the other hosts' clocks by more than `[preflight] max_clock_offset_ms` \
+         (500 ms by default). etcd leases, Patroni's leader key TTL and TLS certificate \
+         validity all compare times across hosts: clocks that disagree make leaders expire \
+         early or never, and certificates look not yet valid.",
+        &[
+            "See the host's time state: `ssh HOST timedatectl` and `chronyc tracking`",
+            "Set the time once and let NTP keep it: `sudo chronyc makestep` (or `sudo timedatectl set-ntp true`)",
+            "Point every host at the same servers: `[cluster] ntp_servers` in kbz.toml",
+        ],
+    ),
+    e(
+        Code::E079,
+        "preflight",
+        "Host name or address does not match the inventory",
+        "The address servers.tsv gives a host is not configured on any of its interfaces \
+         (services bind that address, so they could not start), or the host's name resolves \
+         to another address than the inventory's (module 1 writes /etc/hosts, but a DNS \
+         answer that differs confuses clients and members that resolve names).",
+        &[
+            "See the host's addresses and what its name resolves to: `ssh HOST 'ip -br addr; getent ahosts $(hostname)'`",
+            "Correct the `ip` column of servers.tsv, or configure the address on the host",
+            "Fix the DNS record so the name resolves to the inventory address",
+        ],
+    ),
+    e(
+        Code::E080,
+        "preflight",
+        "Network between quorum members too slow or fragmenting",
+        "Between two members of a quorum service (etcd, PostgreSQL, Redis Sentinel and the \
+         others) the measured round-trip time is above `[preflight] max_rtt_ms` (10 ms by \
+         default), a ping got no answer, a full-size packet with don't-fragment set did not \
+         pass (an MTU smaller on the path than on the interfaces), or the members' \
+         interfaces have different MTUs. Consensus waits for a majority on every write: \
+         latency adds to every commit and lost large packets stall replication. This is a \
+         warning; the install goes on.",
+        &[
+            "Measure it yourself: `ssh HOST ping -c 10 PEER` and `ping -M do -s 1472 -c 3 PEER`",
+            "Keep quorum members in one site or low-latency zones; set the same MTU on every member's interface",
+            "If the latency is known and accepted, raise the threshold: `[preflight] max_rtt_ms = 30`",
+        ],
+    ),
+    e(
+        Code::E081,
+        "preflight",
+        "Preflight answer unreadable",
+        "The preflight script ran on the host but printed a line kbz does not expect, or \
+         stopped before its end marker. kbz parses the answer strictly (an unknown line is \
+         never ignored), because a check it cannot read is a check that did not pass: a \
+         tool on the host behaves differently than on Debian or Ubuntu, or the script was cut.",
+        &[
+            "Run the checks with the log to see the line: `kbz-install preflight --inventory servers.tsv -v`",
+            "Check the host has the standard tools: `ssh HOST 'command -v ss ip getent df ping timedatectl'`",
+            "If you must go on anyway, `--skip-preflight` installs without the checks (the summary says so)",
         ],
     ),
 ];

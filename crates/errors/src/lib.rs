@@ -1,4 +1,4 @@
-//! kbz-errors: the E001-E068 and E071-E072 catalogue, the `Diagnostic` every user-visible failure becomes,
+//! kbz-errors: the E001-E068, E071-E072 and E076-E081 catalogue, the `Diagnostic` every user-visible failure becomes,
 //! and its renderings (a framed box for terminals, plain text for logs, JSON for tools).
 //!
 //! Every crate keeps its own `thiserror` enum and implements [`HasCode`] so that a caller can
