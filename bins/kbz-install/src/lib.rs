@@ -32,6 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Check the inventory and config and report every problem at once.
     Validate,
+    /// Check every host against what its roles need (CPU, memory, disk, OS, clocks, ports,
+    /// apt, network), changing nothing; offline it lists the checks.
+    Preflight,
     /// Explain an error code (E001-E068, E071-E072, E076-E081) with numbered fixes.
     Explain {
         /// The code, e.g. E002.

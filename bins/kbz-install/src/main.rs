@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         Some(Command::Explain { code }) => install::explain(code, g),
         Some(Command::Validate) => install::validate(g),
+        Some(Command::Preflight) => install::preflight(g, o),
         Some(Command::Rollback) => install::rollback(g),
         Some(Command::Uninstall) => install::install(g, o, Mode::Uninstall),
         Some(Command::Menu) => {

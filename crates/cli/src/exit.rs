@@ -23,7 +23,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; kbz-health: healthy (every check ok)"),
     (
         FAILED,
-        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup); kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap or VIP) or a failed run",
+        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup), or the preflight found errors and nothing was changed; kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap or VIP) or a failed run",
     ),
     (
         DOWN,

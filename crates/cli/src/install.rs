@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::preflight::{self as pre, Gate};
 use crate::session::{self, prepare, warn_failed, Session};
 use crate::{connect, exit, inputs, runtime, ui, Common};
 
@@ -39,6 +40,9 @@ pub struct Options {
     /// Do not ask for confirmation before changing hosts.
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
+    /// Install without the preflight checks of the hosts (the summary says they were skipped).
+    #[arg(long, global = true)]
+    pub skip_preflight: bool,
 }
 
 const BIN: &str = "kbz-install";
@@ -140,6 +144,46 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         &i,
     );
 
+    // The preflight: every host checked before anything changes (installs only).
+    let gate = if mode != Mode::Install {
+        None
+    } else if o.offline || bundled {
+        Some(Gate::Offline)
+    } else {
+        match rt.block_on(pre::gate(&engine, &opts, o.skip_preflight)) {
+            Ok(gate) => Some(gate),
+            Err(e) => return fail(&e, g),
+        }
+    };
+    if let (Some(Gate::Checked { report }), false) = (&gate, g.json) {
+        crate::out!("{}", pre::render(report));
+    }
+    let preflight_failed = gate.as_ref().is_some_and(Gate::stops);
+    if preflight_failed {
+        let errors = match &gate {
+            Some(Gate::Checked { report }) => report.errors(),
+            _ => 0,
+        };
+        tracing::error!(errors, "preflight failed");
+        crate::errln!(
+            "kbz-install: the preflight found {errors} error(s) (table above): nothing was changed. \
+             Fix them and run again, or pass --skip-preflight to install anyway."
+        );
+        if !dry_run {
+            if g.json {
+                crate::outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "preflight": gate,
+                        "changed": 0,
+                    }))
+                    .unwrap_or_default()
+                );
+            }
+            return exit::FAILED;
+        }
+    }
+
     if !dry_run && !o.yes {
         if !std::io::stdin().is_terminal() {
             let d = Diagnostic::new(
@@ -198,8 +242,18 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
                 let event = Event::install_succeeded(&cluster, started.elapsed(), report.changed());
                 warn_failed(rt.block_on(n.send(&event)));
             }
-            ui::report(&report, started.elapsed(), g.json);
-            exit::OK
+            let selected = engine.select(&opts).unwrap_or_default();
+            let map = if dry_run || mode != Mode::Install {
+                Vec::new()
+            } else {
+                rt.block_on(pre::port_map(engine.context(), &selected, true))
+            };
+            summary(&report, started.elapsed(), g.json, gate.as_ref(), &map);
+            if preflight_failed {
+                exit::FAILED
+            } else {
+                exit::OK
+            }
         }
         Err(e) => {
             if let Some(n) = &notifiers {
@@ -208,6 +262,112 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
             }
             fail(&e, g)
         }
+    }
+}
+
+/// The end-of-run summary with the preflight's line and the port map (or one JSON object
+/// with `preflight` and `port_map` next to the run report's fields).
+fn summary(
+    report: &kbz_core::RunReport,
+    elapsed: std::time::Duration,
+    json: bool,
+    gate: Option<&Gate>,
+    map: &[kbz_core::preflight::portmap::Endpoint],
+) {
+    if json {
+        let mut v = serde_json::to_value(report).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            if let Some(gate) = gate {
+                o.insert(
+                    "preflight".into(),
+                    serde_json::to_value(gate).unwrap_or_default(),
+                );
+            }
+            if !map.is_empty() {
+                o.insert(
+                    "port_map".into(),
+                    serde_json::to_value(map).unwrap_or_default(),
+                );
+            }
+        }
+        crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    ui::report(report, elapsed, false);
+    if !map.is_empty() {
+        crate::outln!("port map:");
+        crate::out!("{}", pre::render_port_map(map));
+    }
+    if let Some(gate) = gate {
+        crate::outln!("{}", pre::summary_line(gate));
+    }
+}
+
+/// `kbz-install preflight`: the checks alone, changing nothing. Offline (the bundled example,
+/// `--offline`) it lists what would be checked on every host.
+pub fn preflight(g: &Common, o: &Options) -> u8 {
+    let components = components();
+    let Session { inputs: i, ctx, .. } =
+        match prepare(g, BIN, &components, session::Secrets::InMemory) {
+            Ok(x) => x,
+            Err(f) => return f.report(g.json),
+        };
+    let opts = RunOptions {
+        dry_run: true,
+        forks: o.forks.unwrap_or(i.config.cluster.forks).max(1),
+        start_from_module: o.start_from_module,
+        only: o.only.clone(),
+        ..RunOptions::default()
+    };
+    if i.bundled || o.offline {
+        let engine = Engine::new(ctx.clone(), components, Arc::new(connect::Offline));
+        let selected = match engine.select(&opts) {
+            Ok(s) => s,
+            Err(e) => return fail(&e, g),
+        };
+        let rows = kbz_core::preflight::plan(&ctx, &selected);
+        if g.json {
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"offline": true, "checks": rows}))
+                    .unwrap_or_default()
+            );
+        } else {
+            crate::errln!(
+                "kbz-install: offline: no host is asked; these are the checks each host would get."
+            );
+            crate::out!("{}", pre::render_plan(&rows));
+        }
+        return exit::OK;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => return f.report(g.json),
+    };
+    let connector = match connect::connector(&i, g, false) {
+        Ok(c) => c,
+        Err(f) => return f.report(g.json),
+    };
+    let engine = Engine::new(ctx, components, connector);
+    let report = match rt.block_on(engine.preflight(&opts)) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, g),
+    };
+    if g.json {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "preflight": Gate::Checked { report: report.clone() }
+            }))
+            .unwrap_or_default()
+        );
+    } else {
+        crate::out!("{}", pre::render(&report));
+    }
+    if report.ok() {
+        exit::OK
+    } else {
+        exit::FAILED
     }
 }
 

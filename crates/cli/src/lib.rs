@@ -15,6 +15,8 @@
 //!   transition alerts and the systemd timer.
 //! - [`failover`]: kbz-failover's `list` and `run` (health gate, faults, budgets, heal).
 //! - [`lock`]: the controller's run lock and the per-host locks of a mutating command.
+//! - [`preflight`]: the preflight table, the gate that stops a run on an error before any
+//!   change, and the postflight port map (endpoints checked by connecting).
 //! - [`install`]: kbz-install's subcommands (install, uninstall, validate, explain, rollback,
 //!   notify test).
 //! - [`menu`]: `kbz-install menu`, the terminal UI over the same probe, plan, install,
@@ -33,6 +35,7 @@ pub mod install;
 pub mod lock;
 pub mod log;
 pub mod menu;
+pub mod preflight;
 pub mod session;
 pub mod ui;
 

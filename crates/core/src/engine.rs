@@ -484,6 +484,41 @@ impl Engine {
         self
     }
 
+    /// The preflight of the components `opts` selects ([`crate::preflight`]): connects to
+    /// every inventory host (up to `forks` at a time) and runs the one read-only check
+    /// script on each. Changes nothing; an unreachable host is an E011 finding.
+    pub async fn preflight(
+        &self,
+        opts: &RunOptions,
+    ) -> Result<crate::preflight::Report, EngineError> {
+        let components = self.select(opts)?;
+        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, h) in self.ctx.inventory.hosts.iter().cloned().enumerate() {
+            let c = self.connector.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                let r = c.connect(&h).await;
+                (i, h, r)
+            });
+        }
+        let mut hosts = Vec::new();
+        while let Some(j) = set.join_next().await {
+            if let Ok(x) = j {
+                hosts.push(x);
+            }
+        }
+        hosts.sort_by_key(|x| x.0);
+        let hosts = hosts.into_iter().map(|(_, h, r)| (h, r)).collect();
+        Ok(crate::preflight::check(&self.ctx, &components, hosts).await)
+    }
+
+    /// The context of the run.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     /// The components a run with these options would touch, in order.
     pub fn select(&self, opts: &RunOptions) -> Result<Vec<Arc<dyn Component>>, EngineError> {
         if let Some(only) = &opts.only {

@@ -35,7 +35,7 @@ pub use health::{
 
 use async_trait::async_trait;
 use kbz_core::component::{
-    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Listen, Probe,
 };
 use kbz_core::net::http_url;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
@@ -421,6 +421,24 @@ impl Component for Etcd {
     /// Members healthy (degraded otherwise), quorum and one leader (down otherwise).
     fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         check::checks(ctx, raw)
+    }
+
+    /// The client API on the host's address and 127.0.0.1, the peer port on the host's.
+    fn listens(&self, ctx: &Context, host: &Host) -> Vec<Listen> {
+        let auth = if ctx.config.security.tls {
+            "client certificate (kbz's CA)"
+        } else {
+            "none (plaintext)"
+        };
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        vec![
+            Listen::new("etcd client", CLIENT_PORT, &[host.ip, lo], &["etcd"])
+                .marker(DROPIN_FILE)
+                .auth(auth),
+            Listen::new("etcd peer", PEER_PORT, &[host.ip], &["etcd"])
+                .marker(DROPIN_FILE)
+                .auth(auth),
+        ]
     }
 }
 

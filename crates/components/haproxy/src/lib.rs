@@ -30,7 +30,7 @@ pub use stats::{parse_stats_csv, verdict, ServerState};
 
 use async_trait::async_trait;
 use kbz_core::component::{
-    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Listen, Probe,
 };
 use kbz_core::net::http_url;
 use kbz_core::{Context, Host, Resource, Role};
@@ -163,6 +163,35 @@ impl Component for Haproxy {
     /// needs up (exactly one primary or master, at least one replica).
     fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         health::checks(ctx, raw)
+    }
+
+    /// The stats page on the host's address, and one front per configured VIP
+    /// ([`fronts`]), bound with `ip_nonlocal_bind` whether or not the host holds the VIP.
+    fn listens(&self, ctx: &Context, host: &Host) -> Vec<Listen> {
+        let mut out = vec![
+            Listen::new("HAProxy stats", STATS_PORT, &[host.ip], &["haproxy"])
+                .marker(CONFIG_PATH)
+                .auth("HTTP basic auth (admin)"),
+        ];
+        for f in fronts(ctx) {
+            let (service, auth) = match f.backend {
+                "postgres_primary" => ("PostgreSQL primary", "SCRAM-SHA-256 (PostgreSQL's)"),
+                "postgres_replicas" => (
+                    "PostgreSQL replicas (read-only)",
+                    "SCRAM-SHA-256 (PostgreSQL's)",
+                ),
+                "redis_master" => ("Redis master", "Redis password"),
+                "k8s_api" => ("Kubernetes API", "client certificates and tokens"),
+                other => (other, "passed through"),
+            };
+            out.push(
+                Listen::new(service, f.port, &[f.vip], &["haproxy"])
+                    .marker(CONFIG_PATH)
+                    .via("HAProxy")
+                    .auth(auth),
+            );
+        }
+        out
     }
 }
 

@@ -292,4 +292,31 @@ impl Component for Kubernetes {
     ) -> Vec<HealthCheck> {
         health::checks(ctx, raw)
     }
+
+    /// The API server on the masters and the kubelet on every node, on every address
+    /// (upstream's defaults, which kbz does not narrow).
+    fn listens(&self, ctx: &Context, host: &Host) -> Vec<kbz_core::component::Listen> {
+        use kbz_core::component::Listen;
+        let any = [std::net::IpAddr::from([0, 0, 0, 0])];
+        let (owners, marker): (&[&str], &str) = match Flavor::of(ctx) {
+            Flavor::K3s => (&["k3s", "k3s-server", "k3s-agent"], k3s::CONFIG),
+            Flavor::Kubeadm => (&["kube-apiserver", "kubelet"], kubeadm::INIT_CONFIG),
+        };
+        let mut out = Vec::new();
+        if host.has(Role::K8sMaster) {
+            out.push(
+                Listen::new("Kubernetes API server", API_PORT, &any, owners)
+                    .marker(marker)
+                    .auth("client certificates and tokens"),
+            );
+        }
+        let kubelet = Listen::new("kubelet", 10250, &any, owners)
+            .auth("webhook authn/authz against the API server");
+        out.push(if Flavor::of(ctx) == Flavor::K3s {
+            kubelet.marker(k3s::CONFIG)
+        } else {
+            kubelet
+        });
+        out
+    }
 }

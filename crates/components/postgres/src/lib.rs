@@ -55,7 +55,7 @@ pub use patroni::{
 
 use async_trait::async_trait;
 use kbz_core::component::{
-    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Listen, Probe,
 };
 use kbz_core::net::{host_port, http_url};
 use kbz_core::{Cmd, Context, Host, Resource, Role};
@@ -554,6 +554,43 @@ impl Component for Postgres {
     /// thresholds on the leader's timeline, a synchronous standby in synchronous mode.
     fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         health::checks(ctx, raw)
+    }
+
+    /// PostgreSQL on the host's address and 127.0.0.1, Patroni's REST API on the host's.
+    fn listens(&self, _ctx: &Context, host: &Host) -> Vec<Listen> {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        vec![
+            Listen::new("PostgreSQL member", PG_PORT, &[host.ip, lo], &["postgres"])
+                .marker(CONFIG_PATH)
+                .auth("SCRAM-SHA-256"),
+            // Patroni runs from its own script; some Pythons name the process after the
+            // interpreter.
+            Listen::new(
+                "Patroni REST",
+                REST_PORT,
+                &[host.ip],
+                &["patroni", "python3"],
+            )
+            .marker(CONFIG_PATH)
+            .auth("basic auth on changes, GETs open"),
+        ]
+    }
+
+    /// Debian's default cluster of the version kbz installs: module 5 disables it (its data
+    /// is kept), so it is a warning.
+    fn conflicts(&self, ctx: &Context, _host: &Host) -> Vec<kbz_core::component::Conflict> {
+        let version = ctx
+            .config
+            .versions
+            .get("postgres")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_VERSION.into());
+        vec![kbz_core::component::Conflict {
+            path: format!("/etc/postgresql/{version}/main/postgresql.conf"),
+            what: format!("Debian's default PostgreSQL cluster {version}/main"),
+            fix: "module 5 stops and disables it (its data is kept); back it up first if it holds data (`pg_dumpall`)".into(),
+            severity: kbz_core::preflight::Severity::Warning,
+        }]
     }
 
     fn uninstall(&self, ctx: &Context, _host: &Host) -> Result<Vec<Resource>, ComponentError> {

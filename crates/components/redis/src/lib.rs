@@ -50,7 +50,7 @@ pub mod scripts;
 
 use async_trait::async_trait;
 use kbz_core::component::{
-    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Probe,
+    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Listen, Probe,
 };
 use kbz_core::shell::quote;
 use kbz_core::{Context, Host, Resource, Role};
@@ -314,6 +314,26 @@ impl Component for Redis {
 
     fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         cluster::health_checks(ctx, raw)
+    }
+
+    /// Redis and Sentinel on the host's address and loopback ([`Layout::debian`]).
+    fn listens(&self, _ctx: &Context, host: &Host) -> Vec<Listen> {
+        let l = Layout::debian();
+        let addrs: Vec<std::net::IpAddr> = l
+            .bind(host)
+            .split(' ')
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        // Sentinel is redis-server started under another name; either name may show.
+        let owners = ["redis-server", "redis-sentinel", "redis-check-rdb"];
+        vec![
+            Listen::new("Redis member", l.redis_port, &addrs, &owners)
+                .marker(layout::REDIS_DROPIN)
+                .auth("password (requirepass / ACL)"),
+            Listen::new("Redis Sentinel", l.sentinel_port, &addrs, &owners)
+                .marker(layout::SENTINEL_DROPIN)
+                .auth("Sentinel password (ACL)"),
+        ]
     }
 }
 

@@ -320,10 +320,11 @@ fn ports(plan: &HostPlan, a: &Answer, out: &mut Vec<Finding>, passed: &mut usize
             .map(|a| crate::net::host_port(*a, l.port))
             .collect();
         let mut clean = true;
-        for s in listeners
-            .iter()
-            .filter(|s| s.port == l.port && s.addr.is_none_or(|x| l.addrs.contains(&x)))
-        {
+        for s in listeners.iter().filter(|s| {
+            s.port == l.port
+                && (l.addrs.iter().any(|a| a.is_unspecified())
+                    || s.addr.is_none_or(|x| l.addrs.contains(&x)))
+        }) {
             let at = match s.addr {
                 Some(x) => crate::net::host_port(x, s.port),
                 None => format!("*:{}", s.port),

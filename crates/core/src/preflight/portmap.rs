@@ -35,6 +35,12 @@ pub fn port_map(ctx: &Context, components: &[Arc<dyn Component>]) -> Vec<Endpoin
         for host in ctx.inventory.hosts.iter().filter(|h| c.applies_to(h)) {
             for l in c.listens(ctx, host) {
                 for addr in l.addrs.iter().filter(|a| !a.is_loopback()) {
+                    // A bind on every address is reached on the host's own.
+                    let addr = if addr.is_unspecified() {
+                        &host.ip
+                    } else {
+                        addr
+                    };
                     push(
                         &mut out,
                         &l,
