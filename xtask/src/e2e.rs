@@ -1,4 +1,5 @@
 //! `cargo xtask e2e`: the real installer against real lab hosts. Brings a 3-host lab up,
+//! refuses installs the preflight finds wrong (a foreign listener, a minimum above the hosts),
 //! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
@@ -16,6 +17,7 @@ use crate::lab::{self, LabInfo};
 mod embed;
 mod failover;
 mod health;
+mod preflight;
 
 /// `e2e` arguments.
 #[derive(Debug, clap::Args)]
@@ -549,6 +551,7 @@ pub fn install_and_rerun(bin: &Path, info: &LabInfo, fig: &mut Figures) -> Resul
         "0 changed, 0 cluster changes in {:.1}s, {trips} round trips",
         fig.rerun
     );
+    preflight::after_install(&report)?;
     Ok(())
 }
 
@@ -561,6 +564,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     let mut cfg = fs::read_to_string(&info.config)?;
     cfg.push_str(&format!("\n[[notify]]\nname = \"e2e-hook\"\nurl = \"json://127.0.0.1:{}/hook\"\nmin_level = \"info\"\n", hook.port));
     fs::write(&info.config, cfg)?;
+    preflight::scenario(&bin, info, &names)?;
     install_and_rerun(&bin, info, fig)?;
     let got = hook.bodies();
     ensure!(
