@@ -62,7 +62,11 @@ pub fn scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> {
     let r = listening.and_then(|_| install(bin, &["--inventory", &inv, "--yes", "--json"]));
     on(
         &victim,
-        &format!("kill {pid}; sleep 0.5; ! ss -ltnH 'sport = :{PORT}' | grep -q ."),
+        // By its pid, and whatever else still holds the port (setsid may have forked).
+        &format!(
+            "kill {pid} 2>/dev/null; for p in $(ss -ltnpH 'sport = :{PORT}' | grep -o 'pid=[0-9]*' | cut -d= -f2); do kill $p; done; \
+             sleep 1; ! ss -ltnH 'sport = :{PORT}' | grep -q ."
+        ),
     )
     .with_context(|| format!("{victim}: the foreign listener (pid {pid}) did not stop"))?;
     let r = r?;
