@@ -4,7 +4,8 @@
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
 //! checks kbz-health, dry-runs (0 operations), proves rollback after a failure on one host,
-//! uninstalls, and tears the lab down. Prints timings for `bench lab`.
+//! uninstalls, reinstalls on the same hosts (then 0 changed), and tears the lab down. Prints
+//! timings for `bench lab`.
 
 use anyhow::{bail, ensure, Context as _, Result};
 use fs_err as fs;
@@ -18,6 +19,7 @@ mod embed;
 mod failover;
 mod health;
 mod preflight;
+mod reinstall;
 
 /// `e2e` arguments.
 #[derive(Debug, clap::Args)]
@@ -646,6 +648,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
                 .with_context(|| format!("{h}: {f} left after uninstall"))?;
         }
     }
+    reinstall::after_uninstall(&bin, info)?;
     Ok(())
 }
 

@@ -144,6 +144,16 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         &i,
     );
 
+    if !dry_run && !o.yes && !std::io::stdin().is_terminal() {
+        let d = Diagnostic::new(
+            Code::E010,
+            "refusing to change hosts without confirmation: stdin is not a terminal",
+        )
+        .hint("pass --yes to apply, or --dry-run to see the plan");
+        ui::diagnostics(&[d], g.json);
+        return exit::INPUT;
+    }
+
     // The preflight: every host checked before anything changes (installs only).
     let gate = if mode != Mode::Install {
         None
@@ -185,15 +195,6 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
     }
 
     if !dry_run && !o.yes {
-        if !std::io::stdin().is_terminal() {
-            let d = Diagnostic::new(
-                Code::E010,
-                "refusing to change hosts without confirmation: stdin is not a terminal",
-            )
-            .hint("pass --yes to apply, or --dry-run to see the plan");
-            ui::diagnostics(&[d], g.json);
-            return exit::INPUT;
-        }
         let plan = match rt.block_on(engine.run(&RunOptions {
             dry_run: true,
             ..opts.clone()
@@ -293,14 +294,17 @@ fn summary(
         crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
-    ui::report(report, elapsed, false);
+    // The preflight's line first: a plan's last line stays its count of operations.
+    match gate {
+        Some(g @ Gate::Offline) => crate::errln!("{}", pre::summary_line(g)),
+        Some(g) => crate::outln!("{}", pre::summary_line(g)),
+        None => {}
+    }
     if !map.is_empty() {
         crate::outln!("port map:");
         crate::out!("{}", pre::render_port_map(map));
     }
-    if let Some(gate) = gate {
-        crate::outln!("{}", pre::summary_line(gate));
-    }
+    ui::report(report, elapsed, false);
 }
 
 /// `kbz-install preflight`: the checks alone, changing nothing. Offline (the bundled example,
