@@ -728,22 +728,23 @@ fn every_problem_of_every_host_in_one_table_errors_first() {
         ]
     );
     let table = pre::render(&r);
+    let codes = [Code::E077, Code::E026, Code::E078].map(|c| c.to_string());
     for needle in [
         "host  ",
-        "E077",
         "python3",
-        "E026",
         "RAM: 256 MiB (minimum 512 MiB for base)",
-        "E078",
         "fix",
-    ] {
+    ]
+    .into_iter()
+    .chain(codes.iter().map(String::as_str))
+    {
         assert!(table.contains(needle), "{needle}:\n{table}");
     }
     assert!(table.contains("preflight: 5 host(s) checked, "), "{table}");
     assert!(table.contains("3 error(s), 2 warning(s)"), "{table}");
     let json = serde_json::to_value(Gate::Checked { report: r.clone() }).expect("json");
     assert_eq!(json["status"], "checked");
-    assert_eq!(json["findings"][0]["code"], "E077");
+    assert_eq!(json["findings"][0]["code"], Code::E077.to_string());
     assert_eq!(json["findings"][0]["severity"], "error");
     assert_eq!(json["findings"][0]["host"], "db1");
 }
