@@ -19,30 +19,11 @@ fn failover(args: &[&str], dir: &Path) -> Output {
 /// Three hosts on loopback addresses whose SSH port is closed, with `extra` appended to
 /// kbz.toml.
 fn unreachable_fleet(dir: &Path, extra: &str) {
-    let inv: String = (1..=3)
-        .map(|i| format!("n{i}\t127.0.0.{i}\tlb,etcd,postgres,redis\troot\t1\n"))
-        .collect();
-    std::fs::write(dir.join("servers.tsv"), inv).expect("inventory");
-    std::fs::write(
-        dir.join("kbz.toml"),
-        format!(
-            "[cluster]\nname = \"loop\"\n\n[vips]\npostgres = \"127.0.1.10\"\nredis = \"127.0.1.11\"\n{extra}"
-        ),
-    )
-    .expect("config");
-    let state = dir.join(".kbz");
-    std::fs::create_dir_all(&state).expect("state");
-    std::fs::write(
-        state.join("secrets.toml"),
-        "postgres_superuser_password = \"S3cr3tPgZq9xW\"\n",
-    )
-    .expect("secrets");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        state.join("secrets.toml"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .expect("chmod");
+    kbz_testkit::unreachable_fleet(
+        dir,
+        extra,
+        &[("postgres_superuser_password", "S3cr3tPgZq9xW")],
+    );
 }
 
 fn text(o: &Output) -> String {

@@ -18,28 +18,14 @@ fn health(args: &[&str], dir: &Path) -> Output {
 
 /// Three hosts on loopback addresses whose SSH port is closed: every host is unreachable.
 fn unreachable_fleet(dir: &Path) {
-    let inv: String = (1..=3)
-        .map(|i| format!("n{i}\t127.0.0.{i}\tlb,etcd,postgres,redis\troot\t1\n"))
-        .collect();
-    std::fs::write(dir.join("servers.tsv"), inv).expect("inventory");
-    std::fs::write(
-        dir.join("kbz.toml"),
-        "[cluster]\nname = \"loop\"\n\n[vips]\npostgres = \"127.0.1.10\"\nredis = \"127.0.1.11\"\n",
-    )
-    .expect("config");
-    let state = dir.join(".kbz");
-    std::fs::create_dir_all(&state).expect("state");
-    std::fs::write(
-        state.join("secrets.toml"),
-        "haproxy_stats_password = \"S3cr3tStatsZq9x\"\nredis_password = \"S3cr3tRedisZq9x\"\n",
-    )
-    .expect("secrets");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        state.join("secrets.toml"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .expect("chmod");
+    kbz_testkit::unreachable_fleet(
+        dir,
+        "",
+        &[
+            ("haproxy_stats_password", "S3cr3tStatsZq9x"),
+            ("redis_password", "S3cr3tRedisZq9x"),
+        ],
+    );
 }
 
 #[test]

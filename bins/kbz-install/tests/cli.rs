@@ -197,22 +197,13 @@ fn no_secret_reaches_the_log_file_or_the_terminal() {
         .iter()
         .map(|n| format!("S3cr3t{}Zq9x", n.replace('_', "")))
         .collect();
-    let state = dir.path().join(".kbz");
-    std::fs::create_dir_all(&state).expect("state dir");
-    let secrets_toml: String = names
+    let pairs: Vec<(&str, &str)> = names
         .iter()
         .zip(&values)
-        .map(|(n, v)| format!("{n} = \"{v}\"\n"))
+        .map(|(n, v)| (*n, v.as_str()))
         .collect();
-    std::fs::write(state.join("secrets.toml"), secrets_toml).expect("secrets");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            state.join("secrets.toml"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .expect("chmod");
-    }
+    let state = dir.path().join(".kbz");
+    kbz_testkit::write_secrets(&state, &pairs);
     let o = kbz(
         &[
             "--inventory",

@@ -382,8 +382,9 @@ pub static CATALOGUE: &[Entry] = &[
         "network",
         "SSH session or transfer failed",
         "An established SSH session broke while kbz ran a command or transferred a file: the \
-         connection dropped, sshd was restarted, the channel was closed by the server, or the \
-         server sent data libssh2 could not parse. A transfer also fails here when the remote \
+         connection dropped, the host answered nothing for three keepalive intervals (frozen, \
+         powered off, its sshd stopped or its traffic dropped), sshd was restarted, the channel \
+         was closed by the server, or the server sent data libssh2 could not parse. A transfer also fails here when the remote \
          filesystem fills up during the copy.",
         &[
             "Check that a fresh session works and stays up: \

@@ -8,220 +8,27 @@
 use kbz_core::resource::Observed;
 use kbz_core::{Cmd, Connector, ExecError, Executor, Host, Resource};
 use kbz_errors::{Code, HasCode};
+use kbz_exec::ssh::KEEPALIVE_COUNT;
 use kbz_exec::{JumpHost, LocalExecutor, SshConnector, SshExecutor, SshOptions};
+use kbz_testkit::sshd::{
+    current_owner, current_user, is_root, keygen, pub_key, sh, Sshd, SudoersRule, TestUser,
+};
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 
-const SSHD: &str = "/usr/sbin/sshd";
-
-fn sh(script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// What these tests connect with: key auth, the right host key known, sudo only if the test
+/// runs as a non-root user that would otherwise need it.
+trait Client {
+    fn options(&self) -> SshOptions;
+    async fn connect(&self) -> SshExecutor;
 }
 
-fn is_root() -> bool {
-    sh("id -u") == "0"
-}
-
-fn current_user() -> String {
-    sh("id -un")
-}
-
-fn current_owner() -> String {
-    format!("{}:{}", sh("id -un"), sh("id -gn"))
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Generates an unencrypted ed25519 key pair at `path` (and `path.pub`).
-fn keygen(path: &Path) {
-    keygen_type(path, "ed25519");
-}
-
-fn keygen_type(path: &Path, key_type: &str) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", key_type, "-N", "", "-C", "kbz-test", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen not found: apt-get install openssh-client");
-    assert!(
-        out.status.success(),
-        "ssh-keygen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `ssh-ed25519 AAAA...` from a .pub file (comment dropped).
-fn pub_key(path: &Path) -> String {
-    let text = fs::read_to_string(path.with_extension("pub")).expect("read .pub");
-    let f: Vec<&str> = text.split_whitespace().collect();
-    format!("{} {}", f[0], f[1])
-}
-
-/// An sshd on 127.0.0.1:<free port>, killed (by its pid) when dropped.
-struct Sshd {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-    user_key: PathBuf,
-}
-
-impl Sshd {
-    fn start() -> Sshd {
-        Self::start_with("")
-    }
-
-    fn start_with(extra_config: &str) -> Sshd {
-        assert!(
-            Path::new(SSHD).exists(),
-            "{SSHD} not found: these tests need a real OpenSSH server, install it with `apt-get install openssh-server`"
-        );
-        if !Path::new("/run/sshd").is_dir() {
-            fs::create_dir_all("/run/sshd").unwrap_or_else(|e| {
-                panic!("sshd needs its privilege-separation directory /run/sshd; create it as root (mkdir -p /run/sshd): {e}")
-            });
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("kbz-sshd-")
-            .tempdir()
-            .expect("tempdir");
-        // Other users (the sudo test's) must be able to read authorized_keys.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let host_key = dir.path().join("host_key");
-        let user_key = dir.path().join("user_key");
-        keygen(&host_key);
-        // A second host key, as on a real Debian server: the client must pick the known one.
-        keygen_type(&dir.path().join("host_key_ecdsa"), "ecdsa");
-        keygen(&user_key);
-        let auth = dir.path().join("authorized_keys");
-        fs::write(&auth, format!("{}\n", pub_key(&user_key))).expect("authorized_keys");
-        fs::set_permissions(&auth, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let port = free_port();
-        let d = dir.path().display();
-        let config = dir.path().join("sshd_config");
-        fs::write(
-            &config,
-            format!(
-                "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nHostKey {d}/host_key_ecdsa\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
-                 StrictModes no\nUsePAM no\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\nMaxStartups 50\n"
-            ),
-        )
-        .expect("sshd_config");
-        let check = Command::new(SSHD)
-            .arg("-t")
-            .arg("-f")
-            .arg(&config)
-            .output()
-            .expect("sshd -t");
-        assert!(
-            check.status.success(),
-            "sshd -t rejected the test config: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let log = fs::File::create(dir.path().join("sshd.log")).expect("log");
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd");
-        let mut sshd = Sshd {
-            child,
-            port,
-            dir,
-            user_key,
-        };
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = sshd.child.try_wait() {
-                panic!("sshd exited with {status}: {}", sshd.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "sshd did not listen on 127.0.0.1:{port}: {}",
-                sshd.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        sshd
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.path("sshd.log")).unwrap_or_default()
-    }
-
-    /// Successful logins so far, from sshd's own log.
-    fn logins(&self) -> usize {
-        self.log().matches("Accepted publickey for").count()
-    }
-
-    fn host_key(&self) -> String {
-        pub_key(&self.path("host_key"))
-    }
-
-    fn host_key_ecdsa(&self) -> String {
-        pub_key(&self.path("host_key_ecdsa"))
-    }
-
-    fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_key())
-    }
-
-    /// A known_hosts file in the test directory holding `lines`.
-    fn known_hosts_with(&self, name: &str, lines: &[String]) -> PathBuf {
-        let p = self.path(name);
-        let mut text = lines.join("\n");
-        text.push('\n');
-        fs::write(&p, text).expect("known_hosts");
-        p
-    }
-
-    fn host_as(&self, user: &str) -> Host {
-        let mut h = Host::new("loopback", Ipv4Addr::LOCALHOST.into(), &[]);
-        h.ssh_user = user.into();
-        h.ssh_port = self.port;
-        h
-    }
-
-    fn host(&self) -> Host {
-        self.host_as(&current_user())
-    }
-
-    /// Key auth, the right host key known, sudo only if the test runs as a non-root user
-    /// that would otherwise need it.
+impl Client for Sshd {
     fn options(&self) -> SshOptions {
         let kh = self.known_hosts_with("known_hosts", &[self.known_hosts_line()]);
         SshOptions::new(kh)
@@ -236,13 +43,6 @@ impl Sshd {
             Ok(ex) => ex,
             Err(e) => panic!("connect: {e}\nsshd log:\n{}", self.log()),
         }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -740,7 +540,7 @@ async fn a_jump_host_forwards_to_the_target_and_its_key_is_checked() {
 async fn connection_failures_map_to_e011_and_e012() {
     let sshd = Sshd::start();
     let mut host = sshd.host();
-    host.ssh_port = free_port();
+    host.ssh_port = kbz_testkit::free_port();
     let err = connect_err(&host, sshd.options()).await;
     assert!(matches!(err, ExecError::Unreachable { .. }), "{err:?}");
     assert_eq!(err.code(), Code::E011);
@@ -787,69 +587,6 @@ async fn scripts_too_long_for_one_argument_run_over_ssh() {
         .await
         .expect("run");
     assert_eq!(out.stdout_str(), "got in y\n", "{}", out.stderr_str());
-}
-
-/// A system user created for one test and removed when the test ends, even when it fails.
-/// The name carries the process id, so parallel runs of the suite never share a user.
-struct TestUser(String);
-
-impl TestUser {
-    fn create(prefix: &str) -> TestUser {
-        let name = format!("{prefix}-{}", std::process::id());
-        let guard = TestUser(name.clone());
-        let out = Command::new("useradd")
-            .args(["--system", "--create-home", "--shell", "/bin/sh", &name])
-            .output()
-            .expect("run useradd");
-        assert!(
-            out.status.success(),
-            "useradd {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // `*` instead of the locked `!`: sshd without PAM refuses locked accounts even for keys.
-        sh(&format!("usermod -p '*' {name}"));
-        guard
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        // sshd's session process for the user may outlive the client by a moment, and
-        // userdel refuses a user with running processes: retry for a few seconds.
-        for _ in 0..50 {
-            let _ = Command::new("userdel").args(["--remove", &self.0]).output();
-            let exists = Command::new("id")
-                .arg(&self.0)
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if !exists {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        eprintln!("warning: test user {} could not be removed", self.0);
-    }
-}
-
-/// A sudoers drop-in removed when the test ends, even when it fails.
-struct SudoersRule(PathBuf);
-
-impl SudoersRule {
-    fn nopasswd(user: &str) -> SudoersRule {
-        // sudo skips drop-ins whose name contains a dot, so the pid goes after a dash.
-        let path = PathBuf::from(format!("/etc/sudoers.d/kbz-test-{user}"));
-        let rule = SudoersRule(path.clone());
-        fs::write(&path, format!("{user} ALL=(ALL) NOPASSWD:ALL\n")).expect("sudoers");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o440)).expect("chmod");
-        rule
-    }
-}
-
-impl Drop for SudoersRule {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
 }
 
 #[tokio::test]
@@ -906,25 +643,6 @@ async fn sudo_without_a_sudoers_rule_is_refused_with_e027() {
         "{err:?}"
     );
     assert_eq!(err.code(), Code::E027);
-}
-
-#[test]
-fn test_users_and_sudoers_rules_are_removed_even_when_the_test_fails() {
-    assert!(
-        is_root(),
-        "creates a user, so it needs root (CI runs as root)"
-    );
-    let name = std::panic::catch_unwind(|| {
-        let user = TestUser::create("kbz-guard");
-        let _rule = SudoersRule::nopasswd(&user.0);
-        panic!("{}", user.0);
-    })
-    .expect_err("the closure panics")
-    .downcast::<String>()
-    .expect("message");
-    let id = Command::new("id").arg(name.as_str()).output().expect("id");
-    assert!(!id.status.success(), "user {name} left behind");
-    assert!(!Path::new(&format!("/etc/sudoers.d/kbz-test-{name}")).exists());
 }
 
 /// The default `Executor::probe` on a real shell: the script and its parser agree.
@@ -1291,12 +1009,58 @@ async fn ssh_keepalives_while_a_quiet_command_runs_do_not_disturb_it() {
     let ex = SshExecutor::connect(&sshd.host(), opts)
         .await
         .expect("connect");
+    // Silent for twice the dead-peer budget (KEEPALIVE_COUNT intervals): the liveness probes
+    // are answered, so a quiet command on a live host is never taken for a dead peer.
+    let quiet = 2 * KEEPALIVE_COUNT;
     let out = ex
-        .run(&Cmd::new("sleep 3; echo done").stdin("x".repeat(100_000)))
+        .run(&Cmd::new(format!("sleep {quiet}; echo done")).stdin("x".repeat(100_000)))
         .await
         .expect("run");
     assert_eq!(out.stdout_str(), "done\n");
     assert_eq!(ex.connections(), 1);
+    // The session is still good for the next command (no probe left half-answered).
+    let out = ex.run(&Cmd::new("echo again")).await.expect("run again");
+    assert_eq!(out.stdout_str(), "again\n");
+    assert_eq!(ex.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_frozen_peer_fails_the_running_command_with_e017_within_the_keepalive_budget() {
+    let sshd = Sshd::start();
+    let keepalive = Duration::from_secs(1);
+    // The command's own timeout is far past the test's bound: only dead-peer detection can
+    // end it in time.
+    let opts = sshd
+        .options()
+        .keepalive(keepalive)
+        .command_timeout(Duration::from_secs(600));
+    let ex = SshExecutor::connect(&sshd.host(), opts)
+        .await
+        .expect("connect");
+    assert!(ex.run(&Cmd::new("true")).await.expect("warm-up").success());
+    let started = Instant::now();
+    let quiet = Cmd::new("sleep 300; echo done");
+    let (result, frozen) = tokio::join!(ex.run(&quiet), async {
+        // The command is running (its channel is open) when sshd and its session freeze:
+        // the TCP connection stays up and the kernel acknowledges, but nothing answers.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sshd.freeze()
+    });
+    let took = started.elapsed();
+    let err = result.expect_err("a frozen peer must fail the command");
+    assert!(
+        matches!(&err, ExecError::Session { reason, .. } if reason.contains("stopped answering")),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Code::E017, "{err}");
+    // A guard against hanging, not a timing measurement: the budget is KEEPALIVE_COUNT
+    // intervals of 1 s after the freeze; a missing detection would wait for sleep 300.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    drop(frozen);
+    // Thawed, the host is reachable again through a new session.
+    let out = ex.run(&Cmd::new("echo back")).await.expect("after thaw");
+    assert_eq!(out.stdout_str(), "back\n");
+    assert_eq!(ex.connections(), 2);
 }
 
 // Tunnels: local ports carried through the bastion (kbz-failover's workload behind a bastion).

@@ -21,7 +21,7 @@ use kbz_faults::{
     verdict, HostCommands, Member, RedisTarget, Scenario, Target, Timing, Workload, Writer,
 };
 use kbz_redis::client::{self, Endpoint};
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -97,19 +97,6 @@ impl Drop for Daemons {
             kill(p);
         }
     }
-}
-
-/// A port free on every one of the addresses.
-fn free_port(ips: &[IpAddr]) -> u16 {
-    for _ in 0..100 {
-        let l = TcpListener::bind((ips[0], 0)).expect("bind");
-        let p = l.local_addr().expect("addr").port();
-        drop(l);
-        if ips.iter().all(|ip| TcpListener::bind((*ip, p)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free port on {ips:?}");
 }
 
 /// One loopback "host": its Redis (and optionally Sentinel) files under `dir/<name>`.
@@ -215,7 +202,7 @@ async fn the_writers_reconnect_and_the_checker_finds_writes_a_restarted_master_l
         Node::new(dir.path(), "127.0.0.41"),
         Node::new(dir.path(), "127.0.0.42"),
     );
-    let port = free_port(&[m.ip, r.ip, "127.0.0.43".parse().expect("ip")]);
+    let port = kbz_testkit::free_port_on(&[m.ip, r.ip, "127.0.0.43".parse().expect("ip")], &[]);
     let mut d = Daemons::new();
     let mconf = m.redis_conf(port, None);
     d.start("redis-server", &mconf, &m.redis_pid());
@@ -384,13 +371,8 @@ fn sentinel_cluster(
     let nodes: Vec<Node> = ips.iter().map(|ip| Node::new(root, ip)).collect();
     let mut all: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
     all.extend_from_slice(extra);
-    let port = free_port(&all);
-    let sport = loop {
-        let p = free_port(&all);
-        if p != port {
-            break p;
-        }
-    };
+    let port = kbz_testkit::free_port_on(&all, &[]);
+    let sport = kbz_testkit::free_port_on(&all, &[port]);
     let mut d = Daemons::new();
     let master = nodes[0].ip;
     for (i, n) in nodes.iter().enumerate() {

@@ -578,6 +578,11 @@ impl FakeConnector {
         self.hosts.iter()
     }
 
+    /// The state of every fake host, in name order (compare before and after a run).
+    pub fn states(&self) -> Vec<FakeState> {
+        self.hosts.values().map(|h| h.state()).collect()
+    }
+
     /// Makes a host unreachable.
     pub fn set_unreachable(&mut self, name: &str) {
         self.set_reachable(name, false);

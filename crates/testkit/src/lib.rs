@@ -2,7 +2,8 @@
 //! what is particular to it. Loads the bundled example (`examples/servers.tsv`,
 //! `examples/kbz.toml`) with placeholder secrets, builds an [`Engine`] over a
 //! [`FakeConnector`] fleet, renders a component's files as one snapshot string, and finds
-//! the daemons' own validators (or says how to install them).
+//! the daemons' own validators (or says how to install them), and runs a throwaway sshd on
+//! loopback with the users and sudoers rules tests log in as ([`sshd`]).
 //!
 //! Test support only: every helper panics with a message instead of returning an error.
 //! [`FakeHost`] lives here, not in the production crates: it is strict (an unscripted
@@ -10,12 +11,17 @@
 
 pub mod docs;
 pub mod fake;
+pub mod procs;
+pub mod sshd;
 
 pub use fake::{FakeConnector, FakeFile, FakeHost, FakeService, FakeState};
+pub use procs::{free_port, free_port_on, Daemons};
 
 use kbz_core::component::HostExec;
+use kbz_core::engine::RollbackOutcome;
 use kbz_core::{
-    Component, Config, Context, Engine, Executor, Host, Inventory, Output, Resource, Role, Secrets,
+    Component, Config, Context, Engine, EngineError, Executor, Host, Inventory, Output, Resource,
+    Role, Secrets,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,6 +116,32 @@ pub fn host_execs<'a>(
         .collect()
 }
 
+/// The hosts of `ctx` that `component` applies to, in inventory order.
+pub fn members(component: &dyn Component, ctx: &Context) -> Vec<Host> {
+    ctx.inventory
+        .hosts
+        .iter()
+        .filter(|h| component.applies_to(h))
+        .cloned()
+        .collect()
+}
+
+/// The hostnames of `hosts`, for asserting who is a member.
+pub fn hostnames(hosts: &[Host]) -> Vec<&str> {
+    hosts.iter().map(|h| h.hostname.as_str()).collect()
+}
+
+/// Asserts that the failed run `err` was rolled back on every host (the hosts' exact prior
+/// state is the caller's to compare, with [`FakeConnector::states`]).
+pub fn assert_rolled_back(err: &EngineError) {
+    match err {
+        EngineError::Failed { rollback, .. } => {
+            assert_eq!(*rollback, RollbackOutcome::RolledBack, "{err}")
+        }
+        e => panic!("not a failed, rolled-back run: {e:?}"),
+    }
+}
+
 /// A command's result: `stdout` and exit `status`, nothing on stderr.
 pub fn output(stdout: &str, status: i32) -> Output {
     Output {
@@ -163,12 +195,46 @@ pub fn present_files(
         .collect()
 }
 
-/// A snapshot name for one file of one host: `lb1__etc_haproxy_haproxy.cfg`.
+/// The one snapshot naming scheme (docs/architecture.md, "Tests"): `<scope>__<subject>`,
+/// scope the host (or `fleet`), subject a file path flattened or a label:
+/// `lb1__etc_haproxy_haproxy.cfg`, `db1__files_tls`.
 pub fn snapshot_name(hostname: &str, path: &str) -> String {
     format!(
         "{hostname}__{}",
         path.trim_start_matches('/').replace('/', "_")
     )
+}
+
+/// Writes `secrets` (name, value) as `state_dir/secrets.toml`, mode 0600 as kbz wants it
+/// (creating the directory).
+pub fn write_secrets(state_dir: &Path, secrets: &[(&str, &str)]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(state_dir).expect("state dir");
+    let text: String = secrets
+        .iter()
+        .map(|(n, v)| format!("{n} = \"{v}\"\n"))
+        .collect();
+    let path = state_dir.join("secrets.toml");
+    std::fs::write(&path, text).expect("secrets");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// A project in `dir` for the binaries' black-box tests: three hosts n1-n3 on 127.0.0.1-3
+/// whose SSH port (1) is closed, so every host is unreachable; kbz.toml with the cluster
+/// `loop`, loopback VIPs and `extra_config` appended; `.kbz/secrets.toml` holding `secrets`.
+pub fn unreachable_fleet(dir: &Path, extra_config: &str, secrets: &[(&str, &str)]) {
+    let inv: String = (1..=3)
+        .map(|i| format!("n{i}\t127.0.0.{i}\tlb,etcd,postgres,redis\troot\t1\n"))
+        .collect();
+    std::fs::write(dir.join("servers.tsv"), inv).expect("inventory");
+    std::fs::write(
+        dir.join("kbz.toml"),
+        format!(
+            "[cluster]\nname = \"loop\"\n\n[vips]\npostgres = \"127.0.1.10\"\nredis = \"127.0.1.11\"\n{extra_config}"
+        ),
+    )
+    .expect("config");
+    write_secrets(&dir.join(".kbz"), secrets);
 }
 
 /// Where [`require_tool`] looks, in order.

@@ -54,6 +54,7 @@ use jump::*;
 pub use known_hosts::fingerprint;
 use known_hosts::*;
 pub use options::{KeyRecorded, RecordedKey, SshOptions, DEFAULT_KEEPALIVE, DEFAULT_MAX_OUTPUT};
+pub use session::KEEPALIVE_COUNT;
 use session::*;
 pub use tunnel::Tunnel;
 

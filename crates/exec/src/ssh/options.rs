@@ -25,8 +25,9 @@ pub struct SshOptions {
     /// Told about every host key recorded by `accept_new_host_keys` (the binaries print its
     /// fingerprint, so the operator can compare it with the host's own).
     pub on_new_host_key: Option<KeyRecorded>,
-    /// SSH keepalive interval while a command runs, and the TCP keepalive/user timeout of the
-    /// connection: a peer that stops answering is noticed within about three intervals.
+    /// Liveness probe interval while a command runs, and the TCP keepalive/user timeout of
+    /// the connection: a peer that answers nothing for [`KEEPALIVE_COUNT`] intervals (frozen,
+    /// powered off, its traffic dropped) fails the command with E017.
     pub keepalive: Duration,
     /// The most bytes kept of one command's stdout, and of its stderr: past it the command
     /// fails with E068 and the session is dropped (a runaway or hostile host cannot exhaust

@@ -60,6 +60,9 @@ pub(super) fn ssh_failure(e: ssh2::Error, deadline: Instant) -> Failure {
 /// libssh2's `LIBSSH2_ERROR_EAGAIN`.
 pub(super) const LIBSSH2_ERROR_EAGAIN: i32 = -37;
 
+/// libssh2's `LIBSSH2_ERROR_CHANNEL_FAILURE` (the server refused to open a channel).
+const LIBSSH2_ERROR_CHANNEL_FAILURE: i32 = -21;
+
 /// Runs one command on a new channel. Opening the channel and the exec request block (bounded
 /// by the deadline); then the session turns non-blocking and one loop writes stdin (then EOF)
 /// while draining stdout and stderr as they come, so that neither a large input nor a flood on
@@ -82,19 +85,106 @@ pub(super) fn exec(
     arm(session, deadline)?;
     ch.exec(line).map_err(|e| ssh_failure(e, deadline))?;
     session.set_blocking(false);
-    let mut keepalive = || {
-        // Non-blocking: a send that would block is retried on the next idle turn.
-        let _ = session.keepalive_send();
-    };
-    let result = pump_channel(
-        &mut ch,
-        stdin.unwrap_or(&[]),
-        deadline,
-        limits,
-        &mut keepalive,
-    );
+    let mut peer = Liveness::new(session, limits.keepalive);
+    let result = pump_channel(&mut ch, stdin.unwrap_or(&[]), deadline, limits, &mut peer)
+        .and_then(|out| peer.settle(deadline).map(|()| out));
     session.set_blocking(true);
     result
+}
+
+/// How many keepalive intervals a peer may stay silent while a command runs before the
+/// session counts as dead (like OpenSSH's `ServerAliveCountMax`); also the TCP keepalive
+/// probe count.
+pub const KEEPALIVE_COUNT: u32 = 3;
+
+/// The channel type of kbz's liveness probe: no server offers it, so every server answers
+/// the open request at once with a refusal (RFC 4254 5.1), which proves the peer is alive
+/// without starting anything on the host.
+const PING_CHANNEL: &str = "kbz-ping@kbz.invalid";
+
+/// Dead-peer detection while a command runs. SSH keepalives without a reply cannot tell a
+/// quiet command from a frozen peer (a stopped sshd, a wedged host whose kernel still
+/// acknowledges TCP), so once per keepalive interval kbz sends a request the server must
+/// answer (an open of [`PING_CHANNEL`]); anything heard from the peer (command output or
+/// that answer) counts. Nothing heard for [`KEEPALIVE_COUNT`] intervals is a dead peer.
+pub(super) struct Liveness<'a> {
+    session: &'a Session,
+    interval: Duration,
+    last_heard: Instant,
+    /// A probe was sent and its answer has not come yet.
+    probing: bool,
+    last_probe: Instant,
+}
+
+impl<'a> Liveness<'a> {
+    pub(super) fn new(session: &'a Session, interval: Duration) -> Self {
+        let now = Instant::now();
+        Liveness {
+            session,
+            interval,
+            last_heard: now,
+            probing: false,
+            last_probe: now,
+        }
+    }
+
+    /// The peer said something.
+    pub(super) fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    /// Drives the probe: sends one each interval, collects its answer; an error when the
+    /// peer has been silent for [`KEEPALIVE_COUNT`] intervals.
+    pub(super) fn tick(&mut self) -> Result<(), Failure> {
+        if self.probing || self.last_probe.elapsed() >= self.interval {
+            if !self.probing {
+                self.probing = true;
+                self.last_probe = Instant::now();
+            }
+            match self
+                .session
+                .channel_open(PING_CHANNEL, 32 * 1024, 32 * 1024, None)
+            {
+                // libssh2 is still sending the request or waiting for the answer.
+                Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_EAGAIN) => {}
+                // The expected refusal (or, from an odd server, an accepted channel that is
+                // closed when dropped): the peer is alive.
+                Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_CHANNEL_FAILURE) => {
+                    self.probing = false;
+                    self.heard();
+                }
+                Ok(_) => {
+                    self.probing = false;
+                    self.heard();
+                }
+                Err(e) => return Err(Failure::Broken(e.message().to_string())),
+            }
+        }
+        let silent = self.last_heard.elapsed();
+        if silent >= self.interval * KEEPALIVE_COUNT {
+            return Err(Failure::Broken(format!(
+                "the host stopped answering: nothing heard for {}s, {KEEPALIVE_COUNT} \
+                 keepalive intervals of {}s (the host, its sshd or the network froze)",
+                silent.as_secs(),
+                self.interval.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
+    /// After the command: a probe still waiting for its answer is finished, since libssh2
+    /// would resume it as the next channel open.
+    fn settle(&mut self, deadline: Instant) -> Result<(), Failure> {
+        let mut idle = Backoff::new();
+        while self.probing {
+            self.tick()?;
+            if Instant::now() >= deadline {
+                return Err(Failure::Timeout);
+            }
+            idle.wait_unless(false);
+        }
+        Ok(())
+    }
 }
 
 /// What one command may cost: the cap on each output stream and the keepalive interval.
@@ -109,9 +199,8 @@ pub(super) fn pump_channel(
     stdin: &[u8],
     deadline: Instant,
     limits: &Limits,
-    keepalive: &mut dyn FnMut(),
+    peer: &mut Liveness<'_>,
 ) -> Result<Output, Failure> {
-    let mut last_keepalive = Instant::now();
     let broken = |e: std::io::Error| Failure::Broken(e.to_string());
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
@@ -122,6 +211,8 @@ pub(super) fn pump_channel(
     let mut idle = Backoff::new();
     while !(out_done && err_done) {
         let mut progress = false;
+        // Output came from the peer (stdin written is not an answer).
+        let mut heard = false;
         if !eof_sent && written < stdin.len() {
             let end = stdin.len().min(written + 32 * 1024);
             match ch.write(&stdin[written..end]) {
@@ -150,6 +241,7 @@ pub(super) fn pump_channel(
                 Ok(n) => {
                     stdout.extend_from_slice(&buf[..n]);
                     progress = true;
+                    heard = true;
                     if stdout.len() > limits.max_output {
                         return Err(Failure::TooLarge("stdout"));
                     }
@@ -164,6 +256,7 @@ pub(super) fn pump_channel(
                 Ok(n) => {
                     stderr.extend_from_slice(&buf[..n]);
                     progress = true;
+                    heard = true;
                     if stderr.len() > limits.max_output {
                         return Err(Failure::TooLarge("stderr"));
                     }
@@ -175,10 +268,10 @@ pub(super) fn pump_channel(
         if Instant::now() >= deadline {
             return Err(Failure::Timeout);
         }
-        if last_keepalive.elapsed() >= limits.keepalive {
-            keepalive();
-            last_keepalive = Instant::now();
+        if heard {
+            peer.heard();
         }
+        peer.tick()?;
         idle.wait_unless(progress);
     }
     loop {
@@ -190,6 +283,7 @@ pub(super) fn pump_channel(
         if Instant::now() >= deadline {
             return Err(Failure::Timeout);
         }
+        peer.tick()?;
         idle.wait_unless(false);
     }
     let signal = ch
@@ -283,18 +377,20 @@ pub(super) fn timeout_ms(t: Duration) -> u32 {
 }
 
 /// TCP keepalive and user timeout for a session's connection: with a keepalive interval
-/// `k`, an idle connection is probed after `k` (three probes `k` apart) and data left
-/// unacknowledged for `3k` (the SSH keepalives a running command sends) breaks the
-/// connection, so a dead peer is noticed in seconds, not after TCP's default 15 minutes.
+/// `k`, an idle connection is probed after `k` ([`KEEPALIVE_COUNT`] probes `k` apart) and
+/// data left unacknowledged for `KEEPALIVE_COUNT * k` (the liveness probes a running command
+/// sends) breaks the connection, so a dead peer is noticed in seconds, not after TCP's
+/// default 15 minutes. A peer whose kernel still acknowledges but whose sshd is frozen is
+/// [`Liveness`]'s.
 pub(super) fn tune_tcp(s: &TcpStream, k: Duration) -> std::io::Result<()> {
     let sock = socket2::SockRef::from(s);
     sock.set_tcp_keepalive(
         &socket2::TcpKeepalive::new()
             .with_time(k)
             .with_interval(k)
-            .with_retries(3),
+            .with_retries(KEEPALIVE_COUNT),
     )?;
-    sock.set_tcp_user_timeout(Some(k * 3))
+    sock.set_tcp_user_timeout(Some(k * KEEPALIVE_COUNT))
 }
 
 pub(super) fn tcp_connect(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, ExecError> {
