@@ -21,7 +21,7 @@ fn base_files_for_the_example_inventory() {
     let ctx = example_context();
     let host = ctx.inventory.host("db1").expect("db1").clone();
     let files = rendered_files(&kbz_base::Base, &ctx, &host);
-    insta::assert_snapshot!("base_files_db1", files);
+    insta::assert_snapshot!("db1__base_files", files);
 }
 
 /// Plans without connecting: every host is fresh.
@@ -57,5 +57,5 @@ async fn offline_plan_of_the_example_fleet() {
         !text.contains("PLACEHOLDER"),
         "a secret leaked into the plan"
     );
-    insta::assert_snapshot!("example_plan", text);
+    insta::assert_snapshot!("fleet__example_plan", text);
 }

@@ -1,7 +1,9 @@
 //! Tidy checks on the documentation: every command docs/*.md, README.md and the error
 //! catalogue tell users to run names a binary that exists (each binary's own tests check its
 //! subcommands with the real executable, `kbz_testkit::docs::check_subcommands`), no doc
-//! repeats a section or a paragraph, and every snapshot file names a test source that exists.
+//! repeats a section or a paragraph, every snapshot file names a test source that exists and
+//! follows the one naming scheme, and every component crate lays out its tests the same way
+//! (docs/architecture.md, "Tests").
 
 use kbz_testkit::docs::documented_commands;
 use kbz_testkit::workspace_root;
@@ -117,6 +119,280 @@ fn every_snapshot_file_names_a_test_source_that_exists() {
         bad.is_empty(),
         "snapshots of missing tests:\n{}",
         bad.join("\n")
+    );
+}
+
+/// Every `.snap` file below `crates/`, `tests/` and `xtask/`.
+fn snapshot_files() -> Vec<std::path::PathBuf> {
+    let root = workspace_root();
+    let mut dirs = vec![root.join("crates"), root.join("tests"), root.join("xtask")];
+    let mut found = Vec::new();
+    while let Some(d) = dirs.pop() {
+        if d.ends_with("target") {
+            continue;
+        }
+        for e in std::fs::read_dir(&d).expect("read").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "snap") {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Snapshot scopes that are not hosts, per crate: kbz-notify's payloads are per channel.
+const NON_HOST_SCOPES: &[(&str, &[&str])] = &[(
+    "crates/notify",
+    &["slack", "discord", "telegram", "webhook"],
+)];
+
+/// Why `path` breaks the scheme of docs/architecture.md "Tests", or `None` when it follows it:
+/// `<crate>/tests/it/snapshots/it__<module>__<scope>__<subject>.snap` (or, in a crate whose
+/// test binaries are single files, `<crate>/tests/snapshots/<binary>__<scope>__<subject>.snap`)
+/// where `tests/it/<module>.rs` (or `tests/<binary>.rs`) exists, scope is an example-inventory
+/// host, `fleet`, or a listed non-host scope of the crate, and subject is lowercase
+/// `[a-z0-9._-]` (a flattened file path or a label, `kbz_testkit::snapshot_name`).
+fn snapshot_name_problem(path: &std::path::Path, hosts: &[String]) -> Option<String> {
+    let root = workspace_root().canonicalize().expect("root");
+    let dir = path.parent()?;
+    if !dir.ends_with("snapshots") {
+        return Some("not in a snapshots/ directory".into());
+    }
+    let tests = dir.parent()?;
+    let stem = path.file_stem()?.to_str()?;
+    let parts: Vec<&str> = stem.split("__").collect();
+    let (source, rest) = if tests.ends_with("tests/it") {
+        if parts.len() < 2 || parts[0] != "it" {
+            return Some("a snapshot of tests/it/ is named it__<module>__...".into());
+        }
+        (tests.join(format!("{}.rs", parts[1])), &parts[2..])
+    } else if tests.ends_with("tests") {
+        (tests.join(format!("{}.rs", parts[0])), &parts[1..])
+    } else {
+        return Some("not in <crate>/tests/snapshots or <crate>/tests/it/snapshots".into());
+    };
+    if !source.is_file() {
+        return Some(format!("no test source {}", source.display()));
+    }
+    let [scope, subject] = rest else {
+        return Some(format!(
+            "want <scope>__<subject> after the test source, found {rest:?}"
+        ));
+    };
+    let krate = tests
+        .ancestors()
+        .find(|a| a.join("Cargo.toml").is_file())
+        .and_then(|a| a.strip_prefix(&root).ok())
+        .map(|a| a.display().to_string())
+        .unwrap_or_default();
+    let non_host = NON_HOST_SCOPES
+        .iter()
+        .filter(|(c, _)| *c == krate)
+        .flat_map(|(_, s)| s.iter());
+    let scope_ok = *scope == "fleet"
+        || hosts.iter().any(|h| h == scope)
+        || non_host.into_iter().any(|s| s == scope);
+    if !scope_ok {
+        return Some(format!(
+            "scope `{scope}` is neither an example host, `fleet` nor a listed scope of {krate}"
+        ));
+    }
+    let subject_ok = subject
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && subject
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !subject_ok {
+        return Some(format!("subject `{subject}` is not lowercase [a-z0-9._-]"));
+    }
+    None
+}
+
+#[test]
+fn every_snapshot_follows_the_naming_scheme() {
+    let hosts: Vec<String> = kbz_testkit::example_inventory()
+        .hosts
+        .iter()
+        .map(|h| h.hostname.clone())
+        .collect();
+    let root = workspace_root().canonicalize().expect("root");
+    let files = snapshot_files();
+    assert!(
+        files.len() > 20,
+        "found only {} snapshot files",
+        files.len()
+    );
+    let bad: Vec<String> = files
+        .iter()
+        .filter_map(|p| {
+            let p = p.canonicalize().expect("canonical");
+            let why = snapshot_name_problem(&p, &hosts)?;
+            Some(format!(
+                "{}: {why}",
+                p.strip_prefix(&root).unwrap_or(&p).display()
+            ))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "snapshots off the scheme of docs/architecture.md \"Tests\":\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_snapshot_scheme_rejects_the_old_names() {
+    let hosts = vec!["db1".to_string(), "lb1".to_string()];
+    let root = workspace_root().canonicalize().expect("root");
+    let at = |p: &str| root.join(p);
+    let etcd = "crates/components/etcd/tests/it/snapshots";
+    assert_eq!(
+        snapshot_name_problem(&at(&format!("{etcd}/it__render__db1__files.snap")), &hosts),
+        None
+    );
+    for (old, why) in [
+        // The second scheme: component, "files" and the host joined by single underscores.
+        (
+            format!("{etcd}/it__render__etcd_files_db1.snap"),
+            "want <scope>__<subject>",
+        ),
+        (
+            format!("{etcd}/render__etcd_files_db1.snap"),
+            "it__<module>",
+        ),
+        (format!("{etcd}/it__render__db9__files.snap"), "scope `db9`"),
+        (
+            format!("{etcd}/it__nosuch__db1__files.snap"),
+            "no test source",
+        ),
+        (
+            format!("{etcd}/it__render__db1__Files.snap"),
+            "subject `Files`",
+        ),
+        (
+            "crates/components/etcd/tests/snapshots/render__db1__files.snap".to_string(),
+            "no test source",
+        ),
+    ] {
+        let got = snapshot_name_problem(&at(&old), &hosts).unwrap_or_default();
+        assert!(got.contains(why), "{old}: {got:?}");
+    }
+}
+
+/// The files a component crate's tests/it/ may hold (docs/architecture.md, "Tests").
+const COMPONENT_TEST_MODULES: &[&str] = &["main", "common", "render", "engine", "loopback"];
+
+#[test]
+fn every_component_crate_lays_out_its_tests_the_same_way() {
+    let components = workspace_root().join("crates/components");
+    let mut bad = Vec::new();
+    let mut seen = 0;
+    for c in std::fs::read_dir(&components).expect("read").flatten() {
+        let tests = c.path().join("tests");
+        if !tests.exists() {
+            continue;
+        }
+        seen += 1;
+        let name = c.file_name().to_string_lossy().into_owned();
+        let top: Vec<String> = std::fs::read_dir(&tests)
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if top != ["it"] {
+            bad.push(format!("{name}/tests holds {top:?}, want only it/"));
+            continue;
+        }
+        let it = tests.join("it");
+        if !it.join("main.rs").is_file() {
+            bad.push(format!("{name}/tests/it has no main.rs"));
+        }
+        for e in std::fs::read_dir(&it).expect("read").flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f == "snapshots" {
+                continue;
+            }
+            let module = f.strip_suffix(".rs").unwrap_or(&f);
+            if !COMPONENT_TEST_MODULES.contains(&module) || e.path().is_dir() {
+                bad.push(format!(
+                    "{name}/tests/it/{f}: want one of {COMPONENT_TEST_MODULES:?} (.rs)"
+                ));
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).expect("read");
+            if text.contains("#[path") {
+                bad.push(format!("{name}/tests/it/{f}: #[path] module"));
+            }
+            if !text.starts_with("//!") {
+                bad.push(format!("{name}/tests/it/{f}: no //! header"));
+            }
+        }
+    }
+    assert!(seen >= 6, "found only {seen} component test crates");
+    assert!(bad.is_empty(), "off the one layout:\n{}", bad.join("\n"));
+}
+
+/// Every `.rs` file below `crates/`, `bins/`, `tests/` and `xtask/` (not `target/`).
+fn rust_sources() -> Vec<std::path::PathBuf> {
+    let root = workspace_root();
+    let mut dirs = vec![
+        root.join("crates"),
+        root.join("bins"),
+        root.join("tests"),
+        root.join("xtask"),
+    ];
+    let mut found = Vec::new();
+    while let Some(d) = dirs.pop() {
+        if d.ends_with("target") {
+            continue;
+        }
+        for e in std::fs::read_dir(&d).expect("read").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn package_resources_are_built_with_package_and_absent_package() {
+    // `Resource::package(name)` / `Resource::absent_package(name)`, never the literal with
+    // `present: true/false` (kbz-core's resource.rs, which defines them, excepted).
+    let mut found = Vec::new();
+    for p in rust_sources() {
+        if p.ends_with("crates/core/src/resource.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read");
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("Package {") {
+            let body = &rest[i..];
+            let end = body.find('}').unwrap_or(body.len());
+            let inner = &body[..end];
+            if inner.contains("present: true") || inner.contains("present: false") {
+                let line = text[..text.len() - rest.len() + i].lines().count();
+                found.push(format!("{}:{line}", p.display()));
+            }
+            rest = &body[end.min(body.len())..];
+            if rest.len() == body.len() {
+                break;
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "use Resource::package / Resource::absent_package:\n{}",
+        found.join("\n")
     );
 }
 

@@ -415,10 +415,7 @@ mod tests {
             running: false,
             restart_on: vec![]
         }));
-        assert!(u.contains(&Resource::Package {
-            name: "keepalived".into(),
-            present: false
-        }));
+        assert!(u.contains(&Resource::absent_package("keepalived")));
         assert!(u.contains(&Resource::absent_file(CONFIG_PATH)));
         assert!(u.contains(&Resource::absent_file(PEERS_SCRIPT_PATH)));
         // ping is a common tool the host may have had before: uninstall leaves it.

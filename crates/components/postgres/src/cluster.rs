@@ -231,7 +231,7 @@ fn first_line(t: &str) -> &str {
 }
 
 #[cfg(test)]
-mod cluster_api_tests {
+mod tests {
     use super::*;
 
     /// Captured from Patroni 3.0.2 on the lab (`curl http://10.77.0.12:8008/cluster`).
@@ -266,11 +266,6 @@ mod cluster_api_tests {
         assert!(s.contains("-c /etc/patroni/config.yml"), "{s}");
         kbz_testkit::assert_valid_sh(&[s]);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn names() -> Vec<String> {
         vec!["db1".into(), "db2".into(), "db3".into()]

@@ -626,10 +626,7 @@ mod tests {
             }));
         }
         for p in UNINSTALLED_PACKAGES {
-            assert!(r.contains(&Resource::Package {
-                name: (*p).into(),
-                present: false
-            }));
+            assert!(r.contains(&Resource::absent_package(p)));
         }
         // Purging redis-tools would delete /var/lib/redis: it stays.
         assert!(!r.iter().any(|x| x.id() == "package:redis-tools"));

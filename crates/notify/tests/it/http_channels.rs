@@ -49,7 +49,7 @@ async fn slack_payload() {
     let r = one_request(t, &rx).await;
     assert_eq!(r.path, "/services/T0001/B0002/CCCCCCCCCCCCCCCCCCCCCCCC");
     insta::with_settings!({ filters => filters() }, {
-        insta::assert_json_snapshot!("slack", shape(&r));
+        insta::assert_json_snapshot!("slack__payload", shape(&r));
     });
 }
 
@@ -64,7 +64,7 @@ async fn discord_payload() {
     let r = one_request(t, &rx).await;
     assert_eq!(r.path, "/api/webhooks/112233/DiscordTokenABC_-123");
     insta::with_settings!({ filters => filters() }, {
-        insta::assert_json_snapshot!("discord", shape(&r));
+        insta::assert_json_snapshot!("discord__payload", shape(&r));
     });
 }
 
@@ -79,7 +79,7 @@ async fn telegram_payload() {
     let r = one_request(t, &rx).await;
     assert_eq!(r.path, "/bot123456789:AAEtesttokentesttoken_-x/sendMessage");
     insta::with_settings!({ filters => filters() }, {
-        insta::assert_json_snapshot!("telegram", shape(&r));
+        insta::assert_json_snapshot!("telegram__payload", shape(&r));
     });
 }
 
@@ -98,7 +98,7 @@ async fn webhook_payload() {
         Some("Bearer hook-token-xyz")
     );
     insta::with_settings!({ filters => filters() }, {
-        insta::assert_json_snapshot!("webhook", shape(&r));
+        insta::assert_json_snapshot!("webhook__payload", shape(&r));
     });
 }
 

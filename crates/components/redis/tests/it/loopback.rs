@@ -10,54 +10,18 @@ use kbz_exec::LocalExecutor;
 use kbz_redis::layout::{self, Layout};
 use kbz_redis::observe::MasterSource;
 use kbz_redis::{cluster, render, SECRET_REDIS, SECRET_SENTINEL};
-use std::net::{IpAddr, TcpListener};
+use kbz_testkit::{free_port_on, Daemons};
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Child processes killed by pid when the test ends, however it ends.
-struct Daemons(Vec<(String, Child)>);
-
-impl Daemons {
-    fn kill(&mut self, name: &str) {
-        for (n, c) in &mut self.0 {
-            if n == name {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        self.0.retain(|(n, _)| n != name);
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The daemons and client the test runs, or a failure naming the package to install.
 fn require_redis() {
     kbz_testkit::require_tool("redis-server", "redis-server");
     kbz_testkit::require_tool("redis-sentinel", "redis-sentinel");
     kbz_testkit::require_tool("redis-cli", "redis-tools");
-}
-
-/// A port free on every one of the addresses.
-fn free_port(ips: &[IpAddr], avoid: &[u16]) -> u16 {
-    for _ in 0..100 {
-        let l = TcpListener::bind((ips[0], 0)).expect("bind");
-        let p = l.local_addr().expect("addr").port();
-        drop(l);
-        if !avoid.contains(&p) && ips.iter().all(|ip| TcpListener::bind((*ip, p)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free port on {ips:?}");
 }
 
 /// The command line systemd would run, run in the foreground instead of under systemd.
@@ -122,8 +86,8 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
     .map(|(n, ip)| Host::new(n, ip.parse().expect("ip"), &[Role::Redis]))
     .collect();
     let ips: Vec<IpAddr> = hosts.iter().map(|h| h.ip).collect();
-    let rp = free_port(&ips, &[]);
-    let sp = free_port(&ips, &[rp]);
+    let rp = free_port_on(&ips, &[]);
+    let sp = free_port_on(&ips, &[rp]);
     let l = Layout::loopback(dir.path().to_path_buf(), rp, sp);
 
     let mut cfg = Config::default();
@@ -139,7 +103,7 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
     };
     let ctx = Context::new(inv, cfg, secrets);
 
-    let mut daemons = Daemons(Vec::new());
+    let mut daemons = Daemons::new();
     for h in &hosts {
         for d in [
             layout::DATA_DIR,
@@ -165,14 +129,14 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
             &render::sentinel_main_stub(&l, h).expect("stub"),
             0o640,
         );
-        daemons.0.push((
+        daemons.add(
             format!("{}-redis", h.hostname),
             spawn(&render::redis_exec_start(&l, h)),
-        ));
-        daemons.0.push((
+        );
+        daemons.add(
             format!("{}-sentinel", h.hostname),
             spawn(&render::sentinel_exec_start(&l, h)),
-        ));
+        );
     }
     let hx: Vec<HostExec> = hosts
         .iter()
@@ -258,10 +222,7 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
 
     // The old master comes back (systemd's Restart=always) as a stand-alone master. kbz's
     // re-run follows the Sentinels' master: it never tells the promoted node to replicate.
-    daemons.0.push((
-        "db1-redis".into(),
-        spawn(&render::redis_exec_start(&l, &hosts[0])),
-    ));
+    daemons.add("db1-redis", spawn(&render::redis_exec_start(&l, &hosts[0])));
     let after = cluster::converge(&ctx, &hx, &l)
         .await
         .expect("re-run after failover");

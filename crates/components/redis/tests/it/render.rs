@@ -4,16 +4,9 @@
 
 use kbz_core::{Component, Resource};
 use kbz_redis::{render, scripts, Layout, Redis};
+use kbz_testkit::snapshot_name as name;
 
 use crate::common::{example_ctx, redis_hosts};
-
-/// A snapshot name from a host and a path: `db1__etc_redis_kbz-redis.conf`.
-fn name(host: &str, path: &str) -> String {
-    format!(
-        "{host}__{}",
-        path.trim_start_matches('/').replace(['/', '.'], "_")
-    )
-}
 
 #[test]
 fn every_rendered_file_of_every_redis_host() {

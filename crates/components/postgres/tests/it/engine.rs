@@ -1,0 +1,237 @@
+//! Engine runs of the postgres component on fake Debian hosts: a fresh fleet converges leader
+//! first, a second run changes nothing and restarts nothing, a replica that never streams is
+//! E038, and a member that never becomes ready stops the rollout before the next host.
+
+use kbz_core::{Component, Config, Context, Engine, RunOptions, Secrets};
+use kbz_errors::{Code, HasCode};
+use kbz_postgres::{Postgres, CONFIG_PATH, CREATECLUSTER_PATH};
+use kbz_testkit::FakeConnector;
+use kbz_testkit::{db_inventory, fake_engine, host_execs, output};
+use std::sync::Arc;
+
+/// db1-db3 at 192.0.2.21-23.
+const IP_PREFIX: &str = "192.0.2.2";
+
+const LIST: &str = r#"{"members": [{"name": "db1", "role": "leader", "state": "running", "host": "192.0.2.21", "port": 5432, "timeline": 1}, {"name": "db2", "role": "sync_standby", "state": "streaming", "host": "192.0.2.22", "port": 5432, "timeline": 1, "lag": 0}, {"name": "db3", "role": "replica", "state": "streaming", "host": "192.0.2.23", "port": 5432, "timeline": 1, "lag": 0}]}"#;
+
+const STREAMING: &str = "db2|streaming|sync\ndb3|streaming|async\n";
+
+const WHEEL: &[u8] = b"not really a wheel";
+
+/// The engine, the fleet, and the directory of the test wheel and the download cache
+/// (removed when dropped, also on failure).
+fn setup(replication: &str) -> (Engine, Arc<FakeConnector>, tempfile::TempDir) {
+    let wheel_dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config::default();
+    cfg.cluster.name = "example".into();
+    cfg.cluster.subnet = Some("192.0.2.0/24".parse().expect("net"));
+    cfg.timeouts.readiness = 1;
+    // The pinned wheel, served from a controller file (a real pip download is the lab's).
+    let wheel = wheel_dir.path().join("patroni-test.whl");
+    std::fs::write(&wheel, WHEEL).expect("wheel");
+    cfg.artifacts.insert(
+        "patroni".into(),
+        kbz_core::artifact::ArtifactOverride {
+            version: kbz_postgres::DEFAULT_PATRONI_VERSION.into(),
+            sha256: kbz_core::shell::sha256_hex(WHEEL),
+            source: Some(format!("file://{}", wheel.display())),
+        },
+    );
+    let ctx = Context::new(
+        db_inventory(IP_PREFIX),
+        cfg,
+        Secrets::placeholders(Postgres.secret_names()),
+    );
+    let (engine, fleet) = fake_engine(ctx, vec![Arc::new(Postgres)]);
+    let cache = kbz_exec::DownloadCache::new(wheel_dir.path().join("cache")).expect("cache");
+    let engine = engine.with_artifacts(Arc::new(cache));
+    for (_, h) in fleet.hosts() {
+        // Debian enables patroni.service on install (it starts once its config exists).
+        h.package_units("patroni", &["patroni"]);
+        h.script(":8008/cluster", output(LIST, 0));
+        h.script("pg_stat_replication", output(replication, 0));
+    }
+    // Each member's readiness check after its rolling change: db1 leads, the others stream.
+    for (name, answer) in [
+        ("db1", "primary\n"),
+        ("db2", "replica streaming\n"),
+        ("db3", "replica streaming\n"),
+    ] {
+        fleet
+            .host(name)
+            .expect("db")
+            .script("/primary", output(answer, 0));
+    }
+    (engine, fleet, wheel_dir)
+}
+
+#[tokio::test]
+async fn fresh_fleet_converges_and_rerun_changes_nothing() {
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
+    let first = engine.run(&RunOptions::default()).await.expect("first run");
+    assert!(first.changed() > 0);
+    for (name, h) in fleet.hosts() {
+        let s = h.state();
+        for p in ["postgresql-15", "patroni", "python3-etcd", "curl"] {
+            assert!(s.packages.contains(p), "{name}: {p} missing");
+        }
+        let cfg = &s.files[CONFIG_PATH];
+        assert_eq!((cfg.mode, cfg.owner.as_str()), (0o600, "postgres:postgres"));
+        let text = String::from_utf8_lossy(&cfg.content).into_owned();
+        assert!(text.contains(&format!("name: \"{name}\"")), "{text}");
+        assert!(s.files.contains_key(CREATECLUSTER_PATH));
+        assert_eq!(
+            s.dirs.get("/var/lib/postgresql/15/kbz"),
+            Some(&(0o700, "postgres:postgres".to_string()))
+        );
+        let svc = s.services.get("patroni").expect("patroni unit");
+        assert!(svc.enabled && svc.active, "{name}: patroni not running");
+        // The createcluster drop-in is in place before the packages arrive.
+        let applied = h.applied();
+        let pos = |p: &str| {
+            applied
+                .iter()
+                .position(|o| o.describe().starts_with(p))
+                .unwrap_or_else(|| panic!("{name}: no `{p}` in {applied:?}"))
+        };
+        assert!(pos(&format!("write {CREATECLUSTER_PATH} ")) < pos("install packages"));
+        // Each member was checked for readiness on its own REST address.
+        let ip = format!("192.0.2.2{}", &name[2..]);
+        assert!(
+            h.ran()
+                .iter()
+                .any(|s| s.contains(&format!("'http://{ip}:8008'/primary"))),
+            "{name}: no readiness check"
+        );
+    }
+    // The first run may (re)start Patroni once: the unit's drop-in and the pinned release
+    // arrive in it. The converged re-run restarts nothing.
+    let restarts: Vec<u32> = fleet
+        .hosts()
+        .map(|(_, h)| h.restarts("patroni") as u32)
+        .collect();
+    assert!(restarts.iter().all(|r| *r <= 1), "{restarts:?}");
+    let second = engine
+        .run(&RunOptions::default())
+        .await
+        .expect("second run");
+    assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    for ((name, h), before) in fleet.hosts().zip(restarts) {
+        assert_eq!(
+            h.restarts("patroni") as u32,
+            before,
+            "{name}: patroni restarted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replica_not_streaming_is_e038_and_rolls_back() {
+    let (engine, fleet, _wheel_dir) = setup("db2|streaming|sync\n");
+    let before = fleet.states();
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("db3 not streaming");
+    assert_eq!(err.code(), Code::E038, "{err}");
+    assert!(
+        err.to_string()
+            .contains("db3 is not connected to the primary"),
+        "{err}"
+    );
+    kbz_testkit::assert_rolled_back(&err);
+    assert_eq!(before, fleet.states(), "rollback did not restore the hosts");
+}
+
+#[tokio::test]
+async fn members_are_rolled_out_one_at_a_time() {
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
+    let db2 = fleet.host("db2").expect("db2");
+    // db2's Patroni never serves: the rollout must stop there, before db3 is touched.
+    db2.script(
+        "/primary",
+        output(
+            "Patroni at http://192.0.2.22:8008 reports neither a primary nor a running replica\n",
+            1,
+        ),
+    );
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("db2 never ready");
+    assert_eq!(err.code(), Code::E031, "{err}");
+    assert!(err.to_string().contains("db2"), "{err}");
+    let db3 = fleet.host("db3").expect("db3");
+    assert!(db3.applied().is_empty(), "db3 changed before db2 was ready");
+}
+
+#[tokio::test]
+async fn first_member_that_never_leads_is_a_bootstrap_error() {
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
+    fleet.host("db1").expect("db1").script(
+        "/primary",
+        output(
+            "Patroni at http://192.0.2.21:8008 reports neither a primary nor a running replica\n",
+            1,
+        ),
+    );
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("db1 never leads");
+    assert_eq!(err.code(), Code::E035, "{err}");
+}
+
+#[tokio::test]
+async fn health_reports_members_and_the_cluster() {
+    let mut cfg = Config::default();
+    cfg.cluster.subnet = Some("192.0.2.0/24".parse().expect("net"));
+    let ctx = Context::new(
+        db_inventory(IP_PREFIX),
+        cfg,
+        Secrets::placeholders(Postgres.secret_names()),
+    );
+    let fleet = kbz_testkit::FakeConnector::debian_fleet(&ctx.inventory.hosts);
+    let patroni = |role: &str, tl: u64| {
+        format!(
+            r#"{{"state": "running", "role": "{role}", "timeline": {tl}, "server_version": 150005}}"#
+        )
+    };
+    let sample = "db2|streaming|sync|101|0|0\ndb3|streaming|async|102|64|0.001\n";
+    let answer = |role: &str, tl: u64, repl: &str| {
+        output(
+            &kbz_core::health::render_output(&[
+                ("postgres", "patroni", &patroni(role, tl), 0),
+                ("postgres", "replication", repl, 0),
+            ]),
+            0,
+        )
+    };
+    let primary = format!("{sample}@@sample\n{sample}");
+    fleet
+        .host("db1")
+        .expect("db1")
+        .script("# kbz-health", answer("master", 2, &primary));
+    fleet
+        .host("db2")
+        .expect("db2")
+        .script("# kbz-health", answer("replica", 2, "recovery\n"));
+    fleet
+        .host("db3")
+        .expect("db3")
+        .script("# kbz-health", answer("replica", 2, "recovery\n"));
+    let hx = host_execs(&fleet, &ctx.inventory.hosts);
+    let checks = kbz_core::health_run::check_component(&ctx, &Postgres, &hx).await;
+    assert_eq!(checks.len(), 7, "{checks:#?}");
+    assert!(checks.iter().all(|c| c.is_ok()), "{checks:#?}");
+    let leader = checks
+        .iter()
+        .find(|c| c.check == "one leader")
+        .expect("leader");
+    assert_eq!(leader.detail, "leader db1");
+    let db3 = checks
+        .iter()
+        .find(|c| c.host == "db3" && c.check == "replica streaming")
+        .expect("db3");
+    assert_eq!(db3.metrics.get("replication_lag_bytes"), Some(&64.0));
+}
