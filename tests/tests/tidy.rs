@@ -338,12 +338,14 @@ fn every_component_crate_lays_out_its_tests_the_same_way() {
     assert!(bad.is_empty(), "off the one layout:\n{}", bad.join("\n"));
 }
 
-/// Every `.rs` file below `crates/`, `bins/`, `tests/` and `xtask/` (not `target/`).
+/// Every `.rs` file below `crates/`, `bins/`, `examples/`, `tests/` and `xtask/` (not
+/// `target/`).
 fn rust_sources() -> Vec<std::path::PathBuf> {
     let root = workspace_root();
     let mut dirs = vec![
         root.join("crates"),
         root.join("bins"),
+        root.join("examples"),
         root.join("tests"),
         root.join("xtask"),
     ];
