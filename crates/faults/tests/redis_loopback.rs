@@ -706,7 +706,7 @@ async fn redis_clients_connect_through_their_routes_and_name_the_real_address() 
     require_redis();
     let dir = tempfile::tempdir().expect("tmp");
     let n = Node::new(dir.path(), "127.0.0.46");
-    let port = free_port(&[n.ip]);
+    let port = kbz_testkit::free_port_on(&[n.ip], &[]);
     let mut d = Daemons::new();
     d.start("redis-server", &n.redis_conf(port, None), &n.redis_pid());
     // A VIP this machine does not have (TEST-NET-1), reached through its route only, as
@@ -751,7 +751,7 @@ async fn redis_clients_connect_through_their_routes_and_name_the_real_address() 
         .expect("read")
         .is_empty());
     // A route to a closed port fails, and the error names the real address.
-    let closed = free_port(&[n.ip]);
+    let closed = kbz_testkit::free_port_on(&[n.ip], &[]);
     let mut dead = kbz_core::net::Routes::direct();
     dead.insert(vip, 6379, (n.ip, closed).into());
     let err = client::replication(&Endpoint {
