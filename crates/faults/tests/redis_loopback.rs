@@ -217,11 +217,15 @@ async fn the_writers_reconnect_and_the_checker_finds_writes_a_restarted_master_l
     })
     .await;
     // The master lists the replica online a moment after the replica's link is up.
-    until("the master's online replica", Duration::from_secs(20), || async {
-        client::replication(&me)
-            .await
-            .is_ok_and(|x| !x.online_replicas.is_empty())
-    })
+    until(
+        "the master's online replica",
+        Duration::from_secs(20),
+        || async {
+            client::replication(&me)
+                .await
+                .is_ok_and(|x| !x.online_replicas.is_empty())
+        },
+    )
     .await;
     assert_eq!(client::is_master(&me).await, Some(true));
     assert_eq!(client::is_master(&re).await, Some(false));
