@@ -4,7 +4,7 @@
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
 //! checks kbz-health, dry-runs (0 operations), proves rollback after a failure on one host,
-//! uninstalls, reinstalls on the same hosts (then 0 changed), and tears the lab down. Prints
+//! uninstalls, and tears the lab down. Prints
 //! timings for `bench lab`.
 
 use anyhow::{bail, ensure, Context as _, Result};
@@ -19,7 +19,6 @@ mod embed;
 mod failover;
 mod health;
 mod preflight;
-mod reinstall;
 
 /// `e2e` arguments.
 #[derive(Debug, clap::Args)]
@@ -648,7 +647,6 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
                 .with_context(|| format!("{h}: {f} left after uninstall"))?;
         }
     }
-    reinstall::after_uninstall(&bin, info)?;
     Ok(())
 }
 
