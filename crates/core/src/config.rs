@@ -13,9 +13,11 @@ use crate::notifier::Level;
 pub use crate::toml_lines::key_line;
 use crate::toml_lines::{header_name, line_key, table_at};
 
+pub mod backup;
 mod failover;
 pub mod preflight;
 mod values;
+pub use backup::BackupConfig;
 pub use failover::FailoverConfig;
 pub use preflight::PreflightConfig;
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[preflight]`: what each role needs of its host, and the clock and network thresholds.
     pub preflight: PreflightConfig,
+    /// `[backup]`: kbz-backup's repository, retention, encryption and schedules.
+    pub backup: BackupConfig,
 }
 
 /// `[security]`.
@@ -279,9 +283,11 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "failover",
             "security",
             "preflight",
+            "backup",
         ],
     ),
     ("security", &["tls"]),
+    ("backup", backup::KEYS),
     ("preflight", preflight::KEYS),
     (
         "cluster",
@@ -598,6 +604,7 @@ impl Config {
         out.extend(values::check(self, path, text));
         out.extend(self.failover.check(path, text));
         out.extend(self.preflight.check(path, text));
+        out.extend(self.backup.check(path, text));
         out.extend(crate::artifact::check_overrides(
             &self.artifacts,
             path,

@@ -57,6 +57,7 @@
 
 pub mod allow;
 pub mod artifact;
+pub mod backup;
 pub mod cache;
 pub mod command;
 pub mod component;

@@ -78,7 +78,12 @@ pub struct RunLock {
 impl RunLock {
     /// Takes the lock of `state_dir` for `command`, or says who holds it.
     pub fn acquire(state_dir: &Path, command: &str) -> Result<RunLock, LockError> {
-        let path = state_dir.join("run.lock");
+        Self::acquire_file(state_dir, "run.lock", command)
+    }
+
+    /// Takes the lock file `name` of `state_dir` (kbz-backup's `backup.lock`), the same way.
+    pub fn acquire_file(state_dir: &Path, name: &str, command: &str) -> Result<RunLock, LockError> {
+        let path = state_dir.join(name);
         let shown = path.display().to_string();
         let io = |e: std::io::Error| LockError::Io {
             path: shown.clone(),

@@ -788,88 +788,91 @@ pub static CATALOGUE: &[Entry] = &[
         Code::E041,
         "backup",
         "Backup target unreachable",
-        "The backup destination, the MinIO object store or another S3-compatible endpoint, \
-         could not be reached or refused the connection. MinIO may be down, the endpoint URL or \
-         bucket may be wrong, or DNS or a firewall may block port 9000.",
+        "The backup repository could not be used: the inventory has no host with the `backup` \
+         role, the backup host does not answer over SSH, or the repository directory \
+         (`[backup] dir`, /var/backups/kbz by default) cannot be created or written there. \
+         Nothing was backed up or restored.",
         &[
-            "Check MinIO answers: `curl -sS -o /dev/null -w '%{http_code}\\n' http://10.0.0.31:9000/minio/health/live`",
-            "Check the service: `systemctl status minio` and `journalctl -u minio -n 100`",
-            "Check access with the MinIO client (it prompts for the keys): \
-             `mc alias set kbz http://10.0.0.31:9000` then `mc ls kbz/`",
+            "Give one host the `backup` role in servers.tsv (it may share a host with other \
+             roles), then `kbz-backup run`",
+            "Check the backup host answers: `ssh root@BACKUP_HOST true` and `kbz-health`",
+            "Check the directory on the backup host: `ls -ld /var/backups/kbz` and `df -h /var/backups`",
         ],
     ),
     e(
         Code::E042,
         "backup",
         "Backup failed",
-        "A backup did not complete: the dump or base-backup command failed on the database \
-         host, the upload to the object store was interrupted, or the credentials were \
-         rejected. A partial backup is never recorded as good.",
+        "A backup did not complete: the snapshot or dump command failed on the source host \
+         (`etcdctl snapshot save`, Redis BGSAVE, pgBackRest), no healthy member was found to \
+         take it from, or storing it in the repository was interrupted. A partial backup is \
+         never recorded: its manifest is written last.",
         &[
-            "Check free space on the database host, where the backup is staged: `df -h`",
-            "Check the database answers locally: `sudo -u postgres psql -c 'SELECT 1'` or \
-             `sudo mysql -e 'SELECT 1'`",
-            "Check the upload target: `mc ls kbz/`",
-            "Run the backup again once fixed: `kbz-backup`",
+            "Check the service is healthy first: `kbz-health --component etcd` (or redis, postgres)",
+            "Check free space on the source host, where the snapshot is staged: `df -h /var/tmp`",
+            "Read the tool's error in the message; for Redis: `redis-cli INFO persistence`",
+            "Run the backup again once fixed: `kbz-backup run --component NAME`",
         ],
     ),
     e(
         Code::E043,
         "backup",
         "Restore failed",
-        "Restoring a backup did not complete: the archive could not be downloaded or read, the \
-         service could not be stopped or its data directory replaced, the backup comes from an \
-         incompatible major version, or the restored service did not start. The service on the \
-         target host may be stopped until the restore is retried.",
+        "Restoring a backup did not complete, or was refused: a running, healthy cluster is \
+         only overwritten with `--force` (the message lists what would be stopped); the \
+         service could not be stopped, its data directory replaced, or it did not come back \
+         healthy. A restore that failed part-way may leave the service stopped until it is \
+         retried.",
         &[
-            "Read the service's log on the target: `journalctl -u patroni -n 100`",
-            "Compare versions: `psql --version` on the target with the version in the backup's name or metadata",
-            "Check space for the restored data: `df -h /var/lib/postgresql`",
-            "Keep Patroni from acting during a manual restore: \
-             `patronictl -c /etc/patroni/config.yml pause`, and `resume` afterwards",
+            "See every step a restore takes without changing anything: \
+             `kbz-backup restore COMPONENT --dry-run`",
+            "Restore onto the running cluster on purpose: `kbz-backup restore COMPONENT --force`",
+            "Read the service's log on the host named: `journalctl -u etcd -n 100` (or \
+             redis-server, patroni)",
+            "Check space for the restored data: `df -h /var/lib`",
         ],
     ),
     e(
         Code::E044,
         "backup",
         "Backup verification failed",
-        "A backup was written but did not pass verification: its checksum differs from the one \
-         recorded when it was made, the archive is truncated or cannot be listed, or the stored \
-         object is smaller than what was uploaded. Such a backup does not count as good for \
-         retention.",
+        "A stored backup does not match its manifest: the artifact's sha256 or size differs \
+         from the one recorded when it was stored, the file is missing, or it does not \
+         decrypt with the secrets file's `backup_encryption` key. Such a backup cannot be \
+         trusted for a restore.",
         &[
-            "Inspect the object: `mc stat kbz/BUCKET/OBJECT`",
-            "Recompute its checksum: `mc cat kbz/BUCKET/OBJECT | sha256sum`",
-            "Check the drives of the object store: `mc admin info kbz`",
-            "Take a fresh backup: `kbz-backup`",
+            "See which backups fail and why: `kbz-backup verify`",
+            "Recompute the checksum on the backup host: \
+             `sha256sum /var/backups/kbz/COMPONENT/ID/*` and compare with manifest.json there",
+            "Check the backup host's disk: `dmesg | grep -i error` and `smartctl -a /dev/sda`",
+            "Take a fresh backup: `kbz-backup run --component COMPONENT`",
         ],
     ),
     e(
         Code::E045,
         "backup",
         "No backup found",
-        "A restore or drill asked for a backup and none matched: the bucket is empty or not the \
-         one configured, the requested name or time does not exist, or retention has already \
-         pruned it. On a new cluster this simply means no backup has been taken yet.",
+        "A restore or drill asked for a backup and none matched: none has been taken yet, the \
+         requested id does not exist, the requested time (`--at`) is before the first \
+         backup, or retention has already pruned it. Nothing was stopped.",
         &[
-            "List what is stored: `mc ls --recursive kbz/BUCKET/ | tail -20`",
-            "Check the bucket names: `mc ls kbz/`",
-            "Take the first backup: `kbz-backup`",
+            "List what is stored: `kbz-backup list`",
+            "Take the first backup: `kbz-backup run`",
+            "Ask for a time after the first backup, in UTC: `--at 2026-12-02T10:00:00Z`",
         ],
     ),
     e(
         Code::E046,
         "backup",
         "Retention pruning failed",
-        "Deleting backups older than the retention policy failed: the credentials may lack \
-         delete permission, object locking or versioning may keep the objects, or the store \
-         became unreachable part-way. The old backups still exist and use space; newer \
-         backups were not touched.",
+        "Deleting backups older than the retention policy (`[backup] keep_full`, \
+         `keep_days`) failed: the backup host became unreachable part-way, the files cannot \
+         be removed, or the tool's own expiry (pgBackRest) failed. The old backups still \
+         exist and use space; newer backups were not touched.",
         &[
-            "See what would be deleted: `mc rm --recursive --older-than 30d --dry-run kbz/BUCKET/`",
-            "Check locking and versioning on the bucket: `mc retention info kbz/BUCKET` and \
-             `mc version info kbz/BUCKET`",
-            "Check the user's policy allows deletes: `mc admin user info kbz BACKUP_USER`",
+            "See what is kept and what would go: `kbz-backup list`",
+            "Check the repository's owner and mode on the backup host: `ls -la /var/backups/kbz`",
+            "Prune again once fixed: `kbz-backup prune`",
         ],
     ),
     e(
@@ -877,42 +880,41 @@ pub static CATALOGUE: &[Entry] = &[
         "backup",
         "Restore drill mismatch",
         "A restore drill restored a backup into a scratch instance and the result did not match \
-         the source: row counts or checksums of sampled tables, keys or queues differ by more \
-         than the writes expected since the backup. The backup may be incomplete (a table \
-         missed, a dump from a lagging replica) or the comparison used the wrong point in time.",
+         its manifest (key counts, a canary key, row counts), or the scratch instance could \
+         not be started at all. The backup may be incomplete or damaged, or taken from a \
+         member that was behind.",
         &[
-            "Check the replica the backup was taken from was not lagging: \
-             `patronictl -c /etc/patroni/config.yml list`",
-            "Compare a table named in the message on source and scratch: \
-             `sudo -u postgres psql -d DB -c 'SELECT count(*) FROM TABLE'`",
-            "Take a fresh backup and repeat the drill: `kbz-backup`",
+            "Run the drill again and read what differs: `kbz-backup drill --component NAME`",
+            "Verify the stored artifacts: `kbz-backup verify`",
+            "Check the member the backup was taken from (the manifest's source host) was healthy: \
+             `kbz-health`",
+            "Take a fresh backup and repeat the drill: `kbz-backup run` then `kbz-backup drill`",
         ],
     ),
     e(
         Code::E048,
         "backup",
         "Backup storage full",
-        "There is no room for the backup: the MinIO drives are full, a bucket quota is reached, \
-         or the local disk used to stage archives is full. Backups stop until space is freed \
-         or added.",
+        "There is no room for the backup: the repository's disk on the backup host has less \
+         free space than the backup needs plus a margin, or a write ran out of space. \
+         Backups stop until space is freed or added.",
         &[
-            "See capacity and usage: `mc admin info kbz` and `mc du kbz/BUCKET`",
-            "Check the bucket quota: `mc quota info kbz/BUCKET`",
-            "Check the staging disk on the database host: `df -h`",
-            "Shorten retention and prune, or add drives; see what old backups exist with \
-             `mc ls --recursive kbz/BUCKET/`",
+            "See the space on the backup host: `df -h /var/backups/kbz`",
+            "Remove backups past retention: `kbz-backup prune`",
+            "Keep fewer backups: lower `[backup] keep_full` or `keep_days` in kbz.toml, then prune",
         ],
     ),
     e(
         Code::E049,
         "backup",
         "Another backup is running",
-        "A backup or restore of the same service is already running and holds the lock, so a \
-         second one was refused: two at once double the load and can upset retention. A lock \
-         can also be left behind by a job killed by a reboot or the OOM killer.",
+        "A backup, restore, drill or prune is already running on this controller and holds \
+         the backup lock (`STATE_DIR/backup.lock`), so a second one was refused: two at once \
+         double the load and can upset retention. A lock can also be left behind by a job \
+         killed by a reboot or the OOM killer; the message then calls it stale.",
         &[
             "Look for a running job: `pgrep -a kbz-backup`",
-            "Check the schedules do not overlap: `crontab -l` and `systemctl list-timers`",
+            "Check the schedules do not overlap: `kbz-backup schedule show`",
             "If no job runs, remove the stale lock named in the message: `rm LOCKFILE`",
         ],
     ),

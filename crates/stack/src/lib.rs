@@ -16,3 +16,10 @@ pub fn components() -> Vec<Arc<dyn Component>> {
         Arc::new(kbz_kubernetes::Kubernetes),
     ]
 }
+
+/// Every component's backups ([`kbz_core::backup::Backup`]), in module order: what
+/// kbz-backup runs, verifies, restores and drills. etcd and Redis store artifacts;
+/// PostgreSQL's pgBackRest keeps its own repository.
+pub fn backups() -> Vec<Arc<dyn kbz_core::backup::Backup>> {
+    vec![]
+}
