@@ -156,6 +156,13 @@ pub trait Backup: Send + Sync + std::fmt::Debug {
     /// Whether `host` is one of the component's hosts.
     fn applies_to(&self, host: &Host) -> bool;
 
+    /// The components whose health checks must pass after a restore before it counts as
+    /// done: the component itself, and those that depend on it (etcd: PostgreSQL, whose
+    /// Patroni keeps its state in etcd).
+    fn healthy_after(&self) -> Vec<&'static str> {
+        vec![self.component()]
+    }
+
     /// Takes a backup from a healthy member (E042 on failure).
     async fn backup(&self, env: &BackupEnv<'_>, req: &BackupRequest) -> Result<Taken, BackupError>;
 
