@@ -114,10 +114,25 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     /// Desired resources on one host. Pure: no I/O.
     fn desired(&self, ctx: &Context, host: &Host) -> Result<Vec<Resource>, ComponentError>;
 
-    /// Apply hosts one at a time, in inventory order, calling [`Component::host_ready`] after
-    /// each: for quorum services and bootstrap order (a leader before its replicas).
+    /// Apply hosts one at a time, in the order of [`Component::roll_order`] (inventory order
+    /// by default), calling [`Component::host_ready`] after each: for quorum services and
+    /// bootstrap order (a leader before its replicas).
     fn rolling(&self) -> bool {
         false
+    }
+
+    /// The order a rolling component changes its hosts in, asked once per install run
+    /// before the first host is changed (and only when some host has changes). `hosts` are
+    /// the component's hosts in inventory order; the answer names each of them once. A
+    /// component whose kept data decides who must go first (PostgreSQL after an uninstall
+    /// that kept the data directories: the last primary) reads it here, and refuses with
+    /// an error when it cannot tell. Default: inventory order.
+    async fn roll_order(
+        &self,
+        _ctx: &Context,
+        hosts: &[HostExec],
+    ) -> Result<Vec<String>, ComponentError> {
+        Ok(hosts.iter().map(|h| h.host.hostname.clone()).collect())
     }
 
     /// Waits until a host that was just changed serves again (rolling components only).

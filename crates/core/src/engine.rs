@@ -935,7 +935,23 @@ impl Engine {
             }
         }
         results.sort_by_key(|r| r.0);
+        let changes = results
+            .iter()
+            .any(|r| r.4.as_ref().is_ok_and(|hp| !hp.changes.is_empty()));
         if rolling && results.iter().all(|r| r.4.is_ok()) {
+            // The component picks the order (a kept primary first); nothing is changed yet.
+            if changes && opts.mode == Mode::Install {
+                let hx: Vec<HostExec> = results
+                    .iter()
+                    .filter_map(|r| {
+                        let exec = execs.get(r.1.as_str())?.clone();
+                        let host = hosts.iter().find(|h| h.hostname == r.1)?.clone();
+                        Some(HostExec { host, exec })
+                    })
+                    .collect();
+                let order = comp.roll_order(ctx, &hx).await.map_err(|e| (None, e))?;
+                results.sort_by_key(|r| order.iter().position(|n| n == &r.1).unwrap_or(usize::MAX));
+            }
             let mut stopped = false;
             for (_, hostname, _, _, r) in results.iter_mut() {
                 let Ok(hp) = r else { continue };
@@ -978,6 +994,7 @@ impl Engine {
                 // Stop the roll at the first host that does not come back.
                 stopped = r.is_err();
             }
+            results.sort_by_key(|r| r.0);
         }
         let mut first_err = None;
         for (_, hostname, module, n_desired, r) in results {

@@ -38,6 +38,7 @@
 
 mod cluster;
 mod health;
+pub mod kept;
 mod patroni;
 pub mod tls;
 
@@ -480,6 +481,14 @@ impl Component for Postgres {
 
     fn rolling(&self) -> bool {
         true
+    }
+
+    async fn roll_order(
+        &self,
+        ctx: &Context,
+        hosts: &[HostExec],
+    ) -> Result<Vec<String>, ComponentError> {
+        kept::roll_order(hosts, &Postgres::data_dir(&Postgres::version(ctx)?)).await
     }
 
     async fn host_ready(

@@ -50,6 +50,11 @@ fn setup(replication: &str) -> (Engine, Arc<FakeConnector>, tempfile::TempDir) {
         h.package_units("patroni", &["patroni"]);
         h.script(":8008/cluster", output(LIST, 0));
         h.script("pg_stat_replication", output(replication, 0));
+        // Nothing kept from an earlier install: inventory order.
+        h.script(
+            "# kbz-postgres roll order",
+            output("patroni=inactive\ndata=none\ntli=\n", 0),
+        );
     }
     // Each member's readiness check after its rolling change: db1 leads, the others stream.
     for (name, answer) in [
@@ -163,6 +168,62 @@ async fn members_are_rolled_out_one_at_a_time() {
     assert!(err.to_string().contains("db2"), "{err}");
     let db3 = fleet.host("db3").expect("db3");
     assert!(db3.applied().is_empty(), "db3 changed before db2 was ready");
+}
+
+/// Kept data (an uninstall keeps the data directories): the last primary, db2, is rolled
+/// first; db1, rolled next, never serves, so db3 is never touched and db2 was.
+#[tokio::test]
+async fn the_kept_primary_is_rolled_first() {
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
+    for (name, data) in [("db1", "standby"), ("db2", "primary"), ("db3", "standby")] {
+        fleet.host(name).expect("db").script(
+            "# kbz-postgres roll order",
+            output(&format!("patroni=inactive\ndata={data}\ntli=00000002\n"), 0),
+        );
+    }
+    fleet.host("db1").expect("db1").script(
+        "/primary",
+        output(
+            "Patroni at http://192.0.2.21:8008 reports neither a primary nor a running replica\n",
+            1,
+        ),
+    );
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("db1 never ready");
+    assert!(err.to_string().contains("db1"), "{err}");
+    assert!(
+        !fleet.host("db2").expect("db2").applied().is_empty(),
+        "db2, the kept primary, was not rolled first"
+    );
+    assert!(
+        fleet.host("db3").expect("db3").applied().is_empty(),
+        "db3 changed before db1 was ready"
+    );
+}
+
+/// Kept standbys and no kept primary: E035 before any host is changed.
+#[tokio::test]
+async fn kept_data_with_no_primary_stops_before_anything_changes() {
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
+    for name in ["db1", "db2"] {
+        fleet.host(name).expect("db").script(
+            "# kbz-postgres roll order",
+            output("patroni=inactive\ndata=standby\ntli=00000002\n", 0),
+        );
+    }
+    let before = fleet.states();
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("no kept primary");
+    assert_eq!(err.code(), Code::E035, "{err}");
+    assert!(err.to_string().contains("db1: a standby's data"), "{err}");
+    for (name, h) in fleet.hosts() {
+        assert!(h.applied().is_empty(), "{name} changed");
+    }
+    assert_eq!(before, fleet.states());
 }
 
 #[tokio::test]
