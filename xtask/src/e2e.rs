@@ -4,8 +4,9 @@
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
 //! checks kbz-health, dry-runs (0 operations), proves rollback after a failure on one host,
-//! uninstalls, and tears the lab down. Prints
-//! timings for `bench lab`.
+//! uninstalls, reinstalls over the kept data (then 0 changed), rebuilds the lab from scratch
+//! and installs it again with `--start-from-module 1` (then 0 changed), and tears the lab
+//! down. Prints timings for `bench lab`.
 
 use anyhow::{bail, ensure, Context as _, Result};
 use fs_err as fs;
@@ -19,6 +20,7 @@ mod embed;
 mod failover;
 mod health;
 mod preflight;
+mod reinstall;
 
 /// `e2e` arguments.
 #[derive(Debug, clap::Args)]
@@ -603,6 +605,7 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     step("a failure on one host rolls every host back");
     rollback_scenario(&bin, info, &names, Some(&hook))?;
 
+    reinstall::before_uninstall(info)?;
     step("uninstall");
     let r = install(&bin, &["uninstall", "--inventory", &inv, "--yes"])?;
     ensure!(r.code == 0, "uninstall failed:\n{}\n{}", r.stdout, r.stderr);
@@ -647,6 +650,8 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
                 .with_context(|| format!("{h}: {f} left after uninstall"))?;
         }
     }
+    reinstall::after_uninstall(&bin, info)?;
+    reinstall::after_rebuild(&bin, info)?;
     Ok(())
 }
 

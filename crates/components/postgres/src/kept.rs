@@ -115,12 +115,10 @@ pub fn order(
     }
     let states: Vec<String> = members
         .iter()
-        .map(|(n, m)| {
-            match m.data {
-                Kept::None => format!("{n}: no data"),
-                Kept::Standby => format!("{n}: a standby's data on timeline {}", m.timeline),
-                Kept::Primary => format!("{n}: a primary's data on timeline {}", m.timeline),
-            }
+        .map(|(n, m)| match m.data {
+            Kept::None => format!("{n}: no data"),
+            Kept::Standby => format!("{n}: a standby's data on timeline {}", m.timeline),
+            Kept::Primary => format!("{n}: a primary's data on timeline {}", m.timeline),
         })
         .collect();
     let why = if primaries.is_empty() {
