@@ -136,6 +136,8 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
             routes: Default::default(),
         }),
         redis,
+        // The lab has no Kubernetes (K3s and kubeadm cannot be downloaded here).
+        k8s: None,
         lbs,
         power: Some(HostCommands {
             off: format!("{me} lab kill {{host}} >/dev/null"),

@@ -318,6 +318,7 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "redis_gap_secs",
             "redis_lost_window_secs",
             "vip_gap_secs",
+            "k8s_api_gap_secs",
         ],
     ),
     (

@@ -72,6 +72,7 @@ where
     if let Err(e) = scratch.await {
         let what = match s.service() {
             Service::Redis => format!("scratch keys {}*", redis::PREFIX),
+            Service::Kubernetes => "the Kubernetes API through its VIP".to_string(),
             Service::Postgres => format!("scratch table {}", postgres::TABLE),
         };
         b.not_healed.push(format!("{what}: {} {e}", e.code()));

@@ -64,6 +64,16 @@ impl Scenario {
     /// crash of the etcd service alone the etcd gap, every crash or partition of a
     /// PostgreSQL host the crash gap; PostgreSQL runs in synchronous mode, so the loss budget is `postgres_lost`.
     pub fn budget(&self, cfg: &FailoverConfig) -> Budget {
+        if self.victim == VictimRole::K8sMaster {
+            // Probes, not writes: nothing to lose; the API answering is what counts.
+            return Budget {
+                lost: 0,
+                gap_secs: cfg.k8s_api_gap_secs,
+                gap_key: "k8s_api_gap_secs",
+                lost_window_secs: None,
+                vip_secs: None,
+            };
+        }
         if self.victim == VictimRole::RedisMaster {
             return Budget {
                 lost: 0,

@@ -111,6 +111,7 @@ mod tests {
                 routes: Default::default(),
             }),
             redis: None,
+            k8s: None,
             lbs: Vec::new(),
             power: None,
             isolate: None,

@@ -48,6 +48,15 @@ pub enum FaultError {
         /// Detail.
         reason: String,
     },
+    /// The Kubernetes API refused or failed a request of the harness (credentials, the
+    /// first probe), not of the workload.
+    #[error("the Kubernetes API at {addr}: {reason}")]
+    Kubernetes {
+        /// Address.
+        addr: String,
+        /// Detail.
+        reason: String,
+    },
     /// The scenario cannot run on this fleet (no such role, too few members, no power
     /// command for a power cut).
     #[error("scenario {scenario}: {reason}")]
@@ -65,7 +74,9 @@ impl HasCode for FaultError {
             FaultError::Exec(e) => e.code(),
             FaultError::Command { .. } => Code::E021,
             FaultError::Timeout { .. } => Code::E031,
-            FaultError::Postgres { .. } | FaultError::Redis { .. } => Code::E040,
+            FaultError::Postgres { .. }
+            | FaultError::Redis { .. }
+            | FaultError::Kubernetes { .. } => Code::E040,
             FaultError::Unsupported { .. } => Code::E010,
         }
     }

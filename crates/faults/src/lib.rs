@@ -18,6 +18,7 @@ mod check;
 pub mod cleanup;
 mod error;
 pub mod fault;
+pub mod k8s;
 pub mod observe;
 pub mod postgres;
 pub mod redis;
@@ -31,10 +32,13 @@ pub use budget::{evaluate, Breach, Budget};
 pub use check::{acks_by_server, longest_gap, lost_ids, verdict, Verdict};
 pub use error::FaultError;
 pub use fault::{Fault, HostCommands};
+pub use k8s::{K8sService, K8sTarget};
 pub use observe::Member;
 pub use postgres::PgTarget;
 pub use redis::RedisTarget;
 pub use run::{run_once, wait_healthy};
-pub use scenario::{RunReport, Scenario, Service, Summary, Target, Timing, VictimRole};
+pub use scenario::{
+    RunReport, Scenario, Service, Summary, Target, Timing, VictimRole, MIN_K8S_MASTERS,
+};
 pub use service::{PgService, RedisService, ServiceTarget};
 pub use workload::{Tally, Workload, WriteError, Writer};

@@ -75,7 +75,9 @@ async fn pick_victim(
         reason: reason.into(),
     };
     match s.victim {
-        VictimRole::PostgresLeader | VictimRole::RedisMaster => Ok(leader.to_string()),
+        VictimRole::PostgresLeader | VictimRole::RedisMaster | VictimRole::K8sMaster => {
+            Ok(leader.to_string())
+        }
         VictimRole::PostgresReplica => {
             let all: Vec<&Member> = t.members.iter().collect();
             let rows = observe::patroni_members(&all)

@@ -3,6 +3,7 @@
 
 use crate::check::Verdict;
 use crate::fault::{Fault, HostCommands};
+use crate::k8s::{K8sService, K8sTarget};
 use crate::observe::Member;
 use crate::postgres::PgTarget;
 use crate::redis::RedisTarget;
@@ -26,6 +27,8 @@ pub enum VictimRole {
     RedisMaster,
     /// The lb host holding the PostgreSQL VIP.
     VipHolder,
+    /// The Kubernetes master holding the `kube-controller-manager` lease.
+    K8sMaster,
 }
 
 /// The service a scenario writes to and measures.
@@ -36,6 +39,8 @@ pub enum Service {
     Postgres,
     /// Redis through its VIP.
     Redis,
+    /// The Kubernetes API through its VIP (probes, no writes).
+    Kubernetes,
 }
 
 /// A named fault against a role.
@@ -120,6 +125,7 @@ impl Scenario {
                     unit: kbz_haproxy::SERVICE.into(),
                 },
             ),
+            s("k8s-master-crash", VictimRole::K8sMaster, Fault::PowerCut),
         ]
     }
 
@@ -127,6 +133,7 @@ impl Scenario {
     pub fn service(&self) -> Service {
         match self.victim {
             VictimRole::RedisMaster => Service::Redis,
+            VictimRole::K8sMaster => Service::Kubernetes,
             _ => Service::Postgres,
         }
     }
@@ -158,6 +165,9 @@ impl Scenario {
             VictimRole::EtcdLeader => "the etcd leader",
             VictimRole::RedisMaster => "the Redis master (as the Sentinels name it)",
             VictimRole::VipHolder => "the lb host holding the PostgreSQL VIP",
+            VictimRole::K8sMaster => {
+                "the Kubernetes master holding the kube-controller-manager lease"
+            }
         };
         format!("{}: {victim}", self.fault.describe())
     }
@@ -180,6 +190,10 @@ impl Scenario {
             })
     }
 }
+
+/// The fewest `k8s-master` hosts a master crash runs on: with one of 3 down, etcd keeps its
+/// quorum (2 of 3); with one of 2 down it would not.
+pub const MIN_K8S_MASTERS: usize = 3;
 
 /// How long each phase lasts.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -220,6 +234,8 @@ pub struct Target {
     pub redis: Option<RedisTarget>,
     /// The lb hosts (keepalived + HAProxy); the VIP scenarios refuse without them.
     pub lbs: Vec<Member>,
+    /// The Kubernetes masters and API VIP; the Kubernetes scenario refuses without them.
+    pub k8s: Option<K8sTarget>,
     /// Commands for [`Fault::PowerCut`]; a scenario with a power cut fails without them.
     pub power: Option<HostCommands>,
     /// Commands for [`Fault::Isolate`].
@@ -257,14 +273,34 @@ impl Target {
                             .into(),
                 }),
             },
+            Service::Kubernetes => match &self.k8s {
+                Some(k) if k.members.len() >= MIN_K8S_MASTERS => {
+                    Ok(Arc::new(K8sService::new(k.clone())))
+                }
+                other => Err(FaultError::Unsupported {
+                    scenario: s.name.clone(),
+                    reason: format!(
+                        "{} k8s-master host(s): a master crash needs {MIN_K8S_MASTERS} or more (etcd keeps its quorum with one down) and [vips] k8s_api",
+                        other.as_ref().map(|k| k.members.len()).unwrap_or(0)
+                    ),
+                }),
+            },
         }
     }
 
-    /// Every host of the target once (PostgreSQL, Redis and lb members), in that order.
+    /// Every host of the target once (PostgreSQL, Redis, Kubernetes master and lb members),
+    /// in that order.
     pub fn hosts(&self) -> Vec<Member> {
         let mut out: Vec<Member> = Vec::new();
         let redis = self.redis.iter().flat_map(|r| r.members.iter());
-        for m in self.members.iter().chain(redis).chain(self.lbs.iter()) {
+        let k8s = self.k8s.iter().flat_map(|k| k.members.iter());
+        for m in self
+            .members
+            .iter()
+            .chain(redis)
+            .chain(k8s)
+            .chain(self.lbs.iter())
+        {
             if !out.iter().any(|o| o.host.hostname == m.host.hostname) {
                 out.push(m.clone());
             }

@@ -426,6 +426,7 @@ fn target_of(redis: RedisTarget, power: Option<HostCommands>) -> Target {
         members: Vec::new(),
         pg: None,
         redis: Some(redis),
+        k8s: None,
         lbs: Vec::new(),
         power,
         isolate: None,

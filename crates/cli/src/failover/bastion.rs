@@ -35,8 +35,9 @@ impl Bastion {
 /// Every address the run's own connections open, each once, in this order: the PostgreSQL
 /// VIP and each postgres host's PostgreSQL (when `[vips] postgres` is set and the inventory
 /// has postgres hosts), the Redis VIP and each redis host's Redis and Sentinel (when
-/// `[vips] redis` is set and it has redis hosts), then the SSH port of every postgres, redis
-/// and lb host.
+/// `[vips] redis` is set and it has redis hosts), the Kubernetes API VIP (when `[vips]
+/// k8s_api` is set and it has k8s-master hosts), then the SSH port of every postgres, redis,
+/// k8s-master and lb host.
 pub fn addresses(ctx: &Context) -> Vec<(IpAddr, u16)> {
     let hosts = |role: Role| {
         ctx.inventory
@@ -68,7 +69,12 @@ pub fn addresses(ctx: &Context) -> Vec<(IpAddr, u16)> {
             }
         }
     }
-    for role in [Role::Postgres, Role::Redis, Role::Lb] {
+    if let Some(vip) = ctx.config.vips.get("k8s_api").copied() {
+        if hosts(Role::K8sMaster).next().is_some() {
+            add(vip, kbz_kubernetes::API_PORT);
+        }
+    }
+    for role in [Role::Postgres, Role::Redis, Role::K8sMaster, Role::Lb] {
         for h in hosts(role) {
             add(h.ip, h.ssh_port);
         }

@@ -102,7 +102,9 @@ pub fn list(c: &Common) -> u8 {
 /// What scenario `s` needs from the inputs, checked before anything connects: the
 /// PostgreSQL and VIP scenarios write through the PostgreSQL VIP (`[vips] postgres`, E008)
 /// and need a primary and a replica (2+ postgres hosts, E010); the Redis scenarios need
-/// `[vips] redis` and redis hosts (E008), and no PostgreSQL at all.
+/// `[vips] redis` and redis hosts (E008), and no PostgreSQL at all; the Kubernetes scenario
+/// needs 3+ `k8s-master` hosts (E010: etcd keeps its quorum with one down) and `[vips]
+/// k8s_api` (E008).
 pub fn needs(s: &Scenario, ctx: &Context) -> Result<(), Failure> {
     let count = |role: Role| {
         ctx.inventory
@@ -134,6 +136,27 @@ pub fn needs(s: &Scenario, ctx: &Context) -> Result<(), Failure> {
         kbz_faults::Service::Redis => {
             if !ctx.config.vips.contains_key("redis") || count(Role::Redis) == 0 {
                 return Err(redis_missing(&s.name));
+            }
+        }
+        kbz_faults::Service::Kubernetes => {
+            let n = count(Role::K8sMaster);
+            if n < kbz_faults::MIN_K8S_MASTERS {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E010,
+                    format!(
+                        "scenario {} crashes a Kubernetes master: the inventory has {n} k8s-master host(s), it needs {} or more (etcd keeps its quorum with one of them down)",
+                        s.name,
+                        kbz_faults::MIN_K8S_MASTERS
+                    ),
+                )
+                .hint("give the k8s-master role to 3 hosts in servers.tsv and install module 10; `kbz-failover list` shows the scenarios of other services")]));
+            }
+            if !ctx.config.vips.contains_key("k8s_api") {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E008,
+                    format!("scenario {} probes the Kubernetes API through its VIP: kbz.toml has no [vips] k8s_api", s.name),
+                )
+                .hint("set it under [vips], e.g. `k8s_api = \"10.0.0.104\"`")]));
             }
         }
     }
@@ -168,9 +191,10 @@ async fn target(
             .cloned()
             .collect::<Vec<_>>()
     };
-    let (pg_hosts, redis_hosts, lb_hosts) = (
+    let (pg_hosts, redis_hosts, k8s_hosts, lb_hosts) = (
         with_role(Role::Postgres),
         with_role(Role::Redis),
+        with_role(Role::K8sMaster),
         with_role(Role::Lb),
     );
     let members = members_of(connector, &mut connected, &pg_hosts).await?;
@@ -209,6 +233,17 @@ async fn target(
         }),
         _ => None,
     };
+    let k8s = match ctx.config.vips.get("k8s_api").copied() {
+        Some(vip) if !k8s_hosts.is_empty() => Some(kbz_faults::K8sTarget {
+            members: members_of(connector, &mut connected, &k8s_hosts).await?,
+            vip,
+            port: kbz_kubernetes::API_PORT,
+            flavor: kbz_kubernetes::Flavor::of(ctx),
+            timeout: Duration::from_secs(2),
+            routes: routes.clone(),
+        }),
+        _ => None,
+    };
     let lbs = members_of(connector, &mut connected, &lb_hosts).await?;
     let f = &ctx.config.failover;
     let power = match (&f.power_off, &f.power_on) {
@@ -222,6 +257,7 @@ async fn target(
         members,
         pg,
         redis,
+        k8s,
         lbs,
         power,
         isolate: None,
@@ -311,6 +347,28 @@ async fn redis_vip_answers(t: &Target, scenario: &str) -> Result<(), Failure> {
             exit::UNREACHABLE,
         )),
     }
+}
+
+/// E037 when the Kubernetes API does not answer `/readyz` through its VIP with the admin
+/// credentials of a master (checked before any fault).
+async fn k8s_vip_answers(t: &Target, s: &Scenario) -> Result<(), Failure> {
+    let svc = t.service(s).map_err(|e| {
+        Failure::input(vec![Diagnostic::new(Code::E010, e.to_string())
+            .hint("give the k8s-master role to 3 hosts and set [vips] k8s_api")])
+    })?;
+    svc.prepare().await.map_err(|e| {
+        Failure::new(
+            Diagnostic::new(
+                Code::E037,
+                format!("the Kubernetes API does not answer through its VIP, nothing was injected: {e}"),
+            )
+            .hint(format!(
+                "check that a load balancer holds it and HAProxy fronts the API servers: `kbz-health --component haproxy`, `kubectl --server https://{} get --raw /readyz` on a master",
+                svc.vip()
+            )),
+            exit::UNREACHABLE,
+        )
+    })
 }
 
 /// `kbz-failover run SCENARIO`.
@@ -426,6 +484,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
     match s.service() {
         kbz_faults::Service::Postgres => rt.block_on(vip_answers(&t, &s))?,
         kbz_faults::Service::Redis => rt.block_on(redis_vip_answers(&t, &s.name))?,
+        kbz_faults::Service::Kubernetes => rt.block_on(k8s_vip_answers(&t, &s))?,
     }
 
     if !o.yes {

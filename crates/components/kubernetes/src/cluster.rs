@@ -15,10 +15,7 @@ const POLL: Duration = Duration::from_secs(5);
 
 /// The kubectl prefix on a master (root's admin credentials of the flavor).
 pub fn kubectl(ctx: &Context) -> &'static str {
-    match Flavor::of(ctx) {
-        Flavor::K3s => "k3s kubectl",
-        Flavor::Kubeadm => "kubectl --kubeconfig=/etc/kubernetes/admin.conf",
-    }
+    Flavor::of(ctx).kubectl()
 }
 
 /// Applies `file` server-side only when `kubectl diff --server-side` reports a difference;

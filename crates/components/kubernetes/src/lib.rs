@@ -36,6 +36,7 @@ mod cluster;
 pub mod health;
 mod k3s;
 mod kubeadm;
+pub mod kubeconfig;
 pub mod pins;
 
 pub use cluster::{apply_script, kubectl};
@@ -74,6 +75,23 @@ impl Flavor {
             Flavor::Kubeadm
         } else {
             Flavor::K3s
+        }
+    }
+
+    /// The kubectl prefix on a master, with root's admin credentials of the flavor.
+    pub fn kubectl(self) -> &'static str {
+        match self {
+            Flavor::K3s => "k3s kubectl",
+            Flavor::Kubeadm => "kubectl --kubeconfig=/etc/kubernetes/admin.conf",
+        }
+    }
+
+    /// The admin kubeconfig on every master (0600, root's): its CA and client certificate
+    /// are what kbz-failover's API probes through the VIP authenticate with.
+    pub fn admin_kubeconfig(self) -> &'static str {
+        match self {
+            Flavor::K3s => "/etc/rancher/k3s/k3s.yaml",
+            Flavor::Kubeadm => "/etc/kubernetes/admin.conf",
         }
     }
 }

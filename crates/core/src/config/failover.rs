@@ -33,6 +33,9 @@ pub struct FailoverConfig {
     /// Longest time a VIP may answer nowhere (its holder crashed, its HAProxy is down), in
     /// seconds.
     pub vip_gap_secs: f64,
+    /// Longest time the Kubernetes API answers nowhere through its VIP (`/readyz`) while a
+    /// master is down, in seconds.
+    pub k8s_api_gap_secs: f64,
 }
 
 impl Default for FailoverConfig {
@@ -47,6 +50,7 @@ impl Default for FailoverConfig {
             redis_gap_secs: 15.0,
             redis_lost_window_secs: None,
             vip_gap_secs: 5.0,
+            k8s_api_gap_secs: 10.0,
         }
     }
 }
@@ -59,6 +63,7 @@ const FAILOVER_SECS: &[&str] = &[
     "redis_gap_secs",
     "redis_lost_window_secs",
     "vip_gap_secs",
+    "k8s_api_gap_secs",
 ];
 
 impl FailoverConfig {
@@ -123,7 +128,7 @@ impl FailoverConfig {
         out
     }
 
-    fn seconds(&self) -> [(&'static str, Option<f64>); 6] {
+    fn seconds(&self) -> [(&'static str, Option<f64>); 7] {
         [
             (FAILOVER_SECS[0], Some(self.postgres_crash_gap_secs)),
             (FAILOVER_SECS[1], Some(self.postgres_switchover_gap_secs)),
@@ -131,6 +136,7 @@ impl FailoverConfig {
             (FAILOVER_SECS[3], Some(self.redis_gap_secs)),
             (FAILOVER_SECS[4], self.redis_lost_window_secs),
             (FAILOVER_SECS[5], Some(self.vip_gap_secs)),
+            (FAILOVER_SECS[6], Some(self.k8s_api_gap_secs)),
         ]
     }
 }
@@ -155,6 +161,7 @@ mod tests {
         assert_eq!(f.redis_gap_secs, 15.0);
         assert_eq!(f.vip_gap_secs, 5.0);
         assert_eq!(f.redis_lost_window_secs, None);
+        assert_eq!(f.k8s_api_gap_secs, 10.0);
         let f = parse("redis_gap_secs = 20\nvip_gap_secs = 2.5\n")
             .expect("integers and decimals")
             .failover;
