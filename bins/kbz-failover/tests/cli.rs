@@ -66,6 +66,7 @@ fn list_shows_every_scenario_with_its_budget() {
         "redis-master-partition",
         "vip-holder-crash",
         "haproxy-down",
+        "k8s-master-crash",
     ] {
         assert!(out.contains(name), "{name} missing:\n{out}");
     }
@@ -77,6 +78,15 @@ fn list_shows_every_scenario_with_its_budget() {
         "{out}"
     );
     assert!(out.contains("gap <= 5 s, VIP <= 5 s"), "{out}");
+    // The Kubernetes API through its VIP: at most 10 s without an answer.
+    let k8s = out
+        .lines()
+        .find(|l| l.contains("k8s-master-crash"))
+        .expect("k8s line");
+    assert!(
+        k8s.contains("gap <= 10 s") && k8s.contains("kube-controller-manager lease"),
+        "{k8s}"
+    );
 
     // The operator's budgets are the ones shown.
     unreachable_fleet(dir.path(), "\n[failover]\npostgres_crash_gap_secs = 20\n");
@@ -160,6 +170,32 @@ fn a_power_cut_without_power_commands_is_refused() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(64), "{out}");
     assert!(out.contains("E008") && out.contains("power_off"), "{out}");
+}
+
+#[test]
+fn a_master_crash_on_a_fleet_without_k8s_masters_is_refused_with_e010() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unreachable_fleet(
+        dir.path(),
+        "k8s_api = \"127.0.1.12\"\n\n[failover]\npower_off = \"false {host}\"\npower_on = \"false {host}\"\n",
+    );
+    let o = failover(
+        &[
+            "run",
+            "k8s-master-crash",
+            "--yes",
+            "--inventory",
+            "servers.tsv",
+        ],
+        dir.path(),
+    );
+    let out = text(&o);
+    // Refused from the inputs alone: nothing connected (the fleet is unreachable anyway).
+    assert_eq!(o.status.code(), Some(64), "{out}");
+    assert!(
+        out.contains("E010") && out.contains("0 k8s-master host(s)"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -116,6 +116,8 @@ mod tests {
         let redis_vip = ctx.config.vips["redis"];
         assert_eq!(addrs[0], (pg_vip, 5432));
         assert!(addrs.contains(&(redis_vip, 6379)), "{addrs:?}");
+        let k8s_vip = ctx.config.vips["k8s_api"];
+        assert!(addrs.contains(&(k8s_vip, 6443)), "{addrs:?}");
         for h in &ctx.inventory.hosts {
             let has = |r: Role| h.roles.contains(&r);
             assert_eq!(addrs.contains(&(h.ip, 5432)), has(Role::Postgres), "{h:?}");
@@ -123,7 +125,7 @@ mod tests {
             assert_eq!(addrs.contains(&(h.ip, 26379)), has(Role::Redis), "{h:?}");
             assert_eq!(
                 addrs.contains(&(h.ip, h.ssh_port)),
-                has(Role::Postgres) || has(Role::Redis) || has(Role::Lb),
+                has(Role::Postgres) || has(Role::Redis) || has(Role::K8sMaster) || has(Role::Lb),
                 "{h:?}"
             );
         }

@@ -652,4 +652,30 @@ mod tests {
         let no_hosts = ctx(hosts(Role::Postgres, 3), &["postgres", "redis"]);
         assert_eq!(code(needs(&redis, &no_hosts)), Some(Code::E008));
     }
+
+    #[test]
+    fn a_master_crash_needs_three_k8s_masters_and_the_api_vip() {
+        let k8s = scenario("k8s-master-crash").expect("scenario");
+        // A fleet without Kubernetes: E010 naming the role and the count.
+        let f = needs(
+            &k8s,
+            &ctx(hosts(Role::Postgres, 3), &["postgres", "k8s_api"]),
+        )
+        .expect_err("no k8s-master host");
+        let d = &f.diagnostics[0];
+        assert_eq!((d.code, f.exit), (Code::E010, exit::INPUT));
+        assert!(d.message.contains("0 k8s-master host(s)"), "{d:?}");
+        assert!(d.message.contains("3 or more"), "{d:?}");
+        // Two masters: one down would cost etcd its quorum.
+        let two = ctx(hosts(Role::K8sMaster, 2), &["k8s_api"]);
+        assert_eq!(code(needs(&k8s, &two)), Some(Code::E010));
+        // Three masters without the API VIP: E008 naming the key.
+        let f = needs(&k8s, &ctx(hosts(Role::K8sMaster, 3), &[])).expect_err("no VIP");
+        assert_eq!(f.diagnostics[0].code, Code::E008);
+        assert!(f.diagnostics[0].message.contains("[vips] k8s_api"));
+        assert_eq!(
+            code(needs(&k8s, &ctx(hosts(Role::K8sMaster, 3), &["k8s_api"]))),
+            None
+        );
+    }
 }

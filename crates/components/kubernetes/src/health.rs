@@ -78,11 +78,16 @@ pub fn probes(ctx: &Context, host: &Host) -> Vec<Probe> {
         ),
     ];
     if let Some(vip) = ctx.config.vips.get("k8s_api") {
+        // With the admin credentials, verified against the cluster CA: K3s turns anonymous
+        // access off, so an unauthenticated `/readyz` would only ever say 401.
         let url = format!(
-            "https://{}/readyz",
+            "https://{}",
             kbz_core::net::host_port(*vip, crate::API_PORT)
         );
-        p.push(Probe::new("vip", format!("curl -ksS --max-time 5 {url}")));
+        p.push(Probe::new(
+            "vip",
+            format!("timeout 10 {k} --server={url} --request-timeout=5s get --raw=/readyz"),
+        ));
     }
     p
 }
@@ -203,6 +208,29 @@ pub fn checks(ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vip_is_asked_with_the_admin_credentials_not_anonymously() {
+        let ctx = kbz_testkit::example_context(Vec::<String>::new());
+        let vip = ctx.config.vips["k8s_api"];
+        for (flavor, k) in [
+            ("k3s", "k3s kubectl"),
+            ("kubeadm", "kubectl --kubeconfig=/etc/kubernetes/admin.conf"),
+        ] {
+            let mut c = ctx.clone();
+            let mut cfg = (*c.config).clone();
+            cfg.kubernetes.flavor = flavor.into();
+            c.config = std::sync::Arc::new(cfg);
+            let m = Kubernetes::masters(&c)[0].clone();
+            let p = probes(&c, &m);
+            let v = p.iter().find(|p| p.name == "vip").expect("vip probe");
+            assert_eq!(
+                v.script,
+                format!("timeout 10 {k} --server=https://{vip}:6443 --request-timeout=5s get --raw=/readyz")
+            );
+            assert!(!v.script.contains("curl"), "{}", v.script);
+        }
+    }
 
     #[test]
     fn nodes_and_pods_from_captured_output() {
