@@ -1155,12 +1155,15 @@ pub static CATALOGUE: &[Entry] = &[
     e(
         Code::E065,
         "kubernetes",
-        "kubeadm init or join failed",
+        "kubeadm init, join or etcd member change failed",
         "`kubeadm init` on the first master or `kubeadm join` on another node exited with an \
          error: preflight checks failed (swap on, ports in use, a previous half-done install), \
          the node cannot reach the API VIP, the bootstrap token or uploaded certificates \
-         expired, or the kubelet did not start under containerd.",
+         expired, or the kubelet did not start under containerd. Or the stacked etcd member of \
+         a master the inventory no longer lists could not be listed or removed (`etcdctl` in \
+         the first master's etcd pod failed or the pod does not run).",
         &[
+            "List the etcd members: `kubectl -n kube-system exec etcd-NODE -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key member list`",
             "Read kubeadm's message and the kubelet: `journalctl -u kubelet -n 100 --no-pager`",
             "Clean a half-done node before retrying: `kubeadm reset -f`",
             "Check the VIP front from the joiner: `nc -vz 192.0.2.104 6443`",

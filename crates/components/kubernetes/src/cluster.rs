@@ -237,13 +237,87 @@ async fn kubeadm_bootstrap(
     Ok(())
 }
 
+/// kubeadm's stacked etcd keeps the member of a master that is gone until someone removes
+/// it (deleting its node does not; `kubeadm reset` would, on the old host, which a replaced
+/// master no longer is): every member neither named after nor peering from an inventory
+/// master is removed with `etcdctl member remove` inside the first master's etcd pod, before
+/// its node is deleted. A member count that stayed would count against the quorum.
+async fn remove_stale_etcd_members(
+    ctx: &Context,
+    first: &HostExec,
+    changes: &mut Changes,
+) -> Result<(), ComponentError> {
+    let node = &first.host.hostname;
+    let hint = "list them by hand: `kubectl -n kube-system exec etcd-NODE -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key member list`";
+    let out = must(
+        first.exec.as_ref(),
+        &kubeadm::etcdctl(node, "member list"),
+        Code::E065,
+        "listing the etcd members",
+        hint,
+        60,
+    )
+    .await?;
+    let masters = Kubernetes::masters(ctx);
+    let members = kubeadm::parse_member_list(&out);
+    if !members.iter().any(|m| &m.name == node) {
+        // Not the member list it should be (or not of this cluster): remove nothing.
+        return Err(cluster_err(
+            Code::E065,
+            format!(
+                "the etcd member list on {node} does not list {node} itself: {}",
+                out.trim()
+            ),
+            node,
+            hint,
+        ));
+    }
+    for m in members {
+        let known = masters
+            .iter()
+            .any(|h| h.hostname == m.name || m.peer_hosts().iter().any(|p| *p == h.ip.to_string()));
+        if known {
+            continue;
+        }
+        must(
+            first.exec.as_ref(),
+            &kubeadm::etcdctl(node, &format!("member remove {}", m.id)),
+            Code::E065,
+            "removing the etcd member of a master the inventory no longer lists",
+            hint,
+            60,
+        )
+        .await?;
+        let who = if m.name.is_empty() {
+            m.peer_urls.join(",")
+        } else {
+            m.name.clone()
+        };
+        changes.push(ClusterChange::new(
+            ClusterChangeKind::RemoveMember,
+            node,
+            format!(
+                "removed etcd member {} ({who}): not an inventory master",
+                m.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Nodes the cluster knows but the inventory no longer lists (a replaced master or worker)
-/// are deleted; K3s then drops the node's etcd member too.
+/// are deleted (never forced). On K3s the delete also removes a server's embedded etcd
+/// member: K3s's etcd member controller holds a finalizer on server nodes and removes the
+/// member before the node goes (a forced delete would skip it); on kubeadm the stale etcd
+/// members are removed first ([`remove_stale_etcd_members`]).
 async fn remove_stale_nodes(
     ctx: &Context,
     first: &HostExec,
     changes: &mut Changes,
 ) -> Result<(), ComponentError> {
+    if Flavor::of(ctx) == Flavor::Kubeadm {
+        remove_stale_etcd_members(ctx, first, changes).await?;
+    }
     let k = kubectl(ctx);
     let out = must(
         first.exec.as_ref(),

@@ -221,3 +221,93 @@ pub fn uninstall(ctx: &Context, host: &Host) -> Vec<Resource> {
     }
     r
 }
+
+/// One member of kubeadm's stacked etcd, from `etcdctl member list` (simple format: `ID,
+/// STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER`). kubeadm names each member after
+/// its node; a member that never started has no name yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdMember {
+    /// Hex member id (what `member remove` takes).
+    pub id: String,
+    /// `started` or `unstarted`.
+    pub status: String,
+    /// The node name (empty while unstarted).
+    pub name: String,
+    /// Peer URLs (`https://IP:2380`).
+    pub peer_urls: Vec<String>,
+}
+
+impl EtcdMember {
+    /// The hosts of its peer URLs.
+    pub fn peer_hosts(&self) -> Vec<String> {
+        self.peer_urls
+            .iter()
+            .filter_map(|u| {
+                let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+                let host = rest.rsplit_once(':').map(|(h, _)| h).unwrap_or(rest);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                (!host.is_empty()).then(|| host.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Parses `etcdctl member list` (simple format); lines that are not members are skipped.
+pub fn parse_member_list(out: &str) -> Vec<EtcdMember> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(", ").map(str::trim).collect();
+            if f.len() < 4 || f[0].is_empty() || !f[0].bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            Some(EtcdMember {
+                id: f[0].to_string(),
+                status: f[1].to_string(),
+                name: f[2].to_string(),
+                peer_urls: f[3]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// `etcdctl ARGS` inside the etcd static pod of master `node`, against its local member with
+/// the kubeadm etcd CA and the healthcheck client certificate (the pod mounts
+/// `/etc/kubernetes/pki/etcd`; the etcd image ships etcdctl).
+pub fn etcdctl(node: &str, args: &str) -> String {
+    format!(
+        "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec {} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key {args} 2>&1",
+        kbz_core::shell::quote(&format!("etcd-{node}"))
+    )
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+
+    #[test]
+    fn etcdctl_member_list_from_captured_output() {
+        let out = "8e9e05c52164694d, started, k8s-m1, https://192.0.2.41:2380, https://192.0.2.41:2379, false\n2a1d6d3e5b1f0c77, started, k8s-m3, https://192.0.2.43:2380, https://192.0.2.43:2379, false\n5f2a0bb0f0c1e3a9, unstarted, , https://[2001:db8::44]:2380, , false\n{\"level\":\"warn\"}\n";
+        let m = parse_member_list(out);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            (m[1].id.as_str(), m[1].status.as_str(), m[1].name.as_str()),
+            ("2a1d6d3e5b1f0c77", "started", "k8s-m3")
+        );
+        assert_eq!(m[0].peer_hosts(), ["192.0.2.41"]);
+        assert_eq!(
+            (m[2].name.as_str(), m[2].peer_hosts()),
+            ("", vec!["2001:db8::44".to_string()])
+        );
+        let s = etcdctl("k8s-m1", "member list");
+        assert!(
+            s.contains("exec 'etcd-k8s-m1' -- etcdctl --endpoints=https://127.0.0.1:2379"),
+            "{s}"
+        );
+        kbz_testkit::assert_valid_sh(&[s]);
+    }
+}

@@ -26,7 +26,8 @@
 //! --server-side` only when `kubectl diff --server-side` reports a difference, and waits with
 //! `kubectl rollout status` / `kubectl wait`, never a fixed sleep. Failure kinds have codes:
 //! E061 API not ready, E062 nodes not Ready, E063 an admission webhook that does not answer,
-//! E064 an add-on that does not roll out, E065 a kubeadm init or join that fails.
+//! E064 an add-on that does not roll out, E065 a kubeadm init, join or etcd member removal
+//! that fails.
 //!
 //! Uninstall stops the units and removes kbz's files and the artifacts; cluster data
 //! (`/var/lib/rancher/k3s`, `/etc/kubernetes`, `/var/lib/etcd`) is left in place.

@@ -2,7 +2,9 @@
 //! `file://` sources through a real download cache: a K3s install rolls the hosts (each
 //! waited for on scripted `/readyz` and unit output), applies the add-ons and waits on
 //! scripted rollout output; a converged re-run changes nothing; a new agent joins alone; a
-//! replaced master's stale node is deleted; uninstall removes kbz's files; kubeadm inits once.
+//! replaced master's stale node is deleted (K3s: its embedded etcd member goes with it;
+//! kubeadm: its stacked etcd member is removed first); uninstall removes kbz's files; kubeadm
+//! inits once.
 
 use kbz_core::artifact::ArtifactOverride;
 use kbz_core::engine::Mode;
@@ -102,6 +104,14 @@ fn script_cluster(fleet: &FakeConnector, registered: &[&str], ready: &[&str], un
         );
         h.script("get nodes --no-headers", output(&nodes_table(ready), 0));
         h.script("delete node", output("node deleted\n", 0));
+        // kubeadm's stacked etcd: one member per registered master.
+        let members: String = registered
+            .iter()
+            .filter(|n| n.contains("-m"))
+            .enumerate()
+            .map(|(i, n)| format!("{:016x}, started, {n}, https://192.0.2.{}:2380, https://192.0.2.{}:2379, false\n", 0xa0 + i, 41 + i, 41 + i))
+            .collect();
+        h.script("member list", output(&members, 0));
         let apply = if unchanged {
             "kbz: unchanged\n"
         } else {
@@ -275,6 +285,16 @@ async fn k3s_installs_reruns_clean_adds_an_agent_replaces_a_master_and_uninstall
         m1.ran().iter().any(|s| s.contains("delete node 'k8s-m3'")),
         "the replaced master's node was not deleted"
     );
+    // Never forced: K3s's etcd member controller removes the server's embedded etcd member
+    // in the node's finalizer, which a forced delete skips. No etcdctl on K3s.
+    assert!(
+        !m1.ran()
+            .iter()
+            .any(|s| s.contains("delete node") && s.contains("--force")),
+        "{:?}",
+        m1.ran()
+    );
+    assert!(!m1.ran().iter().any(|s| s.contains("etcdctl")));
 
     // Uninstall removes kbz's files and stops K3s everywhere.
     let un = RunOptions {
@@ -455,4 +475,140 @@ async fn health_reports_nodes_etcd_members_pods_and_the_vip_from_one_probe_per_h
         .contains("metrics-server-1 CrashLoopBackOff"));
     assert!(find("-", "API through the VIP").is_ok());
     assert!(find("k8s-w1", "node agent").is_ok());
+}
+
+const MEMBERS: &str = "8e9e05c52164694d, started, k8s-m1, https://192.0.2.41:2380, https://192.0.2.41:2379, false\n3b5c1d2e4f6a7b8c, started, k8s-m2, https://192.0.2.42:2380, https://192.0.2.42:2379, false\n2a1d6d3e5b1f0c77, started, k8s-m3, https://192.0.2.43:2380, https://192.0.2.43:2379, false\n6c7d8e9f0a1b2c3d, started, k8s-m4, https://192.0.2.44:2380, https://192.0.2.44:2379, false\n";
+
+#[tokio::test]
+async fn kubeadm_removes_a_replaced_masters_etcd_member_before_its_node() {
+    let m4 = ("k8s-m4", "192.0.2.44");
+    let all: Vec<_> = MASTERS
+        .iter()
+        .chain(WORKERS)
+        .chain([&m4])
+        .copied()
+        .collect();
+    let lab = lab("kubeadm", &inventory(&all, &[]));
+    // k8s-m3 was replaced by k8s-m4: the cluster still has m3's node and etcd member.
+    let after = ["k8s-m1", "k8s-m2", "k8s-m4", "k8s-w1", "k8s-w2"];
+    let registered: Vec<&str> = after.iter().copied().chain(["k8s-m3"]).collect();
+    script_cluster(&lab.fleet, &registered, &after, true);
+    for (name, h) in lab.fleet.hosts() {
+        h.script(
+            "[ -f /etc/kubernetes/kubelet.conf ]",
+            output("", if name == "k8s-m4" { 1 } else { 0 }),
+        );
+        h.script(
+            "kubeadm init phase",
+            output("bootstrap token refreshed\n", 0),
+        );
+        h.script(
+            "openssl x509 -pubkey",
+            output(&format!("{}\n", "cd".repeat(32)), 0),
+        );
+        h.script(
+            "kubeadm join",
+            output("This node has joined the cluster\n", 0),
+        );
+        h.script("helm", output("kbz: unchanged\n", 0));
+        h.script("member list", output(MEMBERS, 0));
+        h.script(
+            "member remove",
+            output(
+                "Member 2a1d6d3e5b1f0c77 removed from cluster 1c4ba8d0ef0b7f07\n",
+                0,
+            ),
+        );
+    }
+    let masters: Vec<_> = MASTERS[..2].iter().copied().chain([m4]).collect();
+    let e = engine(&lab, inventory(&masters, WORKERS));
+    let r = e.run(&RunOptions::default()).await.expect("replace master");
+    let m1 = lab.fleet.host("k8s-m1").expect("m1");
+    let ran = m1.ran();
+    let pos = |needle: &str| {
+        ran.iter()
+            .position(|s| s.contains(needle))
+            .unwrap_or_else(|| panic!("m1 never ran `{needle}`: {ran:#?}"))
+    };
+    // Listed and removed inside m1's etcd pod with kubeadm's etcd certificates; only m3.
+    let list = pos("exec 'etcd-k8s-m1' -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key member list");
+    let remove = pos("etcdctl --endpoints=https://127.0.0.1:2379");
+    let remove = ran[remove..]
+        .iter()
+        .position(|s| s.contains("member remove 2a1d6d3e5b1f0c77"))
+        .map(|i| i + remove)
+        .expect("m3's member removed");
+    let delete = pos("delete node 'k8s-m3'");
+    assert!(list < remove && remove < delete, "{ran:#?}");
+    assert_eq!(
+        ran.iter().filter(|s| s.contains("member remove")).count(),
+        1,
+        "{ran:#?}"
+    );
+    assert!(lab
+        .fleet
+        .host("k8s-m4")
+        .expect("m4")
+        .ran()
+        .iter()
+        .any(|s| s.starts_with("kubeadm join --config")));
+    let details: Vec<&str> = r
+        .cluster_changes
+        .iter()
+        .map(|c| c.detail.as_str())
+        .collect();
+    assert!(
+        details.contains(&"removed etcd member 2a1d6d3e5b1f0c77 (k8s-m3): not an inventory master"),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("deleted node k8s-m3")),
+        "{details:?}"
+    );
+
+    // Converged: m3 gone from the member list and the nodes; nothing is removed again.
+    let members_after: String = MEMBERS
+        .lines()
+        .filter(|l| !l.contains("k8s-m3"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    script_cluster(&lab.fleet, &after, &after, true);
+    for (_, h) in lab.fleet.hosts() {
+        h.script("[ -f /etc/kubernetes/kubelet.conf ]", output("", 0));
+        h.script("helm", output("kbz: unchanged\n", 0));
+        h.script("member list", output(&members_after, 0));
+    }
+    let again = e.run(&RunOptions::default()).await.expect("re-run");
+    assert!(
+        again.cluster_changes.is_empty(),
+        "{:?}",
+        again.cluster_changes
+    );
+    assert_eq!(
+        m1.ran()
+            .iter()
+            .filter(|s| s.contains("member remove"))
+            .count(),
+        1
+    );
+
+    // A member list that does not even list m1 is not trusted: E065, nothing removed.
+    for (_, h) in lab.fleet.hosts() {
+        h.script(
+            "member list",
+            output("2a1d6d3e5b1f0c77, started, k8s-m3, https://192.0.2.43:2380, https://192.0.2.43:2379, false\n", 0),
+        );
+    }
+    let err = e
+        .run(&RunOptions::default())
+        .await
+        .expect_err("strange list");
+    assert_eq!(err.code(), Code::E065, "{err}");
+    assert_eq!(
+        m1.ran()
+            .iter()
+            .filter(|s| s.contains("member remove"))
+            .count(),
+        1
+    );
 }
