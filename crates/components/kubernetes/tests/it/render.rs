@@ -61,6 +61,15 @@ fn k3s_servers_bootstrap_once_and_agents_use_the_vip() {
         "{w1}"
     );
     assert!(w1.contains("token-file: /etc/rancher/k3s/kbz-token"));
+    // HAProxy's anonymous GET /readyz must reach every server's API (K3s turns anonymous
+    // requests off by default); agents run no API server.
+    for s in [&m1, &m2] {
+        assert!(
+            s.contains("kube-apiserver-arg:\n  - anonymous-auth=true\n"),
+            "{s}"
+        );
+    }
+    assert!(!w1.contains("kube-apiserver-arg"), "{w1}");
     // The token is only in the 0600 token file, never in config.yaml.
     let token = ctx.secret(kbz_kubernetes::TOKEN_SECRET).expect("token");
     assert!(!m2.contains(token.expose()));
