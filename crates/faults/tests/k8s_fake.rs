@@ -466,7 +466,7 @@ async fn kubeadm_health_needs_every_etcd_pod_and_the_run_refuses_without_it() {
     };
     let r = kbz_faults::run_once(&s, &f.target, &t, 1).await;
     let e = r.error.expect("unhealthy");
-    assert!(e.starts_with("E031"), "{e}");
+    assert!(e.starts_with(&Code::E031.to_string()), "{e}");
     assert!(e.contains("etcd-k8s-m3 CrashLoopBackOff 0/1"), "{e}");
     assert!(!f.markers.join("off-k8s-m1").exists());
     assert!(f.fakes[0].ran().iter().any(|c| c.contains(
@@ -493,7 +493,7 @@ async fn without_k8s_masters_the_scenario_refuses_with_e010() {
     };
     let r = kbz_faults::run_once(&s, &t, &timing(), 1).await;
     let e = r.error.expect("refused");
-    assert!(e.starts_with("E010"), "{e}");
+    assert!(e.starts_with(&Code::E010.to_string()), "{e}");
     assert!(e.contains("0 k8s-master host(s)"), "{e}");
     assert_eq!(r.victim, "");
 }
