@@ -1,4 +1,4 @@
-//! kbz-health's command line as clap types (the checks, `serve`, `timer`): parsed by the
+//! kbz-health's command line as clap types (the checks, `serve`, `ports`, `timer`): parsed by the
 //! binary, and turned into shell completions and man pages by `cargo xtask docs-cli`.
 
 use clap::{Parser, Subcommand};
@@ -13,7 +13,7 @@ use std::path::PathBuf;
     name = "kbz-health",
     version,
     after_help = exit::help(
-        "kbz-health: 0 healthy, 1 degraded (redundancy lost, every service up), 2 down (a service is unavailable; only that), 3 no host could be asked, 64 bad input or a usage error (with an `errors` JSON under --json)."
+        "kbz-health: 0 healthy, 1 degraded (redundancy lost, every service up), 2 down (a service is unavailable; only that), 3 no host could be asked, 64 bad input or a usage error (with an `errors` JSON under --json). kbz-health ports: 0 every endpoint answers and nothing listens where it should not, 1 a service of kbz listens on an address it should not (E059), 2 an endpoint does not answer, 3 a host could not be asked."
     )
 )]
 pub struct Cli {
@@ -37,6 +37,10 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9478")]
         listen: String,
     },
+    /// The port map: every endpoint (VIP fronts and members) with its auth, each checked by
+    /// connecting from here, and every listener of kbz's services on an address it should
+    /// not be on (E059), read from each host in one round trip.
+    Ports,
     /// A systemd timer that runs kbz-health every minute (transition alerts, --prometheus).
     Timer {
         /// What to do with it.

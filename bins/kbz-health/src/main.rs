@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         None => command::once(c, o),
         Some(Command::Serve { listen }) => command::serve(c, o, listen),
+        Some(Command::Ports) => command::ports(c, o),
         Some(Command::Timer {
             action: TimerAction::Install { root, every },
         }) => command::timer_install(c, o, root, every),

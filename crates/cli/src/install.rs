@@ -139,6 +139,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         Ok(c) => c,
         Err(f) => return f.report(g.json),
     };
+    let postflight = connector.clone();
     let engine = with_cache(
         Engine::new(ctx, components, connector).with_progress(bars.clone()),
         &i,
@@ -249,6 +250,25 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
             } else {
                 rt.block_on(pre::port_map(engine.context(), &selected, true))
             };
+            // Nothing of kbz's may listen where the port map does not say (E059, a warning
+            // here: `kbz-health ports` is the gate). Asked after a run that changed
+            // something (a converged re-run cannot have moved a listener).
+            let strays = if map.is_empty() || report.changed() == 0 {
+                Vec::new()
+            } else {
+                match rt.block_on(pre::stray_binds(engine.context(), &selected, postflight)) {
+                    Ok(s) => s,
+                    Err(failed) => {
+                        for (h, e) in failed {
+                            crate::errln!("warning: {h}: cannot read the listeners: {e}");
+                        }
+                        Vec::new()
+                    }
+                }
+            };
+            if !strays.is_empty() {
+                ui::diagnostics(&pre::stray_diagnostics(&strays), g.json);
+            }
             summary(&report, started.elapsed(), g.json, gate.as_ref(), &map);
             if preflight_failed {
                 exit::FAILED

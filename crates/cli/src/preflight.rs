@@ -2,7 +2,8 @@
 //! of every host, the gate that stops a run on an error before anything changes, and the
 //! postflight port map, each endpoint checked by connecting to it from the controller.
 
-use kbz_core::preflight::portmap::{self, Endpoint};
+use kbz_core::executor::Connector;
+use kbz_core::preflight::portmap::{self, Endpoint, StrayBind};
 use kbz_core::preflight::{Planned, Report};
 use kbz_core::{Component, Context, Engine, EngineError, RunOptions};
 use serde::Serialize;
@@ -157,4 +158,80 @@ pub fn render_port_map(map: &[Endpoint]) -> String {
         })
         .collect();
     ui::render_table(&["service", "address", "via", "auth", "check"], &rows)
+}
+
+/// Every stray bind of kbz's services ([`portmap::stray_binds`]): each host's listeners in one
+/// round trip, concurrently. A host that cannot be asked is an error naming it.
+pub async fn stray_binds(
+    ctx: &Context,
+    components: &[Arc<dyn Component>],
+    connector: Arc<dyn Connector>,
+) -> Result<Vec<StrayBind>, Vec<(String, String)>> {
+    let hosts: Vec<kbz_core::Host> = ctx
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| components.iter().any(|c| c.applies_to(h)))
+        .cloned()
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, h) in hosts.iter().cloned().enumerate() {
+        let connector = connector.clone();
+        set.spawn(async move {
+            let asked = async {
+                let exec = connector.connect(&h).await.map_err(|e| e.to_string())?;
+                let cmd =
+                    kbz_core::Cmd::new(portmap::LISTENERS_SCRIPT).timeout(Duration::from_secs(20));
+                let out = exec.run(&cmd).await.map_err(|e| e.to_string())?;
+                portmap::parse_listeners(&out.stdout_str())
+            };
+            (i, asked.await)
+        });
+    }
+    let mut answers: Vec<Option<Result<_, String>>> = vec![None; hosts.len()];
+    while let Some(j) = set.join_next().await {
+        if let Ok((i, a)) = j {
+            answers[i] = Some(a);
+        }
+    }
+    let (mut strays, mut failed) = (Vec::new(), Vec::new());
+    for (h, a) in hosts.iter().zip(answers) {
+        match a.unwrap_or_else(|| Err("the check did not finish".into())) {
+            Ok(l) => strays.extend(portmap::stray_binds(ctx, components, h, &l)),
+            Err(e) => failed.push((h.hostname.clone(), e)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(strays)
+    } else {
+        Err(failed)
+    }
+}
+
+/// Stray binds as E059 diagnostics, one per listener.
+pub fn stray_diagnostics(strays: &[StrayBind]) -> Vec<kbz_errors::Diagnostic> {
+    strays
+        .iter()
+        .map(|s| {
+            kbz_errors::Diagnostic::new(
+                kbz_errors::Code::E059,
+                if s.expected == "-" {
+                    format!(
+                        "{} listens on {}, a port kbz does not open for it",
+                        s.process, s.address
+                    )
+                } else {
+                    format!(
+                        "{} listens on {}, where kbz binds it on {} only",
+                        s.process, s.address, s.expected
+                    )
+                },
+            )
+            .on_host(&s.host)
+            .hint(format!(
+                "see who opened it and how: `ss -ltnp | grep {}` on {}; bind it to the member address only (a local edit of its config, or another install of the same software)",
+                s.process, s.host
+            ))
+        })
+        .collect()
 }

@@ -1066,12 +1066,17 @@ pub static CATALOGUE: &[Entry] = &[
         Code::E059,
         "security",
         "Insecure configuration refused",
-        "kbz refused a setting that would weaken its security defaults: a service bound to a \
-         public address or 0.0.0.0, authentication turned off (Redis without requirepass, the \
-         RabbitMQ guest user, Patroni REST without auth), a secret on a command line, or host \
-         key checking disabled. The message names the setting.",
+        "kbz refused a setting that would weaken its security defaults, or found one in place: a \
+         service bound to a public address or 0.0.0.0 (`kbz-health ports` and the port map after \
+         an install list every listener of kbz's services on an address or port kbz does not \
+         open for it), authentication turned off (Redis without requirepass, the RabbitMQ guest \
+         user, Patroni REST without auth), a secret on a command line, or host key checking \
+         disabled. The message names the setting or the listener.",
         &[
             "Find the setting named in the message: `grep -n KEY kbz.toml`",
+            "For a listener, see which process opened it and with which options: `ss -ltnp` on \
+             the host, then `kbz-health ports --inventory servers.tsv` again once it is bound to \
+             the member address only",
             "Keep services on private addresses by setting [cluster] subnet to the nodes' network, \
              then check: `kbz-install validate --inventory servers.tsv --config kbz.toml`",
             "For unknown host keys record them instead of disabling checks: \

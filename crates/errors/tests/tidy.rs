@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Codes no non-test code references yet. The list only shrinks: when a component starts
 /// emitting a code, remove it here (the test fails until you do).
-const NOT_YET_EMITTED: &[&str] = &["E054", "E055", "E057", "E058", "E059", "E060"];
+const NOT_YET_EMITTED: &[&str] = &["E054", "E055", "E057", "E058", "E060"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -1,6 +1,7 @@
 //! e2e: kbz-health on the lab. Healthy after install (one round trip per host), degraded
 //! while a replica is powered off (`lab kill`), healthy again after it rejoins (`lab start`),
-//! and `kbz-health serve` scraped over HTTP on loopback.
+//! `kbz-health serve` scraped over HTTP on loopback, and `kbz-health ports`: every endpoint
+//! answers and nothing stray, then a redis-server planted on every address is E059.
 
 use anyhow::{ensure, Context as _, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -224,5 +225,61 @@ pub fn scenario(info: &LabInfo, names: &[&str], fig: &mut Figures) -> Result<()>
         "/metrics: {} series scraped",
         body.lines().filter(|l| l.starts_with("kbz_")).count()
     );
+    ports(&bin, &inv, names)
+}
+
+/// `kbz-health ports`: every endpoint answers and nothing listens where it should not; a
+/// redis-server started on every address of one host (a database on a public interface) is
+/// E059 naming it, exit 1; stopped by its pid, the check passes again.
+fn ports(bin: &std::path::Path, inv: &str, names: &[&str]) -> Result<()> {
+    let run = || -> Result<(i32, serde_json::Value)> {
+        let out = Command::new(bin)
+            .args(["ports", "--inventory", inv, "--json"])
+            .output()
+            .context("cannot run kbz-health ports")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v = serde_json::from_str(&stdout).with_context(|| {
+            format!(
+                "kbz-health ports printed no JSON:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((out.status.code().unwrap_or(-1), v))
+    };
+    step("kbz-health ports: every endpoint answers, nothing listens where it should not");
+    let (code, v) = run()?;
+    let map = v["port_map"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        code == 0 && !map.is_empty() && v["stray_binds"] == serde_json::json!([]),
+        "kbz-health ports: exit {code}:\n{v:#}"
+    );
+    ensure!(
+        map.iter().all(|e| e["reachable"] == true),
+        "an endpoint does not answer:\n{v:#}"
+    );
+    println!("{} endpoints answer, 0 stray binds", map.len());
+
+    step("kbz-health ports: a redis-server on every address of one host is E059");
+    let host = names[0];
+    let pid = super::on(
+        host,
+        "redis-server --port 6390 --bind 0.0.0.0 --save '' --appendonly no --daemonize yes \
+         --pidfile /run/kbz-e2e-stray.pid >/dev/null && sleep 1 && cat /run/kbz-e2e-stray.pid",
+    )?;
+    let planted = run();
+    let stop = super::on(host, &format!("kill {pid} && rm -f /run/kbz-e2e-stray.pid"));
+    let (code, v) = planted?;
+    stop?;
+    let strays = v["stray_binds"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        code == 1
+            && strays.len() == 1
+            && strays[0]["host"] == host
+            && strays[0]["address"] == "*:6390"
+            && strays[0]["process"] == "redis-server",
+        "kbz-health ports did not report the planted redis-server on {host} (exit {code}):\n{v:#}"
+    );
+    println!("the planted redis-server on {host} *:6390 is E059, exit 1");
+    eventually(30, "kbz-health ports passes again", || Ok(run()?.0 == 0))?;
     Ok(())
 }

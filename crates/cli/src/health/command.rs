@@ -1,6 +1,6 @@
 //! kbz-health's subcommands, each returning an exit code from [`crate::exit`]: one run
 //! (table or JSON, the Prometheus textfile, transition alerts), `serve` (the `/metrics`
-//! server) and `timer install|remove`.
+//! server), `ports` (the port map and stray binds) and `timer install|remove`.
 
 use clap::Args;
 use kbz_core::{Component, Context};
@@ -128,6 +128,69 @@ pub fn serve(c: &Common, o: &Options, listen: &str) -> u8 {
     crate::errln!("kbz-health: serving http://{}/metrics", server.addr());
     server.wait();
     exit::OK
+}
+
+/// `kbz-health ports`: the port map, each endpoint checked by connecting, and the stray
+/// binds of kbz's services (E059), one round trip per host.
+pub fn ports(c: &Common, o: &Options) -> u8 {
+    let p = match prepare_run(c, o) {
+        Ok(p) => p,
+        Err(f) => return f.report(c.json),
+    };
+    let ctx = &p.session.ctx;
+    let bar = crate::ui::progress(0, "checking every endpoint and listener", c.json);
+    let map =
+        p.rt.block_on(crate::preflight::port_map(ctx, &p.components, true));
+    let strays = p.rt.block_on(crate::preflight::stray_binds(
+        ctx,
+        &p.components,
+        p.connector.clone(),
+    ));
+    bar.finish_and_clear();
+    let strays = match strays {
+        Ok(s) => s,
+        Err(failed) => {
+            let ds: Vec<Diagnostic> = failed
+                .into_iter()
+                .map(|(h, e)| {
+                    Diagnostic::new(Code::E011, format!("cannot read the listeners: {e}"))
+                        .on_host(h)
+                        .hint("check SSH to the host: `kbz-install preflight --inventory servers.tsv`")
+                })
+                .collect();
+            crate::ui::diagnostics(&ds, c.json);
+            return exit::UNREACHABLE;
+        }
+    };
+    let silent = map.iter().filter(|e| e.reachable == Some(false)).count();
+    tracing::info!(
+        endpoints = map.len(),
+        silent,
+        stray = strays.len(),
+        "ports run"
+    );
+    if c.json {
+        crate::outln!(
+            "{}",
+            serde_json::json!({ "port_map": map, "stray_binds": strays })
+        );
+    } else {
+        crate::out!("{}", crate::preflight::render_port_map(&map));
+        crate::ui::diagnostics(&crate::preflight::stray_diagnostics(&strays), false);
+        crate::outln!(
+            "{} endpoints, {} answering; {} stray binds",
+            map.len(),
+            map.len() - silent,
+            strays.len()
+        );
+    }
+    if silent > 0 {
+        exit::DOWN
+    } else if !strays.is_empty() {
+        exit::DEGRADED
+    } else {
+        exit::OK
+    }
 }
 
 /// `kbz-health timer install`: the argv of the timer's run is this program with the same
