@@ -2,8 +2,9 @@
 //! catalogue tell users to run names a binary that exists (each binary's own tests check its
 //! subcommands with the real executable, `kbz_testkit::docs::check_subcommands`), no doc
 //! repeats a section or a paragraph, every snapshot file names a test source that exists and
-//! follows the one naming scheme, and every component crate lays out its tests the same way
-//! (docs/architecture.md, "Tests").
+//! follows the one naming scheme, every component crate lays out its tests the same way
+//! (docs/architecture.md, "Tests"), and docs/security.md's port table matches the ports the
+//! components declare (the port map `kbz-health ports` checks).
 
 use kbz_testkit::docs::documented_commands;
 use kbz_testkit::workspace_root;
@@ -441,5 +442,73 @@ fn codes_are_written_as_code_values_not_string_literals() {
         found.is_empty(),
         "write these codes as Code::Exxx:\n{}",
         found.join("\n")
+    );
+}
+
+/// The port map kbz checks (`Component::listens` of every component on the example fleet)
+/// and docs/security.md's port table say the same: each listened port has a row of its
+/// module (`5 postgres`) with that port, and the row names loopback exactly when the
+/// component binds it.
+#[test]
+fn the_port_map_matches_the_port_table_of_docs_security() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/security.md")).expect("doc");
+    // (module column, address column, port column) of each table row.
+    let rows: Vec<(String, String, String)> = doc
+        .lines()
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split('|').map(str::trim).collect();
+            (c.len() > 5 && c[1].chars().next().is_some_and(|ch| ch.is_ascii_digit()))
+                .then(|| (c[1].to_string(), c[3].to_string(), c[4].to_string()))
+        })
+        .collect();
+    assert!(rows.len() > 10, "no port table found: {rows:?}");
+    let has_port = |col: &str, port: u16| {
+        col.split(|ch: char| !ch.is_ascii_digit() && ch != '-')
+            .filter(|w| !w.is_empty())
+            .any(|w| match w.split_once('-') {
+                Some((a, b)) => match (a.parse::<u16>(), b.parse::<u16>()) {
+                    (Ok(a), Ok(b)) => (a..=b).contains(&port),
+                    _ => false,
+                },
+                None => w.parse::<u16>() == Ok(port),
+            })
+    };
+    let ctx = kbz_testkit::example_context(
+        kbz_stack::components()
+            .iter()
+            .flat_map(|c| c.secret_names()),
+    );
+    let mut missing = Vec::new();
+    for c in kbz_stack::components() {
+        let module = format!("{} {}", c.module(), c.name());
+        for host in ctx.inventory.hosts.iter().filter(|h| c.applies_to(h)) {
+            for l in c.listens(&ctx, host) {
+                let loopback = l.addrs.iter().any(|a| a.is_loopback());
+                let found = rows.iter().any(|(m, addr, ports)| {
+                    m == &module
+                        && has_port(ports, l.port)
+                        && addr.contains("127.0.0.1") == loopback
+                });
+                if !found {
+                    missing.push(format!(
+                        "{module}: {} on port {} ({})",
+                        l.service,
+                        l.port,
+                        if loopback {
+                            "with 127.0.0.1"
+                        } else {
+                            "no loopback"
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "docs/security.md's port table lacks these rows (module, port, loopback as bound):\n{}",
+        missing.join("\n")
     );
 }
