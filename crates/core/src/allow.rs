@@ -258,6 +258,40 @@ pub fn cluster_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Roles kbz's PostgreSQL cluster keeps for itself (Patroni's superuser, replication and
+/// rewind users).
+pub const PG_RESERVED_ROLES: &[&str] = &["postgres", "replicator", "rewind_user"];
+
+/// A PostgreSQL role or database name kbz creates: 1-63 lowercase letters, digits and `_`,
+/// starting with a letter or `_`, not `pg_...` (reserved by PostgreSQL) and none of
+/// [`PG_RESERVED_ROLES`] or PostgreSQL's template databases. Such a name needs no quoting in
+/// SQL, pg_hba or a connection string.
+pub fn pg_name(what: &str, s: &str) -> Result<(), String> {
+    if let Some(c) = first_bad(s, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    }) {
+        return Err(format!(
+            "{what} `{}` contains {}, which a PostgreSQL name kbz creates cannot hold",
+            s.escape_default(),
+            shown(c)
+        ));
+    }
+    if s.is_empty() || s.len() > 63 || s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!(
+            "{what} `{s}` must be 1-63 characters starting with a lowercase letter or `_`"
+        ));
+    }
+    if s.starts_with("pg_")
+        || PG_RESERVED_ROLES.contains(&s)
+        || matches!(s, "template0" | "template1" | "all" | "replication" | "public")
+    {
+        return Err(format!(
+            "{what} `{s}` is reserved (by PostgreSQL or by kbz's cluster)"
+        ));
+    }
+    Ok(())
+}
+
 /// A file path on the controller: no NUL, newline or other control character.
 pub fn local_path(what: &str, s: &str) -> Result<(), String> {
     match first_bad(s, |c| !c.is_control()) {
@@ -289,6 +323,19 @@ mod tests {
     ];
 
     #[test]
+    fn pg_names_are_plain_identifiers_and_not_reserved() {
+        for ok in ["app", "shop_2", "_x", &"a".repeat(63)] {
+            assert!(pg_name("n", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "App", "2app", "a-b", "a.b", "pg_monitor", "postgres", "replicator",
+            "rewind_user", "template1", "all", "replication", &"a".repeat(64),
+        ] {
+            assert!(pg_name("n", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_list_refuses_every_hostile_value() {
         for v in HOSTILE {
             assert!(dns_name("x", v).is_err(), "dns {v:?}");
@@ -297,6 +344,7 @@ mod tests {
             assert!(interface(v).is_err(), "iface {v:?}");
             assert!(label_value("k", v).is_err(), "label {v:?}");
             assert!(version("v", v).is_err(), "version {v:?}");
+            assert!(pg_name("n", v).is_err(), "pg name {v:?}");
             let url = format!("http://proxy{v}:3142/");
             assert!(http_url("u", &url).is_err(), "url {url:?}");
             let url = format!("http://proxy:3142/{v}");

@@ -55,6 +55,8 @@ pub enum ClusterChangeKind {
     Apply,
     /// A member the inventory no longer lists was removed (a replaced Kubernetes node).
     RemoveMember,
+    /// An object inside the service was created (a PostgreSQL role or database).
+    Create,
 }
 
 impl ClusterChange {
@@ -83,6 +85,7 @@ impl std::fmt::Display for ClusterChange {
             ClusterChangeKind::SentinelSet => "sentinel set",
             ClusterChangeKind::Apply => "apply",
             ClusterChangeKind::RemoveMember => "remove member",
+            ClusterChangeKind::Create => "create",
         };
         write!(
             f,

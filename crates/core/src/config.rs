@@ -168,6 +168,13 @@ pub struct PostgresConfig {
     pub max_lag_bytes: u64,
     /// kbz-health: a replica whose replay lags more seconds than this is degraded.
     pub max_lag_seconds: f64,
+    /// The application role clients log in as (through the VIP or a member's address); its
+    /// password is the generated `postgres_app_password` secret. The superuser `postgres`
+    /// is reachable only over the local socket.
+    pub app_user: String,
+    /// The application database, owned by [`PostgresConfig::app_user`]; the only database
+    /// that role may reach over the network.
+    pub app_database: String,
 }
 
 impl Default for PostgresConfig {
@@ -176,6 +183,8 @@ impl Default for PostgresConfig {
             synchronous_mode: true,
             max_lag_bytes: 16 * 1024 * 1024,
             max_lag_seconds: 30.0,
+            app_user: "app".into(),
+            app_database: "app".into(),
         }
     }
 }
@@ -304,7 +313,13 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
     ("timeouts", &["connect", "command", "readiness"]),
     (
         "postgres",
-        &["synchronous_mode", "max_lag_bytes", "max_lag_seconds"],
+        &[
+            "synchronous_mode",
+            "max_lag_bytes",
+            "max_lag_seconds",
+            "app_user",
+            "app_database",
+        ],
     ),
     (
         "failover",

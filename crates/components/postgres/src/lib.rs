@@ -36,12 +36,14 @@
 //! - No secret is ever on a command line: patronictl reads the config file, and psql runs as
 //!   the `postgres` OS user with peer authentication over the local socket.
 
+mod app;
 mod cluster;
 mod health;
 pub mod kept;
 mod patroni;
 pub mod tls;
 
+pub use app::{setup_sql as app_setup_sql, APP_PASSWORD, SETUP_SCRIPT as APP_SETUP_SCRIPT};
 pub use cluster::{
     check_members, check_replication, cluster_script, parse_cluster, parse_replication,
     psql_script, ready_script, switchover_script, MemberRow, ReplicationRow, REPLICATION_QUERY,
@@ -125,10 +127,13 @@ fn yq(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// `pg_hba.conf` lines: peer for local socket users (Patroni and kbz's own checks run as the
-/// `postgres` OS user), passwords (SCRAM) for everything over TCP, replication only for the
-/// `replicator` user, and only from loopback and `[cluster] subnet` (or, without one, from
-/// the inventory's addresses). Anything else is rejected.
+/// `pg_hba.conf` lines, least privilege: `peer` on the local socket (Patroni and kbz's own
+/// checks run as the `postgres` OS user); the superuser `postgres` refused over TCP from
+/// anywhere, loopback included; replication only as `replicator` (from loopback, Patroni's
+/// own check, and the networks); `rewind_user` only to the `postgres` database from the
+/// networks (pg_rewind and Patroni's checks against a new leader); the application role only
+/// to its database, from loopback and the networks. Every TCP line is SCRAM; the networks are
+/// `[cluster] subnet` or, without one, the inventory's addresses. Anything else is rejected.
 pub fn pg_hba(ctx: &Context) -> Vec<String> {
     let nets: Vec<String> = match ctx.config.cluster.subnet {
         Some(net) => vec![net.to_string()],
@@ -142,22 +147,23 @@ pub fn pg_hba(ctx: &Context) -> Vec<String> {
             })
             .collect(),
     };
-    // Patroni's own checks open a replication connection to the local server over loopback.
+    let mut with_lo = vec!["127.0.0.1/32".to_string(), "::1/128".to_string()];
+    with_lo.extend(nets.iter().cloned());
     let mut v = vec![
         "local all all peer".to_string(),
-        "host replication replicator 127.0.0.1/32 scram-sha-256".to_string(),
-        "host replication replicator ::1/128 scram-sha-256".to_string(),
-        "host all all 127.0.0.1/32 scram-sha-256".to_string(),
-        "host all all ::1/128 scram-sha-256".to_string(),
+        "host all postgres 0.0.0.0/0 reject".to_string(),
+        "host all postgres ::/0 reject".to_string(),
     ];
     v.extend(
-        nets.iter()
+        with_lo
+            .iter()
             .map(|n| format!("host replication replicator {n} scram-sha-256")),
     );
     v.extend(
         nets.iter()
-            .map(|n| format!("host all all {n} scram-sha-256")),
+            .map(|n| format!("host postgres rewind_user {n} scram-sha-256")),
     );
+    v.extend(app::hba(ctx, &with_lo));
     v
 }
 
@@ -374,6 +380,43 @@ async fn observe(
     Ok(check_replication(&parse_replication(&out.stdout_str()), &replicas, sync).map(|()| leader))
 }
 
+/// Creates the application role and database on the leader when missing (see `app`).
+async fn app_role(
+    ctx: &Context,
+    hosts: &[HostExec],
+    leader: &str,
+) -> Result<Vec<ClusterChange>, ComponentError> {
+    let Some(lx) = hosts.iter().find(|h| h.host.hostname == leader) else {
+        return Ok(Vec::new());
+    };
+    let out = lx
+        .exec
+        .run(
+            &Cmd::new(app::SETUP_SCRIPT)
+                .stdin(app::setup_input(ctx)?)
+                .timeout(PROBE_TIMEOUT),
+        )
+        .await?;
+    if !out.success() {
+        let pg = &ctx.config.postgres;
+        return Err(ComponentError::Cluster {
+            code: Code::E035,
+            message: format!(
+                "cannot create the application role {} and database {} on the leader {leader}: {}",
+                pg.app_user,
+                pg.app_database,
+                out.stderr_str().trim()
+            ),
+            host: Some(leader.to_string()),
+            hint: Some(format!(
+                "check on {leader}: `runuser -u postgres -- psql -c '\\du'`; a database of that name owned by \
+                 another role, or [postgres] app_user / app_database naming existing objects, can cause it"
+            )),
+        });
+    }
+    Ok(app::changes(ctx, leader, &out.stdout_str()))
+}
+
 fn replication_broken(what: String, secs: u64) -> ComponentError {
     ComponentError::Cluster {
         code: Code::E038,
@@ -403,6 +446,7 @@ impl Component for Postgres {
             SUPERUSER_PASSWORD,
             REPLICATION_PASSWORD,
             REWIND_PASSWORD,
+            APP_PASSWORD,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -545,7 +589,7 @@ impl Component for Postgres {
         loop {
             // Patroni bootstraps and joins by itself; this step only waits and checks.
             let why = match observe(ctx, hosts).await? {
-                Ok(_) => return Ok(Vec::new()),
+                Ok(leader) => return app_role(ctx, hosts, &leader).await,
                 Err(why) => why,
             };
             if Instant::now() + POLL_INTERVAL > deadline {
@@ -669,27 +713,75 @@ mod tests {
             hba,
             vec![
                 "local all all peer",
+                "host all postgres 0.0.0.0/0 reject",
+                "host all postgres ::/0 reject",
                 "host replication replicator 127.0.0.1/32 scram-sha-256",
                 "host replication replicator ::1/128 scram-sha-256",
-                "host all all 127.0.0.1/32 scram-sha-256",
-                "host all all ::1/128 scram-sha-256",
                 "host replication replicator 10.0.0.0/24 scram-sha-256",
-                "host all all 10.0.0.0/24 scram-sha-256",
+                "host postgres rewind_user 10.0.0.0/24 scram-sha-256",
+                "host app app 127.0.0.1/32 scram-sha-256",
+                "host app app ::1/128 scram-sha-256",
+                "host app app 10.0.0.0/24 scram-sha-256",
             ]
         );
-        // Every TCP line uses SCRAM: no trust, no md5, no password in clear.
-        assert!(hba
-            .iter()
-            .filter(|l| l.starts_with("host"))
-            .all(|l| l.ends_with(" scram-sha-256")));
+        // Every TCP line that admits anyone uses SCRAM: no trust, no md5, no password in
+        // clear; none admits the superuser or every role.
+        for l in hba.iter().filter(|l| l.starts_with("host")) {
+            assert!(
+                l.ends_with(" scram-sha-256")
+                    || l.ends_with(" postgres 0.0.0.0/0 reject")
+                    || l.ends_with(" postgres ::/0 reject"),
+                "{l}"
+            );
+            assert!(!l.contains(" all all "), "{l}");
+            if l.contains(" postgres ") && !l.starts_with("host postgres rewind_user") {
+                assert!(l.ends_with(" reject"), "{l}");
+            }
+        }
+    }
+
+    #[test]
+    fn pg_hba_names_the_configured_application_role() {
+        let mut c = ctx(Some("10.0.0.0/24"));
+        let mut cfg = (*c.config).clone();
+        cfg.postgres.app_user = "shop".into();
+        cfg.postgres.app_database = "shopdb".into();
+        c.config = std::sync::Arc::new(cfg);
+        let hba = pg_hba(&c);
+        assert!(
+            hba.contains(&"host shopdb shop 10.0.0.0/24 scram-sha-256".into()),
+            "{hba:?}"
+        );
+        assert!(!hba.iter().any(|l| l.contains(" app ")), "{hba:?}");
+        // With TLS the network lines need it; loopback and the superuser's refusals stay.
+        let ssl = tls::hostssl(hba);
+        assert!(ssl.contains(&"hostssl shopdb shop 10.0.0.0/24 scram-sha-256".into()));
+        assert!(ssl.contains(&"hostssl postgres rewind_user 10.0.0.0/24 scram-sha-256".into()));
+        assert!(ssl.contains(&"host all postgres 0.0.0.0/0 reject".into()));
+        assert!(ssl.contains(&"host shopdb shop 127.0.0.1/32 scram-sha-256".into()));
     }
 
     #[test]
     fn pg_hba_without_a_subnet_lists_the_inventory_hosts() {
         let hba = pg_hba(&ctx(None));
         assert!(hba.contains(&"host replication replicator 10.0.0.12/32 scram-sha-256".into()));
-        assert!(hba.contains(&"host all all 10.0.0.5/32 scram-sha-256".into()));
-        assert!(!hba.iter().any(|l| l.contains("0.0.0.0/0")));
+        assert!(hba.contains(&"host app app 10.0.0.5/32 scram-sha-256".into()));
+        assert!(hba.contains(&"host postgres rewind_user 10.0.0.13/32 scram-sha-256".into()));
+        assert!(!hba
+            .iter()
+            .any(|l| l.contains("0.0.0.0/0") && !l.ends_with(" reject")));
+    }
+
+    #[test]
+    fn patroni_connects_locally_over_the_socket() {
+        let c = ctx(Some("10.0.0.0/24"));
+        let host = c.inventory.host("db1").expect("db1").clone();
+        let y = Postgres::config(&c, &host).expect("render");
+        assert!(y.contains("\n  use_unix_socket: true\n"), "{y}");
+        assert!(
+            y.contains("    unix_socket_directories: /var/run/postgresql\n"),
+            "{y}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `[security] tls` for PostgreSQL and Patroni: the member's certificate from kbz's CA in
 //! `/etc/patroni/tls` (owned by postgres, key 0600), used by Patroni's etcd3 client (etcd
 //! requires a client certificate) and by PostgreSQL (`ssl = on`); network access in pg_hba
-//! becomes `hostssl`, and Patroni's replication and rewind connections require TLS.
+//! becomes `hostssl` (`reject` lines stay `host`), and Patroni's replication and rewind connections require TLS.
 
 use kbz_core::{Context, Host, Resource};
 
@@ -56,8 +56,10 @@ pub fn hostssl(lines: Vec<String>) -> Vec<String> {
         .into_iter()
         .map(|l| {
             let loopback = l.contains(" 127.0.0.1/32 ") || l.contains(" ::1/128 ");
+            // A `reject` line stays `host`: it refuses with and without TLS.
+            let keep = loopback || l.ends_with(" reject");
             match l.strip_prefix("host ") {
-                Some(rest) if !loopback => format!("hostssl {rest}"),
+                Some(rest) if !keep => format!("hostssl {rest}"),
                 _ => l,
             }
         })
@@ -70,6 +72,7 @@ mod tests {
     fn network_lines_become_hostssl_and_loopback_stays() {
         let out = super::hostssl(vec![
             "local all all peer".into(),
+            "host all postgres 0.0.0.0/0 reject".into(),
             "host all all 127.0.0.1/32 scram-sha-256".into(),
             "host all all ::1/128 scram-sha-256".into(),
             "host replication replicator 10.0.0.0/24 scram-sha-256".into(),
@@ -79,6 +82,7 @@ mod tests {
             out,
             [
                 "local all all peer",
+                "host all postgres 0.0.0.0/0 reject",
                 "host all all 127.0.0.1/32 scram-sha-256",
                 "host all all ::1/128 scram-sha-256",
                 "hostssl replication replicator 10.0.0.0/24 scram-sha-256",

@@ -78,6 +78,18 @@ pub(super) fn check(cfg: &Config, path: &str, text: Option<&str>) -> Vec<Diagnos
             "write a version like `postgres = \"16\"` or `kubeadm = \"1.31.4-1.1\"`",
         );
     }
+    for (key, v) in [
+        ("app_user", &cfg.postgres.app_user),
+        ("app_database", &cfg.postgres.app_database),
+    ] {
+        bad(
+            "postgres",
+            key,
+            allow::pg_name(&format!("[postgres] {key}"), v),
+            "use lowercase letters, digits and `_`, e.g. `app_user = \"shop\"` (not `postgres`, \
+             `replicator`, `rewind_user` or a `pg_` name)",
+        );
+    }
     if let Some(m) = &cfg.kubernetes.registry_mirror {
         bad(
             "kubernetes",

@@ -103,6 +103,8 @@ fn hostile_versions_urls_and_ssh_settings_are_e008_at_their_line() {
             ),
             ("ssh", "jump_host", toml_str(&format!("ops@bastion{v}:22"))),
             ("ssh", "jump_host", toml_str(&format!("{v}@bastion:22"))),
+            ("postgres", "app_user", toml_str(&format!("shop{v}"))),
+            ("postgres", "app_database", toml_str(v)),
         ] {
             let text = format!("[{table}]\n{key} = {value}\n");
             one_e008(&text, 2);
@@ -112,6 +114,11 @@ fn hostile_versions_urls_and_ssh_settings_are_e008_at_their_line() {
         one_e008(&format!("[ssh]\nkey = {}\n", toml_str(v)), 2);
     }
     one_e008("[versions]\n\"$(id)\" = \"1\"\n", 2);
+    // The application role cannot be one of the cluster's own roles.
+    for name in ["postgres", "replicator", "rewind_user", "pg_monitor"] {
+        let d = one_e008(&format!("[postgres]\napp_user = \"{name}\"\n"), 2);
+        assert!(d.message.contains("reserved"), "{}", d.message);
+    }
 }
 
 #[test]

@@ -55,6 +55,11 @@ fn setup(replication: &str) -> (Engine, Arc<FakeConnector>, tempfile::TempDir) {
             "# kbz-postgres roll order",
             output("patroni=inactive\ndata=none\ntli=\n", 0),
         );
+        // psql's command tags when the application role and database are created.
+        h.script(
+            kbz_postgres::APP_SETUP_SCRIPT,
+            output("SET\nSET\nSET\nCREATE ROLE\nCREATE DATABASE\nREVOKE\n", 0),
+        );
     }
     // Each member's readiness check after its rolling change: db1 leads, the others stream.
     for (name, answer) in [
@@ -116,11 +121,37 @@ async fn fresh_fleet_converges_and_rerun_changes_nothing() {
         .map(|(_, h)| h.restarts("patroni") as u32)
         .collect();
     assert!(restarts.iter().all(|r| *r <= 1), "{restarts:?}");
+    // The application role and database were created once, on the leader, by a psql that
+    // read the password on stdin (never on its command line).
+    let created: Vec<String> = first
+        .cluster_changes
+        .iter()
+        .map(|c| format!("{} {}", c.host, c.detail))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            "db1 application role app (login, password from the secrets file)",
+            "db1 application database app owned by app",
+        ]
+    );
+    let db1 = fleet.host("db1").expect("db1");
+    assert!(db1.ran().iter().any(|s| s == kbz_postgres::APP_SETUP_SCRIPT));
+    for (name, h) in fleet.hosts() {
+        for s in h.ran() {
+            assert!(!s.contains("PLACEHOLDER"), "{name}: a secret in {s}");
+        }
+    }
+    // Once they exist psql creates nothing: the re-run reports no cluster change.
+    for (_, h) in fleet.hosts() {
+        h.script(kbz_postgres::APP_SETUP_SCRIPT, output("SET\nSET\nSET\n", 0));
+    }
     let second = engine
         .run(&RunOptions::default())
         .await
         .expect("second run");
     assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    assert!(second.cluster_changes.is_empty(), "{:?}", second.cluster_changes);
     for ((name, h), before) in fleet.hosts().zip(restarts) {
         assert_eq!(
             h.restarts("patroni") as u32,

@@ -38,13 +38,16 @@ fn rendered_files_with_tls() {
     for want in [
         "  protocol: https\n  cacert: \"/etc/patroni/tls/ca.crt\"",
         "    ssl: \"on\"",
-        "\"hostssl all all 192.0.2.0/24 scram-sha-256\"",
+        "\"hostssl app app 192.0.2.0/24 scram-sha-256\"",
         "\"hostssl replication replicator 192.0.2.0/24 scram-sha-256\"",
-        "\"host all all 127.0.0.1/32 scram-sha-256\"",
+        "\"hostssl postgres rewind_user 192.0.2.0/24 scram-sha-256\"",
+        "\"host app app 127.0.0.1/32 scram-sha-256\"",
+        "\"host all postgres 0.0.0.0/0 reject\"",
     ] {
         assert!(config.contains(want), "{want} missing:\n{config}");
     }
-    assert!(!config.contains("\"host all all 192.0.2.0/24"), "{config}");
+    assert!(!config.contains("\"host app app 192.0.2.0/24"), "{config}");
+    assert!(!config.contains("host all all") && !config.contains("hostssl all all"), "{config}");
     let (k, v) = kbz_testkit::PEM_FILTER;
     insta::with_settings!({ filters => vec![(k, v)] }, {
         insta::assert_snapshot!("db1__files_tls", files);
