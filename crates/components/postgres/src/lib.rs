@@ -43,7 +43,10 @@ pub mod kept;
 mod patroni;
 pub mod tls;
 
-pub use app::{setup_sql as app_setup_sql, APP_PASSWORD, SETUP_SCRIPT as APP_SETUP_SCRIPT};
+pub use app::{
+    changes as app_changes, setup_sql as app_setup_sql, APP_PASSWORD,
+    SETUP_SCRIPT as APP_SETUP_SCRIPT,
+};
 pub use cluster::{
     check_members, check_replication, cluster_script, parse_cluster, parse_replication,
     psql_script, ready_script, switchover_script, MemberRow, ReplicationRow, REPLICATION_QUERY,

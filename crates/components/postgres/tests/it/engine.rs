@@ -136,7 +136,10 @@ async fn fresh_fleet_converges_and_rerun_changes_nothing() {
         ]
     );
     let db1 = fleet.host("db1").expect("db1");
-    assert!(db1.ran().iter().any(|s| s == kbz_postgres::APP_SETUP_SCRIPT));
+    assert!(db1
+        .ran()
+        .iter()
+        .any(|s| s == kbz_postgres::APP_SETUP_SCRIPT));
     for (name, h) in fleet.hosts() {
         for s in h.ran() {
             assert!(!s.contains("PLACEHOLDER"), "{name}: a secret in {s}");
@@ -151,7 +154,11 @@ async fn fresh_fleet_converges_and_rerun_changes_nothing() {
         .await
         .expect("second run");
     assert_eq!(second.changed(), 0, "{}", second.plan.render());
-    assert!(second.cluster_changes.is_empty(), "{:?}", second.cluster_changes);
+    assert!(
+        second.cluster_changes.is_empty(),
+        "{:?}",
+        second.cluster_changes
+    );
     for ((name, h), before) in fleet.hosts().zip(restarts) {
         assert_eq!(
             h.restarts("patroni") as u32,

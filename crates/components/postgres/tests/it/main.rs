@@ -1,5 +1,7 @@
 //! kbz-postgres integration tests, one binary: rendered files and Patroni's validator
-//! (`render`) and engine runs on fake hosts (`engine`).
+//! (`render`), engine runs on fake hosts (`engine`) and a real PostgreSQL 15 with kbz's
+//! pg_hba and application role (`loopback`).
 
 mod engine;
+mod loopback;
 mod render;

@@ -47,7 +47,10 @@ fn rendered_files_with_tls() {
         assert!(config.contains(want), "{want} missing:\n{config}");
     }
     assert!(!config.contains("\"host app app 192.0.2.0/24"), "{config}");
-    assert!(!config.contains("host all all") && !config.contains("hostssl all all"), "{config}");
+    assert!(
+        !config.contains("host all all") && !config.contains("hostssl all all"),
+        "{config}"
+    );
     let (k, v) = kbz_testkit::PEM_FILTER;
     insta::with_settings!({ filters => vec![(k, v)] }, {
         insta::assert_snapshot!("db1__files_tls", files);
