@@ -342,13 +342,16 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
     );
     println!("leader {leader}, {streaming} streaming replicas");
 
-    step("a row written through the PostgreSQL VIP is read back on every replica");
-    let pg = secret(info, "postgres_superuser_password")?;
+    step("a row written through the PostgreSQL VIP as the application role is read back on every replica; the superuser is refused over TCP");
+    let pg = secret(info, kbz_postgres::APP_PASSWORD)?;
+    let superuser = secret(info, kbz_postgres::SUPERUSER_PASSWORD)?;
+    let cfg: toml::Table = std::fs::read_to_string(&info.config)?.parse()?;
+    let (app_user, app_db) = crate::failover::app_role(&cfg);
     let pg_vip = vip("postgres")?;
     on_stdin(
         first,
         &format!(
-            "PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U postgres -d postgres -c \"create table if not exists kbz_e2e (id int primary key, v text); insert into kbz_e2e values (1, 'through-the-vip') on conflict (id) do update set v = excluded.v\""
+            "PGPASSWORD=$(cat) psql -XAtq -h {pg_vip} -U {app_user} -d {app_db} -c \"create table if not exists kbz_e2e (id int primary key, v text); insert into kbz_e2e values (1, 'through-the-vip') on conflict (id) do update set v = excluded.v\""
         ),
         &pg,
     )?;
@@ -356,13 +359,26 @@ fn data_tier(info: &LabInfo, names: &[&str]) -> Result<()> {
         eventually(15, &format!("row on {}", h.name), || {
             let v = on_stdin(
                 &h.name,
-                &format!("PGPASSWORD=$(cat) psql -XAtq -h {} -U postgres -d postgres -c 'select v from kbz_e2e where id = 1'", h.ip),
+                &format!("PGPASSWORD=$(cat) psql -XAtq -h {} -U {app_user} -d {app_db} -c 'select v from kbz_e2e where id = 1'", h.ip),
                 &pg,
             )?;
             Ok(v == "through-the-vip")
         })?;
     }
-    println!("row read back on every member");
+    // The superuser with its right password: refused by pg_hba through the VIP and on a
+    // member's own address, loopback included.
+    for host in [pg_vip.as_str(), "127.0.0.1", &info.hosts[0].ip.to_string()] {
+        let out = on_stdin(
+            first,
+            &format!("PGPASSWORD=$(cat) psql -XAtq -h {host} -U postgres -d postgres -c 'select 1' 2>&1 || true"),
+            &superuser,
+        )?;
+        ensure!(
+            out.contains("pg_hba.conf"),
+            "the superuser over TCP to {host} was not refused by pg_hba: {out}"
+        );
+    }
+    println!("row read back on every member; the superuser refused over TCP");
 
     step("Redis through its VIP takes writes; every Sentinel names the same master");
     let redis = secret(info, "redis_password")?;

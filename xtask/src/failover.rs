@@ -37,8 +37,24 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
+/// `[postgres] app_user` and `app_database` of a kbz.toml, or their defaults.
+pub fn app_role(cfg: &toml::Table) -> (String, String) {
+    let d = kbz_core::config::PostgresConfig::default();
+    let get = |key: &str, default: String| {
+        cfg.get("postgres")
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or(default)
+    };
+    (
+        get("app_user", d.app_user),
+        get("app_database", d.app_database),
+    )
+}
+
 /// The lab as a kbz-faults target: every host over SSH with the lab's key and known_hosts,
-/// writes through the PostgreSQL VIP, power cuts by `cargo xtask lab kill|start`.
+/// writes through the PostgreSQL VIP as the application role, power cuts by `cargo xtask lab kill|start`.
 pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> Result<Target> {
     let cfg: toml::Table = fs::read_to_string(&info.config)?.parse()?;
     let vip: std::net::IpAddr = cfg
@@ -48,10 +64,12 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
         .context("lab kbz.toml has no postgres VIP")?
         .parse()?;
     let secrets: toml::Table = fs::read_to_string(info.dir.join(".kbz/secrets.toml"))?.parse()?;
+    // The application role (the superuser is refused over TCP).
     let password = secrets
-        .get(kbz_postgres::SUPERUSER_PASSWORD)
+        .get(kbz_postgres::APP_PASSWORD)
         .and_then(|v| v.as_str())
-        .context("no PostgreSQL superuser password in the lab's secrets: install first")?;
+        .context("no PostgreSQL application password in the lab's secrets: install first")?;
+    let (app_user, app_database) = app_role(&cfg);
     let redis_password = secrets
         .get(kbz_redis::SECRET_REDIS)
         .and_then(|v| v.as_str())
@@ -128,9 +146,9 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
         pg: Some(PgTarget {
             addr: vip,
             port: kbz_postgres::PG_PORT,
-            user: "postgres".into(),
+            user: app_user,
             password: Secret::new(password),
-            dbname: "postgres".into(),
+            dbname: app_database,
             timeout: Duration::from_secs(2),
             tls_ca,
             routes: Default::default(),

@@ -192,6 +192,7 @@ fn no_secret_reaches_the_log_file_or_the_terminal() {
         "postgres_superuser_password",
         "postgres_replication_password",
         "postgres_rewind_password",
+        "postgres_app_password",
     ];
     let values: Vec<String> = names
         .iter()

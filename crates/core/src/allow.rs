@@ -283,7 +283,10 @@ pub fn pg_name(what: &str, s: &str) -> Result<(), String> {
     }
     if s.starts_with("pg_")
         || PG_RESERVED_ROLES.contains(&s)
-        || matches!(s, "template0" | "template1" | "all" | "replication" | "public")
+        || matches!(
+            s,
+            "template0" | "template1" | "all" | "replication" | "public"
+        )
     {
         return Err(format!(
             "{what} `{s}` is reserved (by PostgreSQL or by kbz's cluster)"
@@ -328,8 +331,19 @@ mod tests {
             assert!(pg_name("n", ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "App", "2app", "a-b", "a.b", "pg_monitor", "postgres", "replicator",
-            "rewind_user", "template1", "all", "replication", &"a".repeat(64),
+            "",
+            "App",
+            "2app",
+            "a-b",
+            "a.b",
+            "pg_monitor",
+            "postgres",
+            "replicator",
+            "rewind_user",
+            "template1",
+            "all",
+            "replication",
+            &"a".repeat(64),
         ] {
             assert!(pg_name("n", bad).is_err(), "{bad:?}");
         }

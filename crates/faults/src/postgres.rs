@@ -20,7 +20,8 @@ pub struct PgTarget {
     pub addr: IpAddr,
     /// Port.
     pub port: u16,
-    /// User (the superuser `postgres` by default).
+    /// User: kbz's application role (`[postgres] app_user`); the superuser is refused over
+    /// TCP.
     pub user: String,
     /// Its password (never printed).
     pub password: Secret,

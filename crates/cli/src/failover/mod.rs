@@ -172,7 +172,8 @@ fn redis_missing(scenario: &str) -> Failure {
 }
 
 /// The kbz-faults target of the session: every PostgreSQL, Redis and lb host over SSH (one
-/// session per host), PostgreSQL writes through its VIP as the superuser (when `[vips]
+/// session per host), PostgreSQL writes through its VIP as the application role into its
+/// database (`[postgres] app_user` / `app_database`; the superuser is local-only) (when `[vips]
 /// postgres` is set and the inventory has postgres hosts), Redis writes through its VIP (when
 /// `[vips] redis` is set and it has Redis hosts), power commands from `[failover]`, every
 /// service connection through `routes` (the bastion's tunnels; empty: directly).
@@ -208,9 +209,9 @@ async fn target(
         Some(vip) if !members.is_empty() => Some(PgTarget {
             addr: vip,
             port: kbz_postgres::PG_PORT,
-            user: "postgres".into(),
-            password: secret(kbz_postgres::SUPERUSER_PASSWORD),
-            dbname: "postgres".into(),
+            user: ctx.config.postgres.app_user.clone(),
+            password: secret(kbz_postgres::APP_PASSWORD),
+            dbname: ctx.config.postgres.app_database.clone(),
             timeout: Duration::from_secs(2),
             tls_ca: ctx.tls().ok().flatten().map(|p| p.ca_pem().to_string()),
             routes: routes.clone(),
@@ -303,7 +304,11 @@ async fn vip_answers(t: &Target, scenario: &Scenario) -> Result<(), Failure> {
         // 28P01: invalid_password. The VIP answers, the secrets file does not match.
         Err(e) if e.to_string().contains("28P01") => Err(Failure::input(vec![Diagnostic::new(
             Code::E056,
-            format!("PostgreSQL on the VIP refused the superuser password, nothing was injected: {e}"),
+            format!(
+                "PostgreSQL on the VIP refused the application role {} (its password is `{}` in the secrets file), nothing was injected: {e}",
+                pg.user,
+                kbz_postgres::APP_PASSWORD
+            ),
         )
         .hint("run kbz-failover with the state directory of the install (`--state-dir`, default .kbz next to the inventory): its secrets.toml has the password")])),
         Err(e) => Err(Failure::new(
