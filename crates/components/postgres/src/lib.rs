@@ -618,7 +618,7 @@ impl Component for Postgres {
         vec![
             Listen::new("PostgreSQL member", PG_PORT, &[host.ip, lo], &["postgres"])
                 .marker(CONFIG_PATH)
-                .auth("SCRAM-SHA-256"),
+                .auth("SCRAM-SHA-256; superuser on the local socket only"),
             // Patroni runs from its own script; some Pythons name the process after the
             // interpreter.
             Listen::new(
@@ -628,7 +628,7 @@ impl Component for Postgres {
                 &["patroni", "python3"],
             )
             .marker(CONFIG_PATH)
-            .auth("basic auth on changes, GETs open"),
+            .auth("basic auth from members on changes, GETs open"),
         ]
     }
 
