@@ -334,3 +334,29 @@ async fn health_reports_members_and_the_cluster() {
         .expect("db3");
     assert_eq!(db3.metrics.get("replication_lag_bytes"), Some(&64.0));
 }
+
+#[tokio::test]
+async fn an_application_role_that_cannot_be_created_is_e035_and_rolls_back() {
+    let (engine, fleet, _wheel_dir) = setup(STREAMING);
+    let before = fleet.states();
+    let mut failed = output("SET\nSET\nSET\n", 3);
+    failed.stderr =
+        b"psql:<stdin>:7: ERROR:  role \"app\" cannot be created: permission denied\n".to_vec();
+    for (_, h) in fleet.hosts() {
+        h.script(kbz_postgres::APP_SETUP_SCRIPT, failed.clone());
+    }
+    let err = engine
+        .run(&RunOptions::default())
+        .await
+        .expect_err("role not created");
+    assert_eq!(err.code(), Code::E035, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("application role app")
+            && msg.contains("db1")
+            && msg.contains("permission denied"),
+        "{msg}"
+    );
+    kbz_testkit::assert_rolled_back(&err);
+    assert_eq!(before, fleet.states(), "rollback did not restore the hosts");
+}
