@@ -24,6 +24,7 @@
 //! - Uninstall purges the packages; Debian's purge of `etcd-server` removes `/var/lib/etcd`
 //!   (the DCS only holds Patroni's leader lock and dynamic config, which Patroni writes again).
 
+pub mod backup;
 mod check;
 mod health;
 

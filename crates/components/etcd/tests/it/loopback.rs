@@ -145,3 +145,240 @@ fn etcd_started_with_the_rendered_tls_settings_requires_a_client_certificate() {
     );
     assert!(Path::new(&d.join("data")).is_dir());
 }
+
+/// Three etcd members on 127.0.0.11-13 with their data under a temporary root, each
+/// controlled by `ROOT/<host>/ctl start|stop` (what [`kbz_etcd::backup::Layout`] runs in
+/// place of systemctl); the guard kills every member by its pid however the test ends.
+struct Members {
+    root: tempfile::TempDir,
+    hosts: Vec<Host>,
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let pid = self.root.path().join(&h.hostname).join("pid");
+            if let Ok(p) = std::fs::read_to_string(pid) {
+                let _ = Command::new("kill").arg("-9").arg(p.trim()).status();
+            }
+        }
+    }
+}
+
+fn members(client: u16, peer: u16) -> Members {
+    let root = tempfile::tempdir().expect("tmp");
+    let hosts: Vec<Host> = (11..=13)
+        .map(|i| {
+            Host::new(
+                &format!("m{i}"),
+                format!("127.0.0.{i}").parse().expect("ip"),
+                &[Role::Etcd],
+            )
+        })
+        .collect();
+    let initial = hosts
+        .iter()
+        .map(|h| format!("{}=http://{}:{peer}", h.hostname, h.ip))
+        .collect::<Vec<_>>()
+        .join(",");
+    for h in &hosts {
+        let d = root.path().join(&h.hostname);
+        std::fs::create_dir_all(&d).expect("dir");
+        let ctl = format!(
+            "d={d}\ncase \"$1\" in\nstart) setsid etcd --name {n} --data-dir \"$d/data\" --listen-peer-urls http://{ip}:{peer} --initial-advertise-peer-urls http://{ip}:{peer} --listen-client-urls http://{ip}:{client} --advertise-client-urls http://{ip}:{client} --initial-cluster {initial} --initial-cluster-token kbz-loopback --initial-cluster-state new >>\"$d/etcd.log\" 2>&1 </dev/null &\necho $! >\"$d/pid\" ;;\nstop) p=$(cat \"$d/pid\"); kill \"$p\"; while kill -0 \"$p\" 2>/dev/null; do sleep 0.1; done ;;\nesac\n",
+            d = d.display(),
+            n = h.hostname,
+            ip = h.ip,
+        );
+        std::fs::write(d.join("ctl"), ctl).expect("ctl");
+    }
+    Members { root, hosts }
+}
+
+fn etcdctl(ip: &str, client: u16, args: &str) -> String {
+    let (ok, out) = sh(&format!(
+        "ETCDCTL_API=3 etcdctl --endpoints=http://{ip}:{client} --dial-timeout=2s --command-timeout=5s {args}"
+    ));
+    assert!(ok, "etcdctl {args}: {out}");
+    out
+}
+
+fn wait_healthy(m: &Members, client: u16) {
+    let endpoints = m
+        .hosts
+        .iter()
+        .map(|h| format!("http://{}:{client}", h.ip))
+        .collect::<Vec<_>>()
+        .join(",");
+    let start = Instant::now();
+    loop {
+        let (ok, out) = sh(&format!(
+            "ETCDCTL_API=3 etcdctl --endpoints={endpoints} --dial-timeout=1s --command-timeout=2s endpoint health"
+        ));
+        if ok {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never healthy: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_restores_the_three_members_and_drills_in_a_scratch_etcd() {
+    use kbz_core::backup::{self, Backup, BackupEnv, BackupRequest, Repository, Target};
+    use kbz_core::component::HostExec;
+    use kbz_etcd::backup::{EtcdBackup, Layout};
+    use kbz_exec::LocalExecutor;
+    use std::sync::Arc;
+
+    kbz_testkit::require_tool("etcd", "etcd-server");
+    kbz_testkit::require_tool("etcdctl", "etcd-client");
+    let ips: Vec<std::net::IpAddr> = (11..=13)
+        .map(|i| format!("127.0.0.{i}").parse().expect("ip"))
+        .collect();
+    let client = kbz_testkit::free_port_on(&ips, &[]);
+    let peer = kbz_testkit::free_port_on(&ips, &[client]);
+    let lo: [std::net::IpAddr; 1] = ["127.0.0.1".parse().expect("ip")];
+    let drill_client = kbz_testkit::free_port_on(&lo, &[client, peer]);
+    let drill = (
+        drill_client,
+        kbz_testkit::free_port_on(&lo, &[client, peer, drill_client]),
+    );
+    let m = members(client, peer);
+    for h in &m.hosts {
+        let (ok, out) = sh(&format!(
+            "sh {}/{}/ctl start",
+            m.root.path().display(),
+            h.hostname
+        ));
+        assert!(ok, "{out}");
+    }
+    wait_healthy(&m, client);
+    let first = m.hosts[0].ip.to_string();
+    for i in 1..=5 {
+        etcdctl(&first, client, &format!("put /app/k{i} v{i}"));
+    }
+
+    let backup_host = Host::new("bk", "127.0.0.1".parse().expect("ip"), &[Role::Backup]);
+    let mut hosts = m.hosts.clone();
+    hosts.push(backup_host.clone());
+    let inv = Inventory {
+        path: "servers.tsv".into(),
+        hosts,
+    };
+    let mut cfg = Config::default();
+    cfg.cluster.name = "loopback".into();
+    cfg.timeouts.readiness = 60;
+    let ctx = Context::new(inv, cfg, Secrets::in_memory());
+    let hx = |h: &Host| HostExec {
+        host: h.clone(),
+        exec: Arc::new(LocalExecutor::named(&h.hostname)),
+    };
+    let member_execs: Vec<HostExec> = m.hosts.iter().map(hx).collect();
+    let bk = hx(&backup_host);
+    let repo_dir = m.root.path().join("repo").display().to_string();
+    let repo = Repository::new(bk.exec.clone(), &repo_dir);
+    let env = BackupEnv {
+        ctx: &ctx,
+        hosts: &member_execs,
+        backup_host: &bk,
+        repo: &repo,
+    };
+    let etcd = EtcdBackup {
+        layout: Layout {
+            root: Some(m.root.path().to_path_buf()),
+            client_port: client,
+            peer_port: peer,
+            drill_ports: drill,
+        },
+    };
+
+    // Backup: the canary, the revision, the key count at that revision (5 + the canary).
+    let started = chrono::Utc::now();
+    let req = BackupRequest {
+        id: backup::manifest::new_id("etcd", started),
+        kind: None,
+    };
+    let taken = etcd.backup(&env, &req).await.expect("backup");
+    assert_eq!(taken.contents["key_count"], 6, "{:?}", taken.contents);
+    assert_eq!(taken.contents["canary"], serde_json::json!(req.id));
+    assert!(taken.contents["revision"].as_u64().expect("revision") >= 6);
+    assert!(
+        taken.tool_version.starts_with("etcdctl version: 3."),
+        "{}",
+        taken.tool_version
+    );
+    let key = kbz_core::Secret::generate(32);
+    let (manifest, sealed) = backup::seal("etcd", &req, &taken, started, Some(&key)).expect("seal");
+    repo.store(&manifest, sealed.as_deref())
+        .await
+        .expect("store");
+    let (listed, bad) = repo.list().await.expect("list");
+    assert!(bad.is_empty(), "{bad:?}");
+    let chosen = backup::manifest::select(&listed, "etcd", &Target::Latest).expect("latest");
+    assert_eq!(chosen, &manifest);
+    let checked = repo.checksums(&listed).await.expect("checksums");
+    assert_eq!(
+        checked,
+        vec![(manifest.id.clone(), backup::repo::Checked::Good)]
+    );
+
+    // Changes after the backup, which the restore must undo.
+    etcdctl(&first, client, "del /app/k1");
+    etcdctl(&first, client, "put /app/k9 late");
+
+    let plan = etcd.restore_plan(&env, chosen, None).await.expect("plan");
+    assert!(plan.running, "a healthy cluster needs --force");
+    assert_eq!(plan.stops.len(), 3);
+    let bytes = repo.fetch(chosen).await.expect("fetch");
+    let plain = backup::unseal(chosen, bytes, Some(&key)).expect("unseal");
+    let restored = etcd
+        .restore(&env, chosen, Some(&plain), None)
+        .await
+        .expect("restore");
+    assert_eq!(restored.contents["key_count"], 6, "{}", restored.detail);
+    wait_healthy(&m, client);
+    for h in &m.hosts {
+        let ip = h.ip.to_string();
+        assert_eq!(
+            etcdctl(&ip, client, "get /app/k1 --print-value-only").trim(),
+            "v1",
+            "{}: the deleted key is back",
+            h.hostname
+        );
+        assert_eq!(
+            etcdctl(&ip, client, "get /app/k9 --print-value-only").trim(),
+            ""
+        );
+    }
+    let members_out = etcdctl(&first, client, "member list");
+    assert_eq!(members_out.lines().count(), 3, "{members_out}");
+
+    // The drill: a scratch etcd on the backup host, compared, then gone.
+    let drilled = etcd.drill(&env, chosen, Some(&plain)).await.expect("drill");
+    backup::judge("etcd", chosen, &drilled).expect("the drill matches the manifest");
+    assert_eq!(drilled.compared.len(), 2);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", drill.0)).is_err(),
+        "scratch etcd stopped"
+    );
+    assert!(!Path::new(&format!("/var/tmp/kbz-drill-etcd-{}", chosen.id)).exists());
+
+    // A flipped byte in the stored artifact is E044 naming it.
+    let path = repo.artifact_path(chosen).expect("path");
+    let mut stored = std::fs::read(&path).expect("read");
+    let i = stored.len() / 2;
+    stored[i] ^= 0x01;
+    std::fs::write(&path, stored).expect("write");
+    let checked = repo.checksums(&listed).await.expect("checksums");
+    match &checked[0].1 {
+        backup::repo::Checked::Bad(why) => assert!(why.contains(&path), "{why}"),
+        other => panic!("a flipped byte passed: {other:?}"),
+    }
+    let e = repo.fetch(chosen).await.expect_err("flipped");
+    assert_eq!(kbz_errors::HasCode::code(&e), kbz_errors::Code::E044);
+    assert!(e.to_string().contains(&chosen.id), "{e}");
+}
