@@ -20,6 +20,7 @@ pub fn binaries() -> Vec<clap::Command> {
         kbz_install::command(),
         kbz_health::command(),
         kbz_failover::command(),
+        kbz_backup::command(),
     ]
 }
 
@@ -83,7 +84,7 @@ mod tests {
     fn every_binary_gets_completions_for_every_shell_and_man_pages_with_the_exit_codes() {
         let dir = tempfile::tempdir().expect("tmp");
         let files = generate(dir.path()).expect("generate");
-        for bin in ["kbz-install", "kbz-health", "kbz-failover"] {
+        for bin in ["kbz-install", "kbz-health", "kbz-failover", "kbz-backup"] {
             for f in [
                 format!("completions/bash/{bin}.bash"),
                 format!("completions/zsh/_{bin}"),

@@ -3,7 +3,8 @@
 
 /// Success; kbz-health: every check is ok.
 pub const OK: u8 = 0;
-/// kbz-install: the run failed; every host was rolled back (or kept with --skip-cleanup).
+/// kbz-install: the run failed; every host was rolled back (or kept with --skip-cleanup);
+/// kbz-backup: a backup, verification, restore, drill or prune failed.
 pub const FAILED: u8 = 1;
 /// kbz-health: degraded: redundancy is lost, every service still answers.
 pub const DEGRADED: u8 = 1;
@@ -23,7 +24,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; kbz-health: healthy (every check ok)"),
     (
         FAILED,
-        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup), or the preflight found errors and nothing was changed; kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap or VIP) or a failed run",
+        "kbz-install: the run failed, hosts were rolled back (or kept with --skip-cleanup), or the preflight found errors and nothing was changed; kbz-health: degraded (redundancy lost, every service up); kbz-failover: a run outside its budget (E071 lost writes, E072 write gap or VIP) or a failed run; kbz-backup: a backup, verification, restore (also one refused without --force), drill or prune failed (E041-E050)",
     ),
     (
         DOWN,

@@ -13,6 +13,8 @@
 //! - [`health`]: "is the cluster healthy?" (kbz-health, and any binary that must know
 //!   before it acts): the report, its table/JSON, Prometheus textfile and `/metrics` server,
 //!   transition alerts and the systemd timer.
+//! - [`backup`]: kbz-backup's commands (run, list, verify, restore, drill, prune,
+//!   schedule) over kbz-core's backup framework.
 //! - [`failover`]: kbz-failover's `list` and `run` (health gate, faults, budgets, heal).
 //! - [`lock`]: the controller's run lock and the per-host locks of a mutating command.
 //! - [`preflight`]: the preflight table, the gate that stops a run on an error before any
@@ -26,6 +28,7 @@
 //! a typed [`Failure`] (diagnostics with E-codes plus the exit code they map to).
 
 pub mod args;
+pub mod backup;
 pub mod connect;
 pub mod exit;
 pub mod failover;

@@ -39,10 +39,23 @@ pub fn prepare(
     components: &[Arc<dyn Component>],
     secrets: Secrets,
 ) -> Result<Session, Failure> {
+    prepare_with(c, binary, components, Vec::new(), secrets)
+}
+
+/// [`prepare`] with secrets of the binary's own beyond the components' (kbz-backup's
+/// encryption key), generated and masked like theirs.
+pub fn prepare_with(
+    c: &Common,
+    binary: &str,
+    components: &[Arc<dyn Component>],
+    extra_secrets: Vec<String>,
+    secrets: Secrets,
+) -> Result<Session, Failure> {
     let i = inputs::load(c).map_err(Failure::input)?;
     let names = components
         .iter()
         .flat_map(|c| c.secret_names())
+        .chain(extra_secrets)
         .collect::<Vec<_>>();
     let persist = secrets == Secrets::Persist;
     let secrets = inputs::secrets(&i, names, persist).map_err(|d| Failure::input(vec![d]))?;

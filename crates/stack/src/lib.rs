@@ -21,5 +21,5 @@ pub fn components() -> Vec<Arc<dyn Component>> {
 /// kbz-backup runs, verifies, restores and drills. etcd and Redis store artifacts;
 /// PostgreSQL's pgBackRest keeps its own repository.
 pub fn backups() -> Vec<Arc<dyn kbz_core::backup::Backup>> {
-    vec![]
+    vec![Arc::new(kbz_etcd::backup::EtcdBackup::default())]
 }

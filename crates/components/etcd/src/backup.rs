@@ -679,9 +679,9 @@ impl Backup for EtcdBackup {
 }
 
 /// Awaits every future, in order of the list (they run concurrently).
-async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output>
+async fn futures_join<F>(fs: Vec<F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
@@ -719,14 +719,12 @@ mod tests {
     fn scripts_are_valid_sh_and_keep_secrets_off_the_command_line() {
         let h = Host::new("db1", "10.0.0.11".parse().expect("ip"), &[Role::Etcd]);
         let l = Layout::debian();
-        for s in [
+        kbz_testkit::assert_valid_sh([
             snapshot_script(&l, true, &h, "etcd-1"),
             restore_script(&l, true, &h, &[&h], "kbz-x", "/var/tmp/s.db"),
             drill_script("etcd-1", DRILL_CLIENT_PORT, DRILL_PEER_PORT),
             drill_cleanup_script("etcd-1"),
-        ] {
-            kbz_testkit::assert_valid_sh(&s);
-        }
+        ]);
         let r = restore_script(&l, true, &h, &[&h], "kbz-x", "/var/tmp/s.db");
         assert!(
             r.contains("--initial-cluster 'db1=https://10.0.0.11:2380'"),
