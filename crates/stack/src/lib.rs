@@ -21,5 +21,8 @@ pub fn components() -> Vec<Arc<dyn Component>> {
 /// kbz-backup runs, verifies, restores and drills. etcd and Redis store artifacts;
 /// PostgreSQL's pgBackRest keeps its own repository.
 pub fn backups() -> Vec<Arc<dyn kbz_core::backup::Backup>> {
-    vec![Arc::new(kbz_etcd::backup::EtcdBackup::default())]
+    vec![
+        Arc::new(kbz_etcd::backup::EtcdBackup::default()),
+        Arc::new(kbz_redis::backup::RedisBackup::default()),
+    ]
 }

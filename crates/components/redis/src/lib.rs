@@ -41,6 +41,7 @@
 //! removes kbz's files and the daemons' own configuration files. The data in /var/lib/redis
 //! stays, and so does `redis-tools` (Debian's purge of it deletes /var/lib/redis).
 
+pub mod backup;
 pub mod client;
 pub mod cluster;
 pub mod layout;

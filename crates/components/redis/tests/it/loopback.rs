@@ -289,3 +289,247 @@ async fn sentinel_promotes_a_replica_and_kbz_follows_the_new_master() {
         );
     }
 }
+
+/// Every daemon of the backup test, started and stopped through `ROOT/<host>/ctl-<unit>`
+/// scripts (what [`kbz_redis::backup::RedisBackup`] runs in place of systemctl); dropping
+/// it kills each by its pid file however the test ends.
+struct Controlled {
+    pids: Vec<String>,
+}
+
+impl Drop for Controlled {
+    fn drop(&mut self) {
+        for p in &self.pids {
+            if let Ok(pid) = std::fs::read_to_string(p) {
+                let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+fn ctl_script(argv: &[String], pidfile: &str) -> String {
+    let cmd = argv
+        .iter()
+        .map(|a| {
+            if a == "systemd" {
+                "no".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .map(|a| kbz_core::shell::quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let p = kbz_core::shell::quote(pidfile);
+    format!(
+        "case \"$1\" in\nstart) (umask 007; setsid {cmd} </dev/null >>{p}.err 2>&1 & echo $! >{p}) ;;\nstop) pid=$(cat {p}); kill \"$pid\"; while kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; done ;;\nesac\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_rdb_backup_restores_onto_the_master_replicas_resync_and_a_drill_matches() {
+    use kbz_core::backup::{self, Backup, BackupEnv, BackupRequest, Repository, Target};
+    use kbz_redis::backup::{RedisBackup, CANARY_KEY};
+    require_redis();
+    kbz_testkit::require_tool("redis-check-rdb", "redis-tools");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hosts: Vec<Host> = [
+        ("rb1", "127.0.0.21"),
+        ("rb2", "127.0.0.22"),
+        ("rb3", "127.0.0.23"),
+    ]
+    .iter()
+    .map(|(n, ip)| Host::new(n, ip.parse().expect("ip"), &[Role::Redis]))
+    .collect();
+    let ips: Vec<IpAddr> = hosts.iter().map(|h| h.ip).collect();
+    let rp = free_port_on(&ips, &[]);
+    let sp = free_port_on(&ips, &[rp]);
+    let l = Layout::loopback(dir.path().to_path_buf(), rp, sp);
+    let mut cfg = Config::default();
+    cfg.cluster.name = "loopback".into();
+    cfg.timeouts.readiness = 90;
+    let mut secrets = Secrets::in_memory();
+    // Alphanumeric, as kbz generates them: Sentinel writes auth-pass and sentinel-pass
+    // unquoted when it rewrites its file, so a password with a space or quote would stop it
+    // from starting again after the restore restarts it.
+    secrets.set(SECRET_REDIS, Secret::new("BackupPw1x2y"));
+    secrets.set(SECRET_SENTINEL, Secret::new("SentinelPw1x"));
+    let backup_host = Host::new("bk", "127.0.0.1".parse().expect("ip"), &[Role::Backup]);
+    let mut all = hosts.clone();
+    all.push(backup_host.clone());
+    let ctx = Context::new(
+        Inventory {
+            path: "loopback.tsv".into(),
+            hosts: all,
+        },
+        cfg,
+        secrets,
+    );
+    let mut guard = Controlled { pids: Vec::new() };
+    for h in &hosts {
+        for d in [
+            layout::DATA_DIR,
+            "/var/log/redis",
+            "/run/redis",
+            "/run/sentinel",
+            "/var/tmp",
+        ] {
+            std::fs::create_dir_all(l.path(h, d)).expect("mkdir");
+        }
+        for f in render::files(&ctx, h, &l).expect("render") {
+            if !f.path.contains("/systemd/") {
+                write(&f.path, &f.content, f.mode);
+            }
+        }
+        write(
+            &l.path(h, layout::REDIS_MAIN),
+            &render::redis_main_stub(&l, h).expect("stub"),
+            0o640,
+        );
+        write(
+            &l.path(h, layout::SENTINEL_MAIN),
+            &render::sentinel_main_stub(&l, h).expect("stub"),
+            0o640,
+        );
+        let root = dir.path().join(&h.hostname);
+        for (unit, argv) in [
+            ("redis-server", render::redis_exec_start(&l, h)),
+            ("redis-sentinel", render::sentinel_exec_start(&l, h)),
+        ] {
+            let pid = root.join(format!("{unit}.ctl.pid")).display().to_string();
+            let ctl = root.join(format!("ctl-{unit}"));
+            std::fs::write(&ctl, ctl_script(&argv, &pid)).expect("ctl");
+            guard.pids.push(pid);
+            let out = sh(&format!("sh '{}' start", ctl.display())).await;
+            assert!(out.is_empty(), "{out}");
+        }
+    }
+    let hx: Vec<HostExec> = hosts
+        .iter()
+        .map(|h| HostExec {
+            host: h.clone(),
+            exec: Arc::new(LocalExecutor::named(&h.hostname)),
+        })
+        .collect();
+    cluster::converge(&ctx, &hx, &l).await.expect("bootstrap");
+    for i in 1..=5 {
+        let set = sh(&cli(
+            &l,
+            &hosts[0],
+            rp,
+            layout::REDIS_PASS,
+            &format!("SET app:k{i} v{i}"),
+        ))
+        .await;
+        assert_eq!(set, "OK");
+    }
+    let set = sh(&cli(
+        &l,
+        &hosts[0],
+        rp,
+        layout::REDIS_PASS,
+        "SET app:ttl t EX 3600",
+    ))
+    .await;
+    assert_eq!(set, "OK");
+
+    let bk = HostExec {
+        host: backup_host.clone(),
+        exec: Arc::new(LocalExecutor::named("bk")),
+    };
+    let repo = Repository::new(
+        bk.exec.clone(),
+        &dir.path().join("repo").display().to_string(),
+    );
+    let env = BackupEnv {
+        ctx: &ctx,
+        hosts: &hx,
+        backup_host: &bk,
+        repo: &repo,
+    };
+    let redis = RedisBackup { layout: l.clone() };
+    let started = chrono::Utc::now();
+    let req = BackupRequest {
+        id: backup::manifest::new_id("redis", started),
+        kind: None,
+    };
+    let taken = redis.backup(&env, &req).await.expect("backup");
+    assert_eq!(taken.source_host, "rb1");
+    assert_eq!(taken.contents["key_count"], 7, "{:?}", taken.contents);
+    assert_eq!(taken.contents["persistent_keys"], 6, "{:?}", taken.contents);
+    assert!(
+        taken.tool_version.starts_with("Redis server v="),
+        "{}",
+        taken.tool_version
+    );
+    let key = Secret::generate(32);
+    let (m, sealed) = backup::seal("redis", &req, &taken, started, Some(&key)).expect("seal");
+    repo.store(&m, sealed.as_deref()).await.expect("store");
+    let (listed, _) = repo.list().await.expect("list");
+    let m = backup::manifest::select(&listed, "redis", &Target::Latest)
+        .expect("latest")
+        .clone();
+
+    // Changes after the backup, which the restore undoes on every node.
+    for cmd in ["DEL app:k1", "SET app:k9 late"] {
+        sh(&cli(&l, &hosts[0], rp, layout::REDIS_PASS, cmd)).await;
+    }
+    let plan = redis.restore_plan(&env, &m, None).await.expect("plan");
+    assert!(plan.running);
+    assert_eq!(plan.stops.len(), 4, "{:?}", plan.stops);
+    let plain =
+        backup::unseal(&m, repo.fetch(&m).await.expect("fetch"), Some(&key)).expect("unseal");
+    let restored = match redis.restore(&env, &m, Some(&plain), None).await {
+        Ok(r) => r,
+        Err(e) => {
+            let logs: Vec<String> = hosts
+                .iter()
+                .map(|h| {
+                    let log = dir
+                        .path()
+                        .join(&h.hostname)
+                        .join("redis-sentinel.ctl.pid.err");
+                    let t = std::fs::read_to_string(log).unwrap_or_default();
+                    t.lines().rev().take(6).collect::<Vec<_>>().join("\n")
+                })
+                .collect();
+            panic!(
+                "restore: {e}\nsentinel logs (last lines first):\n{}",
+                logs.join("\n--\n")
+            );
+        }
+    };
+    assert_eq!(
+        restored.contents["persistent_keys"], 6,
+        "{}",
+        restored.detail
+    );
+    for h in &hosts {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let k1 = sh(&cli(&l, h, rp, layout::REDIS_PASS, "GET app:k1")).await;
+            let k9 = sh(&cli(&l, h, rp, layout::REDIS_PASS, "EXISTS app:k9")).await;
+            if k1 == "v1" && k9 == "0" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: k1={k1} k9={k9}", h.hostname);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let canary = sh(&cli(
+            &l,
+            h,
+            rp,
+            layout::REDIS_PASS,
+            &format!("GET {CANARY_KEY}"),
+        ))
+        .await;
+        assert_eq!(canary, m.id);
+    }
+    let health = cluster::health(&ctx, &hx, &l).await;
+    assert!(health.iter().all(|c| c.is_ok()), "{health:#?}");
+
+    let drilled = redis.drill(&env, &m, Some(&plain)).await.expect("drill");
+    backup::judge("redis", &m, &drilled).expect("the drill matches");
+    assert_eq!(drilled.compared.len(), 2);
+    assert!(!Path::new(&format!("/var/tmp/kbz-drill-redis-{}", m.id)).exists());
+}
