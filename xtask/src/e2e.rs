@@ -3,7 +3,8 @@
 //! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
-//! checks kbz-health, dry-runs (0 operations), proves rollback after a failure on one host,
+//! checks kbz-health, backs up, restores and drills etcd and Redis with kbz-backup (its cron
+//! line run as cron would), dry-runs (0 operations), proves rollback after a failure on one host,
 //! uninstalls, reinstalls over the kept data (then 0 changed), rebuilds the lab from scratch
 //! and installs it again with `--start-from-module 1` (then 0 changed), and tears the lab
 //! down. Prints timings for `bench lab`.
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 use crate::lab::{self, LabInfo};
 
+mod backup;
 mod embed;
 mod failover;
 mod health;
@@ -606,6 +608,8 @@ fn scenarios(info: &LabInfo, fig: &mut Figures) -> Result<()> {
     data_tier(info, &names)?;
     failover_scenario(&bin, info, &names, fig)?;
     health::scenario(info, &names, fig)?;
+    // Issue 11: backups, restores, drills and the cron line of kbz-backup.
+    backup::scenario(info, &names, &hook)?;
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;

@@ -15,13 +15,14 @@ pub struct FileHost {
     pub roles: Vec<String>,
 }
 
-/// Roles of host `index` (1-based): the first three carry the quorum services, later hosts
-/// are Kubernetes workers.
+/// Roles of host `index` (1-based): the first three carry the quorum services, the third
+/// also keeps kbz-backup's repository (co-located, so drills run next to etcd and Redis
+/// binaries), later hosts are Kubernetes workers.
 pub fn roles_for(index: u8) -> Vec<String> {
-    let roles: &[&str] = if index <= 3 {
-        &["lb", "etcd", "postgres", "redis"]
-    } else {
-        &["k8s-worker"]
+    let roles: &[&str] = match index {
+        1 | 2 => &["lb", "etcd", "postgres", "redis"],
+        3 => &["lb", "etcd", "postgres", "redis", "backup"],
+        _ => &["k8s-worker"],
     };
     roles.iter().map(|r| r.to_string()).collect()
 }
@@ -125,7 +126,7 @@ mod tests {
             "hostname\tip\troles\tssh_user\tssh_port\n\
              kbzlab-h1\t10.77.0.11\tlb,etcd,postgres,redis\troot\t22\n\
              kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis\troot\t22\n\
-             kbzlab-h3\t10.77.0.13\tlb,etcd,postgres,redis\troot\t22\n\
+             kbzlab-h3\t10.77.0.13\tlb,etcd,postgres,redis,backup\troot\t22\n\
              kbzlab-h4\t10.77.0.14\tk8s-worker\troot\t22\n"
         );
     }
