@@ -78,7 +78,7 @@ pub enum Command {
         #[arg(long, value_name = "COMPONENT")]
         component: Option<String>,
     },
-    /// Remove the backups retention no longer keeps ([backup] keep_full, keep_days).
+    /// Remove the backups retention no longer keeps (`[backup]` keep_full, keep_days).
     Prune,
     /// The cron file (or systemd timers) that run kbz-backup on schedule.
     Schedule {
