@@ -26,3 +26,9 @@ pub fn backups() -> Vec<Arc<dyn kbz_core::backup::Backup>> {
         Arc::new(kbz_redis::backup::RedisBackup::default()),
     ]
 }
+
+/// The components held still around another one's restore
+/// ([`kbz_core::backup::RestoreHook`]): Patroni around etcd.
+pub fn restore_hooks() -> Vec<Arc<dyn kbz_core::backup::RestoreHook>> {
+    vec![Arc::new(kbz_postgres::dcs_restore::PatroniAroundEtcd)]
+}

@@ -177,13 +177,22 @@ impl Prepared {
 
     /// The hosts of `b`, each connected once per command.
     pub fn hosts_of(&self, b: &dyn Backup) -> Result<Vec<HostExec>, BackupError> {
+        self.hosts_where(|h| b.applies_to(h))
+    }
+
+    /// The inventory's hosts for which `applies` holds, in inventory order, each connected
+    /// once per command.
+    pub fn hosts_where(
+        &self,
+        applies: impl Fn(&Host) -> bool,
+    ) -> Result<Vec<HostExec>, BackupError> {
         let hosts: Vec<Host> = self
             .session
             .ctx
             .inventory
             .hosts
             .iter()
-            .filter(|h| b.applies_to(h))
+            .filter(|h| applies(h))
             .cloned()
             .collect();
         let mut out = Vec::new();

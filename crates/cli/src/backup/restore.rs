@@ -7,7 +7,7 @@
 //! [`Backup::healthy_after`] must pass within `[timeouts] readiness`.
 
 use chrono::{DateTime, Utc};
-use kbz_core::backup::{self, Backup, BackupEnv, BackupError, Target};
+use kbz_core::backup::{self, Backup, BackupEnv, BackupError, RestoreHook, Target};
 use kbz_core::Level;
 use kbz_errors::{Code, Diagnostic};
 use kbz_notify::Event;
@@ -89,9 +89,31 @@ fn run(c: &Common, o: &RestoreOptions) -> Result<u8, Failure> {
         backup_host: &p.backup_host,
         repo: &p.repo,
     };
-    let plan =
+    // The components whose live state sits in this one's store (Patroni in etcd), with
+    // their hosts: held still around the restore.
+    let hooks: Vec<_> = kbz_stack::restore_hooks()
+        .into_iter()
+        .filter(|h| h.around() == b.component())
+        .filter(|h| {
+            p.session
+                .ctx
+                .inventory
+                .hosts
+                .iter()
+                .any(|x| h.applies_to(x))
+        })
+        .collect();
+    let mut plan =
         p.rt.block_on(b.restore_plan(&env, &m, at))
             .map_err(|e| failure(&e))?;
+    for h in hooks.iter().rev() {
+        let (before, after) = h.steps(&p.session.ctx);
+        // After the read of the artifact (the first step), before anything stops.
+        let at = plan.steps.len().min(1);
+        plan.steps.splice(at..at, before);
+        let last = plan.steps.len().saturating_sub(1);
+        plan.steps.splice(last..last, after);
+    }
     if o.dry_run {
         output::print_restore_plan(&m, &plan, c.json);
         return Ok(exit::OK);
@@ -124,9 +146,10 @@ fn run(c: &Common, o: &RestoreOptions) -> Result<u8, Failure> {
         execs,
         kbz_core::shell::HOST_LOCK_PATH,
     )?;
-    let result =
+    let result = around_hooks(&p, b.as_ref(), &env, &hooks, || {
         p.rt.block_on(b.restore(&env, &m, bytes.as_deref(), at))
-            .and_then(|r| wait_healthy(&p, b.as_ref(), &hosts[0].host.hostname).map(|_| r));
+    })
+    .and_then(|r| wait_healthy(&p, b.as_ref(), &hosts[0].host.hostname).map(|_| r));
     let ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(r) => {
@@ -159,6 +182,56 @@ fn run(c: &Common, o: &RestoreOptions) -> Result<u8, Failure> {
             Err(failure(&e))
         }
     }
+}
+
+/// Runs `restore` between the hooks' `before` and `after`, with the stale keys they name
+/// dropped from the restored store in between; the hooks' words join the restore's detail.
+fn around_hooks(
+    p: &Prepared,
+    b: &dyn Backup,
+    env: &BackupEnv<'_>,
+    hooks: &[std::sync::Arc<dyn RestoreHook>],
+    restore: impl FnOnce() -> Result<backup::Restored, BackupError>,
+) -> Result<backup::Restored, BackupError> {
+    let ctx = &p.session.ctx;
+    let mut held = Vec::new();
+    for h in hooks {
+        let hosts = p.hosts_where(|x| h.applies_to(x))?;
+        let state = p.rt.block_on(h.before(ctx, &hosts))?;
+        if let Some(n) = &state.note {
+            crate::errln!("warning: {n}");
+        }
+        held.push((h, hosts, state));
+    }
+    let mut r = restore().map_err(|e| {
+        let left: Vec<&str> = held
+            .iter()
+            .filter_map(|(_, _, s)| s.if_failed.as_deref())
+            .collect();
+        if left.is_empty() {
+            return e;
+        }
+        match e {
+            BackupError::Restore {
+                component,
+                host,
+                reason,
+            } => BackupError::Restore {
+                component,
+                host,
+                reason: format!("{reason}; {}", left.join("; ")),
+            },
+            other => other,
+        }
+    })?;
+    for (h, hosts, state) in &held {
+        let n = p.rt.block_on(b.drop_keys(env, &h.stale_keys(ctx)))?;
+        r.detail
+            .push_str(&format!("; {n} stale {} key(s) dropped", h.component()));
+        let done = p.rt.block_on(h.after(ctx, hosts, state))?;
+        r.detail.push_str(&format!("; {done}"));
+    }
+    Ok(r)
 }
 
 /// Waits until kbz-health's checks of the components `b` names pass (E043 after

@@ -219,6 +219,32 @@ pub fn restore_script(
     )
 }
 
+/// Starts etcd, three tries two seconds apart: a start right after the stop can fail
+/// while systemd still removes the stopped unit's control group (status 219/CGROUP, seen
+/// in containers); the last try's output is what a failure reports.
+pub fn start_script(layout: &Layout, host: &Host) -> String {
+    format!(
+        "i=0\nuntil out=$({start} 2>&1); do i=$((i+1)); if [ $i -ge 3 ]; then printf '%s\\n' \"$out\"; exit 1; fi; sleep 2; done\n",
+        start = layout.service(host, "start")
+    )
+}
+
+/// Deletes `keys` (a key ending in `/` with `--prefix`) through one member and prints the
+/// number of keys each deletion removed, one per line.
+pub fn drop_keys_script(layout: &Layout, tls: bool, host: &Host, keys: &[String]) -> String {
+    let mut s = String::from("set -e\n");
+    for k in keys {
+        let args = if k.ends_with('/') {
+            format!("del --prefix {}", quote(k))
+        } else {
+            format!("del {}", quote(k))
+        };
+        s.push_str(&layout.ctl(tls, host, &args, 30));
+        s.push('\n');
+    }
+    s
+}
+
 /// The scratch directory of a drill on the backup host.
 fn drill_dir(id: &str) -> String {
     format!("/var/tmp/kbz-drill-etcd-{id}")
@@ -582,7 +608,7 @@ impl Backup for EtcdBackup {
         let starts: Vec<_> = env
             .hosts
             .iter()
-            .map(|hx| run(hx, self.layout.service(&hx.host, "start"), "start etcd"))
+            .map(|hx| run(hx, start_script(&self.layout, &hx.host), "start etcd"))
             .collect();
         for r in futures_join(starts).await {
             r?;
@@ -627,6 +653,39 @@ impl Backup for EtcdBackup {
             ),
             contents: live,
         })
+    }
+
+    async fn drop_keys(&self, env: &BackupEnv<'_>, keys: &[String]) -> Result<u64, BackupError> {
+        let tls = env.ctx.config.security.tls;
+        let mut last = String::new();
+        for hx in env.hosts {
+            let out = hx
+                .exec
+                .run(
+                    &Cmd::new(drop_keys_script(&self.layout, tls, &hx.host, keys))
+                        .timeout(Duration::from_secs(60)),
+                )
+                .await;
+            match out {
+                Ok(o) if o.success() => {
+                    return Ok(o
+                        .stdout_str()
+                        .lines()
+                        .filter_map(|l| l.trim().parse::<u64>().ok())
+                        .sum())
+                }
+                Ok(o) => last = format!("{}: {}", hx.host.hostname, text(&o)),
+                Err(e) => last = format!("{}: {e}", hx.host.hostname),
+            }
+        }
+        Err(BackupError::restore(
+            COMPONENT,
+            env.hosts
+                .first()
+                .map(|h| h.host.hostname.as_str())
+                .unwrap_or(""),
+            format!("the keys {} could not be deleted: {last}", keys.join(", ")),
+        ))
     }
 
     async fn drill(

@@ -38,6 +38,7 @@
 
 mod app;
 mod cluster;
+pub mod dcs_restore;
 mod health;
 pub mod kept;
 mod patroni;

@@ -17,6 +17,7 @@
 
 pub mod crypt;
 mod error;
+pub mod hook;
 pub mod manifest;
 pub mod repo;
 
@@ -28,6 +29,7 @@ use crate::context::Context;
 use crate::inventory::{Host, Inventory, Role};
 
 pub use error::BackupError;
+pub use hook::{HookState, RestoreHook};
 pub use manifest::{BackupKind, Contents, Manifest, Retention, Stored, Target};
 pub use repo::Repository;
 
@@ -197,6 +199,24 @@ pub trait Backup: Send + Sync + std::fmt::Debug {
     /// `pgbackrest verify`); kbz checks stored artifacts itself.
     async fn verify(&self, _env: &BackupEnv<'_>, _ms: &[Manifest]) -> Result<(), BackupError> {
         Ok(())
+    }
+
+    /// Deletes `keys` from the restored store (a key ending in `/` names every key under
+    /// it), for the [`RestoreHook`]s around this component's restore; returns how many
+    /// keys went. Only a key-value store has keys: the others refuse (E043).
+    async fn drop_keys(&self, env: &BackupEnv<'_>, keys: &[String]) -> Result<u64, BackupError> {
+        Err(BackupError::restore(
+            self.component(),
+            env.hosts
+                .first()
+                .map(|h| h.host.hostname.as_str())
+                .unwrap_or(""),
+            format!(
+                "{} holds no keys to drop ({} asked)",
+                self.component(),
+                keys.join(", ")
+            ),
+        ))
     }
 
     /// Removes these backups from the tool's own repository ([`Storage::Managed`]:

@@ -357,6 +357,21 @@ async fn a_snapshot_restores_the_three_members_and_drills_in_a_scratch_etcd() {
     let members_out = etcdctl(&first, client, "member list");
     assert_eq!(members_out.lines().count(), 3, "{members_out}");
 
+    // The keys a restore hook names go from the restored cluster (one exact, one prefix,
+    // one absent), and nothing else does.
+    etcdctl(&first, client, "put /svc/x/leader a");
+    etcdctl(&first, client, "put /svc/x/members/m1 a");
+    etcdctl(&first, client, "put /svc/x/members/m2 b");
+    etcdctl(&first, client, "put /svc/x/config c");
+    let keys: Vec<String> = ["/svc/x/leader", "/svc/x/members/", "/svc/x/failover"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(etcd.drop_keys(&env, &keys).await.expect("drop"), 3);
+    let left = etcdctl(&first, client, "get --prefix /svc/ --keys-only");
+    let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(left, vec!["/svc/x/config"]);
+    etcdctl(&first, client, "del /svc/x/config");
+
     // The drill: a scratch etcd on the backup host, compared, then gone.
     let drilled = etcd.drill(&env, chosen, Some(&plain)).await.expect("drill");
     backup::judge("etcd", chosen, &drilled).expect("the drill matches the manifest");
