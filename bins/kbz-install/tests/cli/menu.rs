@@ -190,9 +190,15 @@ fn the_menu_runs_in_a_real_terminal_offline_on_the_bundled_example() {
     t.keys(&["Escape"]);
     t.wait_for("acts on: keepalived, haproxy");
 
-    // Back up and drills say why they are unavailable; nothing is faked.
+    // Back up and drills ask first; declined, or offline, nothing runs.
     t.keys(&["b"]);
-    t.wait_for("back up now: unavailable, kbz-backup is not in this build: nothing was done");
+    t.wait_for("Back up every component now?");
+    t.keys(&["n"]);
+    t.wait_for("backup cancelled: nothing was done");
+    t.keys(&["d"]);
+    t.wait_for("Run a restore drill of every component?");
+    t.keys(&["y"]);
+    t.wait_for("kbz-backup drill: offline, no host is contacted: nothing was done");
 
     // Uninstall without the cluster name typed does not proceed.
     t.keys(&["u"]);

@@ -1,17 +1,14 @@
 //! The menu's state and keys, without a terminal: what is on screen ([`View`]), what a key
-//! does to it, and the [`Command`]s (probe, health, install, uninstall, quit) the runner
-//! carries out. Nothing here touches a host; a command that changes one is only returned
-//! after its confirmation (`y` for install, the cluster name typed for uninstall).
+//! does to it, and the [`Command`]s (probe, health, install, uninstall, backup, drill, quit)
+//! the runner carries out. Nothing here touches a host; a command that changes one is only
+//! returned after its confirmation (`y` for install, backup and drill, the cluster name
+//! typed for uninstall).
 
 use kbz_core::engine::Event;
 use kbz_core::plan::Plan;
 use kbz_errors::Code;
 
 use super::probe::{ModuleRow, Probe};
-
-/// Why backups and drills are not offered.
-pub const BACKUP_UNAVAILABLE: &str =
-    "unavailable, kbz-backup is not in this build: nothing was done";
 
 /// Which list the arrow keys move in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +72,11 @@ pub enum View {
         /// The last attempt did not match.
         mismatch: bool,
     },
+    /// Backup or drill confirmation: `y` runs kbz-backup, anything else cancels.
+    ConfirmBackup {
+        /// A restore drill (`kbz-backup drill`) rather than a backup (`kbz-backup run`).
+        drill: bool,
+    },
     /// Which code to explain (prefilled with the last one).
     ExplainPrompt {
         /// What was typed so far.
@@ -104,6 +106,10 @@ pub enum Command {
     Install(Vec<String>),
     /// Uninstall these modules (confirmed by the cluster name).
     Uninstall(Vec<String>),
+    /// Back up every component now (`kbz-backup run`, confirmed).
+    Backup,
+    /// Run a restore drill of every component (`kbz-backup drill`, confirmed).
+    Drill,
 }
 
 /// A key, as the menu understands it (from crossterm's events, or a test).
@@ -373,6 +379,25 @@ impl App {
                     None
                 }
             }
+            View::ConfirmBackup { drill } => {
+                let what = if drill { "restore drill" } else { "backup" };
+                if k == Key::Char('y') {
+                    self.view = View::Busy(if drill {
+                        "kbz-backup drill: every component's latest backup restored into a scratch instance...".into()
+                    } else {
+                        "kbz-backup run: backing up every component...".into()
+                    });
+                    Some(if drill {
+                        Command::Drill
+                    } else {
+                        Command::Backup
+                    })
+                } else {
+                    self.view = View::Main;
+                    self.status = format!("{what} cancelled: nothing was done");
+                    None
+                }
+            }
             View::ConfirmUninstall {
                 modules, mut typed, ..
             } => match k {
@@ -527,8 +552,8 @@ impl App {
                 self.view = View::Busy("probing the fleet (read-only)...".into());
                 return Some(Command::Probe);
             }
-            Key::Char('b') => self.status = format!("back up now: {BACKUP_UNAVAILABLE}"),
-            Key::Char('d') => self.status = format!("restore drill: {BACKUP_UNAVAILABLE}"),
+            Key::Char('b') => self.view = View::ConfirmBackup { drill: false },
+            Key::Char('d') => self.view = View::ConfirmBackup { drill: true },
             Key::Char('e') => {
                 self.view = View::ExplainPrompt {
                     typed: self.last_code.map(|c| c.to_string()).unwrap_or_default(),
@@ -647,10 +672,23 @@ mod tests {
     }
 
     #[test]
-    fn backup_and_drill_say_why_they_are_unavailable_and_explain_takes_a_code() {
+    fn backup_and_drill_run_only_after_y_and_explain_takes_a_code() {
         let mut a = app();
         assert_eq!(a.key(Key::Char('b')), None);
-        assert!(a.status.contains("kbz-backup"), "{}", a.status);
+        assert_eq!(a.view, View::ConfirmBackup { drill: false });
+        assert_eq!(a.key(Key::Char('n')), None);
+        assert_eq!(a.view, View::Main);
+        assert_eq!(a.status, "backup cancelled: nothing was done");
+        a.key(Key::Char('b'));
+        assert_eq!(a.key(Key::Char('y')), Some(Command::Backup));
+        assert!(matches!(a.view, View::Busy(_)), "{:?}", a.view);
+        a.show_page("backup", "etcd stored");
+        a.key(Key::Esc);
+        a.key(Key::Char('d'));
+        assert_eq!(a.view, View::ConfirmBackup { drill: true });
+        assert_eq!(a.key(Key::Char('y')), Some(Command::Drill));
+        a.show_page("drill", "ok");
+        a.key(Key::Esc);
         a.key(Key::Char('e'));
         typed(&mut a, &Code::E014.to_string());
         a.key(Key::Enter);

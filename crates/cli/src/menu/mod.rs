@@ -1,9 +1,11 @@
 //! `kbz-install menu`: the terminal UI (ratatui + crossterm) for operators who start there.
 //! It shows the modules with their state from a read-only probe ([`probe`]: the install's own
 //! dry-run plus kbz-health's checks) and the hosts, and offers plan, install, health,
-//! uninstall and explain ([`app`] holds the state and keys, [`view`] draws it). Nothing
-//! changes a host without a confirmation (`y` for install, the cluster name typed for
-//! uninstall); with `--offline` (and on the bundled example) no host is contacted at all.
+//! uninstall, back up now, restore drill and explain ([`app`] holds the state and keys,
+//! [`view`] draws it). Backups and drills run the `kbz-backup` binary installed next to this
+//! one with the same inputs, its output shown as a page. Nothing changes a host without a
+//! confirmation (`y` for install, backup and drill, the cluster name typed for uninstall);
+//! with `--offline` (and on the bundled example) no host is contacted at all.
 
 pub mod app;
 pub mod probe;
@@ -38,6 +40,7 @@ enum Msg {
     Health(Box<crate::health::HealthReport>),
     Event(Event),
     Finished(String, Option<Code>),
+    Page(String, String, Option<Code>),
 }
 
 struct ChannelProgress(std::sync::Mutex<Sender<Msg>>);
@@ -60,6 +63,8 @@ struct Fleet {
     state_dir: Option<PathBuf>,
     forks: usize,
     skip_cleanup: bool,
+    /// The inputs as kbz-backup takes them (`--inventory`, `--config`, `--state-dir`).
+    inputs: Vec<std::ffi::OsString>,
 }
 
 /// `kbz-install menu`: runs the menu until the operator quits; returns an exit code.
@@ -107,7 +112,19 @@ pub fn run(g: &Common, o: &install::Options, m: MenuOptions) -> u8 {
     } else {
         i.inventory.path.clone()
     };
+    let mut inputs = Vec::new();
+    for (flag, v) in [
+        ("--inventory", &g.inventory),
+        ("--config", &g.config),
+        ("--state-dir", &g.state_dir),
+    ] {
+        if let Some(v) = v {
+            inputs.push(flag.into());
+            inputs.push(v.clone().into_os_string());
+        }
+    }
     let fleet = Fleet {
+        inputs,
         forks: o.forks.unwrap_or(i.config.cluster.forks).max(1),
         ctx,
         components,
@@ -168,6 +185,12 @@ fn run_loop(
                 }
                 Msg::Event(e) => app.progress(&e),
                 Msg::Finished(text, code) => app.finished(text, code),
+                Msg::Page(title, text, code) => {
+                    if code.is_some() {
+                        app.last_code = code;
+                    }
+                    app.show_page(&title, &text);
+                }
             }
         }
         term.draw(|f| view::draw(f, app, theme))?;
@@ -217,9 +240,75 @@ fn run_loop(
                     });
                 }
             }
+            Some(c @ (Command::Backup | Command::Drill)) => {
+                let sub = if c == Command::Drill { "drill" } else { "run" };
+                if fleet.offline {
+                    app.view = View::Main;
+                    app.status = format!(
+                        "kbz-backup {sub}: offline, no host is contacted: nothing was done"
+                    );
+                } else {
+                    let (f, tx) = (fleet.clone(), tx.clone());
+                    std::thread::spawn(move || {
+                        let (text, code) = kbz_backup(&f.inputs, sub);
+                        let _ = tx.send(Msg::Page(format!("kbz-backup {sub}"), text, code));
+                    });
+                }
+            }
             Some(Command::Install(mods)) => start_run(app, rt, fleet, tx, mods, Mode::Install),
             Some(Command::Uninstall(mods)) => start_run(app, rt, fleet, tx, mods, Mode::Uninstall),
         }
+    }
+}
+
+/// Runs `kbz-backup SUB` (the binary next to this one) with the menu's inputs, stdin
+/// closed and its output captured (no terminal: no progress bars); returns what it printed
+/// with its exit status, and the first E-code in it.
+fn kbz_backup(inputs: &[std::ffi::OsString], sub: &str) -> (String, Option<Code>) {
+    let bin = match std::env::current_exe() {
+        Ok(me) => me.with_file_name(format!("kbz-backup{}", std::env::consts::EXE_SUFFIX)),
+        Err(e) => {
+            return (
+                format!("cannot find this program's own path: {e}: nothing was done"),
+                None,
+            )
+        }
+    };
+    if !bin.is_file() {
+        return (
+            format!(
+                "kbz-backup is not installed next to kbz-install ({} is missing): nothing was done.\nInstall both binaries in one directory (cargo install --path bins/kbz-backup).",
+                bin.display()
+            ),
+            None,
+        );
+    }
+    let out = std::process::Command::new(&bin)
+        .args(inputs)
+        .arg(sub)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) => {
+            let text = format!(
+                "{}{}\nkbz-backup {sub} exited with {}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                o.status
+                    .code()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "a signal".into())
+            );
+            let code = text
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| w.len() == 4 && w.starts_with('E'))
+                .find_map(kbz_errors::parse_code);
+            (text, if o.status.success() { None } else { code })
+        }
+        Err(e) => (
+            format!("cannot run {}: {e}: nothing was done", bin.display()),
+            None,
+        ),
     }
 }
 

@@ -78,7 +78,7 @@ pub fn draw(f: &mut Frame, app: &mut App, t: Theme) {
         Paragraph::new(Span::raw(format!(" {}", app.status))),
         status,
     );
-    draw_actions(f, actions, app, t);
+    draw_actions(f, actions, app);
     app.page_height = body.height.saturating_sub(2) as usize;
     match app.view.clone() {
         View::Page(p) => {
@@ -139,6 +139,36 @@ pub fn draw(f: &mut Frame, app: &mut App, t: Theme) {
             l.push(Line::from(""));
             l.push(Line::from("Apply? y = yes, any other key = no"));
             dialog(f, body, " confirm install ", l, 7);
+        }
+        View::ConfirmBackup { drill } => {
+            let mut l = if *drill {
+                vec![
+                    Line::from("Run a restore drill of every component?"),
+                    Line::from("`kbz-backup drill`: the latest backups restored into scratch"),
+                    Line::from("instances on the backup host, compared, then removed."),
+                ]
+            } else {
+                vec![
+                    Line::from("Back up every component now?"),
+                    Line::from("`kbz-backup run`: the backups go to the backup host's repository."),
+                ]
+            };
+            if app.offline {
+                l.push(Line::from("Offline: nothing can be run from here."));
+            }
+            l.push(Line::from(""));
+            l.push(Line::from("Run? y = yes, any other key = no"));
+            dialog(
+                f,
+                body,
+                if *drill {
+                    " confirm drill "
+                } else {
+                    " confirm backup "
+                },
+                l,
+                7,
+            );
         }
         View::ConfirmUninstall {
             modules,
@@ -256,9 +286,8 @@ fn draw_main(f: &mut Frame, body: Rect, app: &App, t: Theme) {
     );
 }
 
-fn draw_actions(f: &mut Frame, area: Rect, app: &App, t: Theme) {
+fn draw_actions(f: &mut Frame, area: Rect, app: &App) {
     let key = |k: &'static str| Span::styled(k, Style::default().add_modifier(Modifier::BOLD));
-    let off = t.fg(Color::DarkGray);
     let targets = app.targets().join(", ");
     let lines = vec![
         Line::from(vec![
@@ -275,10 +304,12 @@ fn draw_actions(f: &mut Frame, area: Rect, app: &App, t: Theme) {
             key("r"),
             Span::raw(" re-probe"),
         ]),
-        Line::from(Span::styled(
-            "b back up now · d restore drill: unavailable (no kbz-backup in this build)",
-            off,
-        )),
+        Line::from(vec![
+            key("b"),
+            Span::raw(" back up now  "),
+            key("d"),
+            Span::raw(" restore drill (kbz-backup)"),
+        ]),
         Line::from(vec![
             key("?"),
             Span::raw(" help  "),
@@ -391,7 +422,7 @@ pub fn help_lines() -> Vec<Line<'static>> {
         "u               uninstall the selected modules (type the cluster name)",
         "e               explain an error code (the last one met, or type one)",
         "r               probe again (a dry-run plan + health, read-only)",
-        "b, d            back up now / restore drill: unavailable (no kbz-backup)",
+        "b, d            back up every component now / restore drill (asks y first)",
         "In a page       Up/Down j/k, PgUp/PgDn Space, Home/End g/G; Esc back",
         "?  F1           this help              q  Esc  quit (back in a page)",
         "",

@@ -275,8 +275,14 @@ mod tests {
 
     #[test]
     fn the_pause_script_tells_paused_already_and_failed_apart() {
-        assert_eq!(pause_with("Success: cluster management is paused", 0), (0, "paused".into()));
-        assert_eq!(pause_with("Error: Cluster is already paused", 1), (0, "already".into()));
+        assert_eq!(
+            pause_with("Success: cluster management is paused", 0),
+            (0, "paused".into())
+        );
+        assert_eq!(
+            pause_with("Error: Cluster is already paused", 1),
+            (0, "already".into())
+        );
         let (rc, out) = pause_with("Error: Can not find accessible cluster member", 1);
         assert_eq!(rc, 1);
         assert!(out.contains("accessible"), "{out}");
