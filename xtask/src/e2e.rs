@@ -21,6 +21,7 @@ mod backup;
 mod embed;
 mod failover;
 mod health;
+mod menu;
 mod preflight;
 mod reinstall;
 
@@ -637,6 +638,8 @@ fn scenarios(
     } else {
         step("kbz-backup's scenario left out (run it with --with-backup; issue 11)");
     }
+    // Issue 15: the menu against real hosts.
+    menu::scenario(info, &names)?;
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;

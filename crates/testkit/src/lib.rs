@@ -13,6 +13,7 @@ pub mod docs;
 pub mod fake;
 pub mod procs;
 pub mod sshd;
+pub mod tmux;
 
 pub use fake::{FakeConnector, FakeFile, FakeHost, FakeService, FakeState};
 pub use procs::{free_port, free_port_on, Daemons};

@@ -2,129 +2,14 @@
 //! the menu offline on the bundled example; the test types keys and reads the screen with
 //! `capture-pane`, snapshotting each screen (counts that move with the components filtered).
 
-use std::path::{Path, PathBuf};
+use kbz_testkit::tmux::Tmux;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A tmux server of this test alone: its own socket (`tmux -L`), killed on drop.
-struct Tmux {
-    tmux: PathBuf,
-    socket: String,
-}
-
-impl Tmux {
-    /// Starts `argv` in an 80x24 session in `dir`.
-    fn start(argv: &[&str], dir: &Path) -> Self {
-        let tmux = kbz_testkit::require_tool("tmux", "tmux");
-        let socket = format!(
-            "kbz-menu-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let t = Tmux { tmux, socket };
-        let command = argv
-            .iter()
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let o = t
-            .cmd()
-            .args(["-f", "/dev/null", "new-session", "-d", "-s", "menu"])
-            .args(["-x", "80", "-y", "24", "-c"])
-            .arg(dir)
-            .arg(format!("env NO_COLOR=1 TERM=xterm-256color {command}"))
-            .output()
-            .expect("run tmux");
-        assert!(
-            o.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        t
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.tmux);
-        c.args(["-u", "-L", &self.socket])
-            .env("LANG", "C.UTF-8")
-            .env_remove("TMUX");
-        c
-    }
-
-    /// Sends tmux key names (`Down`, `Escape`, `q`) or literal text (`-l`).
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let o = self
-                .cmd()
-                .args(["send-keys", "-t", "menu", k])
-                .output()
-                .expect("send-keys");
-            assert!(o.status.success(), "send-keys {k}");
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    }
-
-    fn text(&self, s: &str) {
-        let o = self
-            .cmd()
-            .args(["send-keys", "-t", "menu", "-l", s])
-            .output()
-            .expect("send-keys -l");
-        assert!(o.status.success(), "send-keys -l {s}");
-    }
-
-    fn screen(&self) -> String {
-        let o = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "menu"])
-            .output()
-            .expect("capture-pane");
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(str::trim_end)
-            .collect::<Vec<_>>()
-            .join("\n")
-            .trim_end()
-            .to_string()
-    }
-
-    /// The screen once it shows `want` (and has stopped changing), or a panic after 30 s.
-    fn wait_for(&self, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = self.screen();
-            if s.contains(want) {
-                std::thread::sleep(Duration::from_millis(250));
-                let again = self.screen();
-                if again == s {
-                    return s;
-                }
-                continue;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the menu never showed `{want}`; the screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.cmd()
-            .args(["has-session", "-t", "menu"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
-    }
+/// The menu in an 80x24 terminal of this test alone.
+fn menu(argv: &[&str], dir: &Path) -> Tmux {
+    Tmux::start(argv, dir, 80, 24)
 }
 
 fn snapshot(name: &str, screen: &str) {
@@ -145,7 +30,7 @@ fn snapshot(name: &str, screen: &str) {
 fn the_menu_runs_in_a_real_terminal_offline_on_the_bundled_example() {
     let dir = tempfile::tempdir().expect("tmp");
     let bin = env!("CARGO_BIN_EXE_kbz-install");
-    let t = Tmux::start(&[bin, "menu", "--offline"], dir.path());
+    let t = menu(&[bin, "menu", "--offline"], dir.path());
 
     let first = t.wait_for("offline: no host is contacted");
     for want in ["1 base", "kubernetes", "lb1", "k8s-w3", "p plan", "? help"] {
