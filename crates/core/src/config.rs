@@ -16,10 +16,12 @@ use crate::toml_lines::{header_name, line_key, table_at};
 pub mod backup;
 mod failover;
 pub mod preflight;
+pub mod rabbitmq;
 mod values;
 pub use backup::BackupConfig;
 pub use failover::FailoverConfig;
 pub use preflight::PreflightConfig;
+pub use rabbitmq::RabbitmqConfig;
 
 /// The whole kbz.toml.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +54,8 @@ pub struct Config {
     pub preflight: PreflightConfig,
     /// `[backup]`: kbz-backup's repository, retention, encryption and schedules.
     pub backup: BackupConfig,
+    /// `[rabbitmq]`: the application user and vhost.
+    pub rabbitmq: RabbitmqConfig,
 }
 
 /// `[security]`.
@@ -293,9 +297,11 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "security",
             "preflight",
             "backup",
+            "rabbitmq",
         ],
     ),
     ("security", &["tls"]),
+    ("rabbitmq", rabbitmq::KEYS),
     ("backup", backup::KEYS),
     ("preflight", preflight::KEYS),
     (

@@ -90,6 +90,17 @@ pub(super) fn check(cfg: &Config, path: &str, text: Option<&str>) -> Vec<Diagnos
              `replicator`, `rewind_user` or a `pg_` name)",
         );
     }
+    for (key, v) in [
+        ("app_user", &cfg.rabbitmq.app_user),
+        ("vhost", &cfg.rabbitmq.vhost),
+    ] {
+        bad(
+            "rabbitmq",
+            key,
+            super::rabbitmq::check_name(&format!("[rabbitmq] {key}"), v),
+            "use lowercase letters, digits, `_` and `-`, e.g. `vhost = \"shop\"`",
+        );
+    }
     if let Some(m) = &cfg.kubernetes.registry_mirror {
         bad(
             "kubernetes",
