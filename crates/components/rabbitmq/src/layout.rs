@@ -24,7 +24,8 @@ pub const COOKIE: &str = "/var/lib/rabbitmq/.erlang.cookie";
 pub enum Naming {
     /// `rabbit@<short hostname>` (Debian's default; /etc/hosts from kbz-base resolves it).
     ShortHostname,
-    /// `rabbit@<ip>` with long names (loopback tests: one machine, several addresses).
+    /// `<hostname>@<ip>` with long names (loopback tests: one machine, several addresses,
+    /// one epmd, so every node needs a name of its own).
     LongIp,
 }
 
@@ -36,7 +37,7 @@ pub struct Layout {
     pub root: String,
     /// AMQP port (5672).
     pub amqp_port: u16,
-    /// Erlang distribution port (25672).
+    /// Erlang distribution port (25672); see [`Layout::dist_port_of`].
     pub dist_port: u16,
     /// Management HTTP port (15672).
     pub management_port: u16,
@@ -72,13 +73,15 @@ impl Layout {
 
     /// Several nodes on one machine: every host's files under `root/<hostname>`, long names
     /// on the hosts' (loopback) addresses, a private epmd port, the tools run directly.
-    pub fn loopback(root: &str, base_port: u16, epmd_port: u16) -> Self {
+    /// AMQP, management and Prometheus use `base_port` to `base_port + 2` on each host's
+    /// address; distribution uses `dist_base` plus the address's last octet.
+    pub fn loopback(root: &str, base_port: u16, dist_base: u16, epmd_port: u16) -> Self {
         Layout {
             root: root.trim_end_matches('/').to_string(),
             amqp_port: base_port,
-            dist_port: base_port + 1,
-            management_port: base_port + 2,
-            prometheus_port: base_port + 3,
+            dist_port: dist_base,
+            management_port: base_port + 1,
+            prometheus_port: base_port + 2,
             naming: Naming::LongIp,
             per_node_env: true,
             epmd_port: Some(epmd_port),
@@ -95,11 +98,23 @@ impl Layout {
         }
     }
 
+    /// The distribution port of `host`: [`Layout::dist_port`] on a real host; in the
+    /// loopback layout plus the last octet of the host's address, since RabbitMQ refuses a
+    /// distribution port that another node of the machine listens on (any address).
+    pub fn dist_port_of(&self, host: &Host) -> u16 {
+        match (self.naming, host.ip) {
+            (Naming::LongIp, std::net::IpAddr::V4(v4)) => {
+                self.dist_port.wrapping_add(u16::from(v4.octets()[3]))
+            }
+            _ => self.dist_port,
+        }
+    }
+
     /// The node name of `host` (`rabbit@mq1`).
     pub fn node(&self, host: &Host) -> String {
         match self.naming {
             Naming::ShortHostname => format!("rabbit@{}", host.hostname),
-            Naming::LongIp => format!("rabbit@{}", host.ip),
+            Naming::LongIp => format!("{}@{}", host.hostname, host.ip),
         }
     }
 

@@ -105,7 +105,7 @@ pub fn env_conf(host: &Host, layout: &Layout) -> Result<String, ComponentError> 
             "node": layout.node(host),
             "longnames": layout.longnames(),
             "amqp_port": layout.amqp_port,
-            "dist_port": layout.dist_port,
+            "dist_port": layout.dist_port_of(host),
             "dist_args": dist_args(host.ip).unwrap_or_default(),
             "extra": extra,
         }),
