@@ -41,7 +41,8 @@
 //! restart never takes a quorum queue below its majority.
 //!
 //! Uninstall stops and disables the service, purges the package and removes kbz's files
-//! (the cookie included). The data under /var/lib/rabbitmq/mnesia stays.
+//! (the cookie included). The data under /var/lib/rabbitmq/mnesia stays. Operator notes:
+//! docs/rabbitmq.md.
 
 pub mod cluster;
 pub mod health;
@@ -132,7 +133,7 @@ impl Component for Rabbitmq {
         }
         r.push(Resource::package(PACKAGE));
         // The cookie is not in restart_on: restarting nodes one at a time with a new cookie
-        // would split the cluster (docs/components.md: changing it needs a full stop).
+        // would split the cluster (docs/rabbitmq.md: changing it needs a full stop).
         r.push(Resource::service(
             SERVICE,
             &[layout::ENV_CONF, layout::CONF, layout::ENABLED_PLUGINS],
