@@ -3,7 +3,7 @@
 //! and waits for real readiness.
 
 use kbz_core::component::{ClusterChange, ClusterChangeKind, ComponentError, HostExec};
-use kbz_core::{wait, Cmd, Context, Host};
+use kbz_core::{Cmd, Context, ExecError, Host, Output};
 use kbz_errors::Code;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,37 @@ use crate::{scripts, ADMIN_USER, SECRET_ADMIN, SECRET_APP};
 
 /// How often readiness checks poll.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long one poll may take: each CLI call starts an Erlang VM, and a script may make
+/// several (the quorum gate asks every node), which on a loaded host takes tens of seconds.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs `script` on `hx` until it exits 0, at most `timeout`; a poll that fails or runs past
+/// [`POLL_TIMEOUT`] is tried again. On timeout, `ComponentError::Readiness` naming `what`
+/// and the last answer.
+pub async fn poll(
+    hx: &HostExec,
+    script: &str,
+    what: &str,
+    timeout: Duration,
+) -> Result<Output, ComponentError> {
+    let start = Instant::now();
+    loop {
+        let last = match hx.exec.run(&Cmd::new(script).timeout(POLL_TIMEOUT)).await {
+            Ok(out) if out.success() => return Ok(out),
+            Ok(out) => format!("{}{}", out.stdout_str(), out.stderr_str()),
+            Err(ExecError::Timeout { secs, .. }) => format!("no answer within {secs}s"),
+            Err(e) => return Err(e.into()),
+        };
+        if start.elapsed() + POLL_INTERVAL > timeout {
+            let last: String = last.trim().chars().take(300).collect();
+            return Err(ComponentError::Readiness {
+                what: format!("{what} on {} (last: {last})", hx.exec.name()),
+                secs: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
 
 const HINT_CLUSTER: &str = "see each node's view: `sudo rabbitmqctl cluster_status`; a node \
      with another Erlang cookie cannot join (compare `sudo md5sum /var/lib/rabbitmq/.erlang.cookie` \
@@ -66,12 +97,11 @@ pub async fn wait_running(
     hx: &HostExec,
     layout: &Layout,
 ) -> Result<(), ComponentError> {
-    wait::until_ok(
-        hx.exec.as_ref(),
+    poll(
+        hx,
         &scripts::running(layout, &hx.host),
         &format!("RabbitMQ node {} to run", layout.node(&hx.host)),
         readiness(ctx),
-        POLL_INTERVAL,
     )
     .await
     .map(|_| ())
@@ -86,7 +116,7 @@ pub async fn gather(hosts: &[HostExec], layout: &Layout) -> Result<Vec<NodeView>
         let script = scripts::gather(layout, &host);
         let node = layout.node(&host);
         set.spawn(async move {
-            let out = exec.run(&Cmd::new(script)).await;
+            let out = exec.run(&Cmd::new(script).timeout(POLL_TIMEOUT)).await;
             (i, host, node, out)
         });
     }
@@ -358,12 +388,11 @@ pub async fn wait_not_quorum_critical(
     nodes: &[String],
     skip_down: bool,
 ) -> Result<(), ComponentError> {
-    wait::until_ok(
-        hx.exec.as_ref(),
+    poll(
+        hx,
         &scripts::quorum_critical(layout, &hx.host, nodes, skip_down),
         "no RabbitMQ node to be quorum critical",
         readiness(ctx),
-        POLL_INTERVAL,
     )
     .await
     .map(|_| ())
