@@ -15,11 +15,13 @@ use crate::toml_lines::{header_name, line_key, table_at};
 
 pub mod backup;
 mod failover;
+pub mod mariadb;
 pub mod preflight;
 pub mod rabbitmq;
 mod values;
 pub use backup::BackupConfig;
 pub use failover::FailoverConfig;
+pub use mariadb::MariadbConfig;
 pub use preflight::PreflightConfig;
 pub use rabbitmq::RabbitmqConfig;
 
@@ -56,6 +58,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// `[rabbitmq]`: the application user and vhost.
     pub rabbitmq: RabbitmqConfig,
+    /// `[mariadb]`: the application user and database.
+    pub mariadb: MariadbConfig,
 }
 
 /// `[security]`.
@@ -298,10 +302,12 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "preflight",
             "backup",
             "rabbitmq",
+            "mariadb",
         ],
     ),
     ("security", &["tls"]),
     ("rabbitmq", rabbitmq::KEYS),
+    ("mariadb", mariadb::KEYS),
     ("backup", backup::KEYS),
     ("preflight", preflight::KEYS),
     (

@@ -101,6 +101,17 @@ pub(super) fn check(cfg: &Config, path: &str, text: Option<&str>) -> Vec<Diagnos
             "use lowercase letters, digits, `_` and `-`, e.g. `vhost = \"shop\"`",
         );
     }
+    for (key, v) in [
+        ("app_user", &cfg.mariadb.app_user),
+        ("app_database", &cfg.mariadb.app_database),
+    ] {
+        bad(
+            "mariadb",
+            key,
+            super::mariadb::check_name(&format!("[mariadb] {key}"), v),
+            "use lowercase letters, digits and `_`, e.g. `app_database = \"shop\"`",
+        );
+    }
     if let Some(m) = &cfg.kubernetes.registry_mirror {
         bad(
             "kubernetes",
