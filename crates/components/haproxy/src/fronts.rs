@@ -9,8 +9,8 @@ use serde::Serialize;
 use std::net::IpAddr;
 
 use crate::{
-    K8S_API_PORT, PATRONI_REST_PORT, POSTGRES_PORT, POSTGRES_REPLICAS_PORT, REDIS_PORT,
-    REDIS_SECRET, STATS_PORT, STATS_SECRET, STATS_USER,
+    K8S_API_PORT, MARIADB_CHECK_PORT, MARIADB_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
+    POSTGRES_REPLICAS_PORT, REDIS_PORT, REDIS_SECRET, STATS_PORT, STATS_SECRET, STATS_USER,
 };
 
 const TEMPLATE: &str = include_str!("../templates/haproxy.cfg.hbs");
@@ -45,7 +45,8 @@ pub struct Front {
 }
 
 /// The fronts for this inventory and config: one per VIP that is configured and whose role
-/// has hosts. PostgreSQL gets two (primary on 5432, replicas on 5433), Redis one (6379).
+/// has hosts. PostgreSQL gets two (primary on 5432, replicas on 5433), Redis one (6379),
+/// MariaDB Galera one (3306: one writer at a time, the others `backup`).
 pub fn fronts(ctx: &Context) -> Vec<Front> {
     let servers = |role: Role| -> Vec<(String, IpAddr)> {
         ctx.inventory
@@ -86,6 +87,18 @@ pub fn fronts(ctx: &Context) -> Vec<Front> {
             server_port: REDIS_PORT,
             servers: redis,
             expect: Expect::ExactlyOne,
+        });
+    }
+    let galera = servers(Role::Mariadb);
+    if let (Some(vip), false) = (ctx.config.vips.get("mariadb"), galera.is_empty()) {
+        out.push(Front {
+            backend: "mariadb",
+            vip_key: "mariadb",
+            vip: *vip,
+            port: MARIADB_PORT,
+            server_port: MARIADB_PORT,
+            servers: galera,
+            expect: Expect::AtLeastOne,
         });
     }
     let masters = servers(Role::K8sMaster);
@@ -157,6 +170,21 @@ struct RedisData {
 }
 
 #[derive(Serialize)]
+struct MariadbServer {
+    name: String,
+    addr: String,
+    check_port: u16,
+    /// Every server but the first: used only while the ones before it are down.
+    backup: bool,
+}
+
+#[derive(Serialize)]
+struct MariadbData {
+    bind: String,
+    servers: Vec<MariadbServer>,
+}
+
+#[derive(Serialize)]
 struct K8sData {
     bind: String,
     servers: Vec<ServerData>,
@@ -170,6 +198,7 @@ struct CfgData {
     stats_password: String,
     postgres: Option<PostgresData>,
     redis: Option<RedisData>,
+    mariadb: Option<MariadbData>,
     k8s_api: Option<K8sData>,
 }
 
@@ -203,6 +232,20 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
         }),
         None => None,
     };
+    let mariadb = find("mariadb").map(|f| MariadbData {
+        bind: host_port(f.vip, f.port),
+        servers: f
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ip))| MariadbServer {
+                name: name.clone(),
+                addr: host_port(*ip, f.server_port),
+                check_port: MARIADB_CHECK_PORT,
+                backup: i > 0,
+            })
+            .collect(),
+    });
     let k8s_api = find("k8s_api").map(|f| K8sData {
         bind: host_port(f.vip, f.port),
         servers: servers(f, 0),
@@ -217,6 +260,7 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
             stats_password: secret_word(ctx, STATS_SECRET)?,
             postgres,
             redis,
+            mariadb,
             k8s_api,
         },
     )

@@ -56,6 +56,10 @@ pub const POSTGRES_REPLICAS_PORT: u16 = 5433;
 pub const PATRONI_REST_PORT: u16 = 8008;
 /// Redis port on the VIP and the servers.
 pub const REDIS_PORT: u16 = 6379;
+/// MariaDB's port on the VIP and the Galera nodes (module 8), fronted on `[vips] mariadb`.
+pub const MARIADB_PORT: u16 = 3306;
+/// The Galera nodes' clustercheck port (HTTP 200 only on a Synced node, kbz-mariadb).
+pub const MARIADB_CHECK_PORT: u16 = 9200;
 /// The Kubernetes API port (module 10), fronted on `[vips] k8s_api`.
 pub const K8S_API_PORT: u16 = 6443;
 
@@ -221,10 +225,16 @@ mod tests {
                 "postgres_primary",
                 "postgres_replicas",
                 "redis_master",
+                "mariadb",
                 "k8s_api"
             ]
         );
-        let k8s = &f[3];
+        let galera = &f[3];
+        assert_eq!(
+            (galera.vip_key, galera.port, galera.server_port),
+            ("mariadb", 3306, 3306)
+        );
+        let k8s = &f[4];
         assert_eq!((k8s.port, k8s.server_port), (6443, 6443));
         assert_eq!(k8s.servers.len(), 3);
         let servers: Vec<&str> = f[0].servers.iter().map(|(n, _)| n.as_str()).collect();
@@ -256,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn mariadb_has_one_writer_checked_by_the_clustercheck() {
+        let c = cfg(&example(), "lb1");
+        assert!(
+            c.contains("frontend fe_mariadb\n    bind 192.0.2.103:3306\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("    server mq1 192.0.2.31:3306 check port 9200 on-marked-up shutdown-backup-sessions\n"),
+            "{c}"
+        );
+        for n in ["mq2 192.0.2.32", "mq3 192.0.2.33"] {
+            assert!(
+                c.contains(&format!("    server {n}:3306 check port 9200 backup\n")),
+                "{c}"
+            );
+        }
+        // Without `allbackups`, only one backup serves at a time.
+        assert!(!c.contains("allbackups"), "{c}");
+    }
+
+    #[test]
     fn stats_bind_the_private_address_with_auth() {
         let ctx = example();
         let c = cfg(&ctx, "lb2");
@@ -274,7 +305,7 @@ mod tests {
         assert!(c.contains("bind 192.0.2.100:5433\n"), "{c}");
         assert!(c.contains("http-check send meth GET uri /primary\n"), "{c}");
         assert!(c.contains("http-check send meth GET uri /replica\n"), "{c}");
-        assert_eq!(c.matches("http-check expect status 200\n").count(), 3);
+        assert_eq!(c.matches("http-check expect status 200\n").count(), 4);
         assert!(
             c.contains("frontend fe_k8s_api\n    bind 192.0.2.104:6443\n"),
             "{c}"
