@@ -71,7 +71,11 @@ pub fn validate_with_source(
 ) -> Vec<Diagnostic> {
     let mut out = inv.check_quorum();
     out.extend(cfg.check(config_path, config_text));
-    out.extend(crate::config::mariadb::check_proxysql_pin(inv, cfg, config_path));
+    out.extend(crate::config::mariadb::check_proxysql_pin(
+        inv,
+        cfg,
+        config_path,
+    ));
     out.extend(
         Plan {
             inv,

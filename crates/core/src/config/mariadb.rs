@@ -37,8 +37,7 @@ pub fn check_name(what: &str, s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
         return Err(format!(
@@ -95,7 +94,17 @@ mod tests {
         assert!(check_name("[mariadb] app_user", "app").is_ok());
         assert!(check_name("[mariadb] app_database", "shop_eu1").is_ok());
         for bad in [
-            "", "App", "1app", "a b", "a-b", "a'b", "a`b", "root", "mysql", "kbz_sst", "sys",
+            "",
+            "App",
+            "1app",
+            "a b",
+            "a-b",
+            "a'b",
+            "a`b",
+            "root",
+            "mysql",
+            "kbz_sst",
+            "sys",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         ] {
             assert!(check_name("[mariadb] app_user", bad).is_err(), "{bad}");
