@@ -708,6 +708,9 @@ pub static CATALOGUE: &[Entry] = &[
              check the links between members: `nc -vz -w 3 10.0.0.12 2380`",
             "Do not bootstrap a new cluster from a stale member; check overall health first: \
              `kbz-health --inventory servers.tsv` (every member, quorum and leader, with fixes)",
+            "Galera with every node down (a power cut): re-run `kbz-install`, which recovers the \
+             cluster from the node with the highest seqno; with some nodes still running \
+             outside a Primary component kbz refuses: stop them first (`sudo systemctl stop mariadb`)",
         ],
     ),
     e(
@@ -744,6 +747,9 @@ pub static CATALOGUE: &[Entry] = &[
             "Redis, with the password from .kbz/secrets.toml typed at the prompt: \
              `read -rs REDISCLI_AUTH && export REDISCLI_AUTH && redis-cli INFO replication`",
             "Rebuild a broken Patroni replica: `patronictl -c /etc/patroni/config.yml reinit CLUSTER MEMBER`",
+            "Galera: `sudo mariadb -e \"SHOW STATUS LIKE 'wsrep_local_state_comment'\"` (expect \
+             Synced); a joining node needs ports 4567, 4568 and 4444 open to a donor and \
+             `journalctl -u mariadb` shows its state transfer",
         ],
     ),
     e(
