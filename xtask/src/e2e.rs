@@ -21,6 +21,7 @@ mod backup;
 mod embed;
 mod failover;
 mod health;
+pub mod mariadb;
 mod menu;
 mod preflight;
 mod reinstall;
