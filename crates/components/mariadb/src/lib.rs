@@ -23,7 +23,10 @@
 //!    session reports no difference (0 changed, 0 cluster changes).
 //! 5. kbz bootstraps only when no node runs in a Primary component: a fresh cluster, or
 //!    every node down (the node with the highest seqno). Running nodes without a Primary
-//!    component are a quorum loss (E036) it reports, not one it forces.
+//!    component are a quorum loss (E036) it reports, not one it forces. Galera's own
+//!    `pc.recovery` (on by default) may re-form the Primary component when every member of
+//!    the last one restarts together (a power cut with the units enabled); kbz's recovery
+//!    is for what it cannot: every node down and staying down.
 //!
 //! Uninstall stops and disables the server and the clustercheck, purges the packages and
 //! removes kbz's files; the data in /var/lib/mysql stays.
