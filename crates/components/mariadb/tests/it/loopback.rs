@@ -135,7 +135,8 @@ async fn three_nodes_bootstrap_replicate_and_recover_after_a_power_cut() {
         }
         gport = free_port_on(&ips, &[port]);
     }
-    let l = Layout::loopback(dir.path().to_path_buf(), port, gport);
+    let mut l = Layout::loopback(dir.path().to_path_buf(), port, gport);
+    l.check_port = free_port_on(&ips, &[port, gport, gport + 1, gport + 2]);
 
     let mut cfg = Config::default();
     cfg.cluster.name = "kbz-loopback".into();
@@ -268,6 +269,42 @@ async fn three_nodes_bootstrap_replicate_and_recover_after_a_power_cut() {
     .await;
     assert_eq!(rc, 0, "{out}");
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    // The same behind socat as kbz's unit runs it (as the mysql user), asked over HTTP the
+    // way HAProxy's check does.
+    let mut daemons = kbz_testkit::Daemons::new();
+    daemons.add(
+        "clustercheck",
+        Command::new("runuser")
+            .args(["-u", "mysql", "--", "sh", "-c"])
+            .arg(format!("exec {}", render::check_exec_start(&hosts[2], &l)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat"),
+    );
+    let check = |want: &'static str| {
+        let addr = std::net::SocketAddr::new(hosts[2].ip, l.check_port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = std::net::TcpStream::connect(addr)
+                .and_then(|mut c| {
+                    use std::io::{Read, Write};
+                    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+                    let mut r = String::new();
+                    c.read_to_string(&mut r)?;
+                    Ok(r)
+                })
+                .unwrap_or_default();
+            if got.starts_with(want) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let got = check("HTTP/1.1 200 OK");
+    assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
 
     // n1 dies first; a write lands on n2 and n3 while it is down; then the power cut kills
     // the rest. Only n2 and n3 have the last commit: the recovery must start from one of them.
@@ -294,6 +331,9 @@ async fn three_nodes_bootstrap_replicate_and_recover_after_a_power_cut() {
     )
     .await;
     servers.kill_all();
+    // With its node down the check fails, so HAProxy sends nobody there.
+    let got = check("HTTP/1.1 503");
+    assert!(got.starts_with("HTTP/1.1 503 Service Unavailable"), "{got}");
     let health_before = sh(&format!("cat '{}'", l.path(&hosts[0], layout::GRASTATE)))
         .await
         .1;
@@ -348,6 +388,12 @@ async fn three_nodes_bootstrap_replicate_and_recover_after_a_power_cut() {
         .await,
         "after-cut"
     );
+    let got = check("HTTP/1.1 200 OK");
+    assert!(
+        got.starts_with("HTTP/1.1 200 OK"),
+        "after the recovery: {got}"
+    );
+    drop(daemons);
     let after = cluster::converge(&ctx, &hx, &l).await.expect("re-run");
     assert!(after.is_empty(), "{after:?}");
     drop(servers);
