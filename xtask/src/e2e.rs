@@ -36,12 +36,14 @@ pub struct Args {
     /// says so at the end, and `.ci/run` never passes it.
     #[arg(long)]
     skip_failovers: bool,
-    /// Also run kbz-backup's lab scenario (issue 11), after kbz-health. Off in `.ci/run`
-    /// until its finding is fixed: on the lab, after `kbz-backup restore etcd --force`,
-    /// Patroni's REST API on the backup host stopped answering and the next install failed
-    /// with E038 after 300 s.
+    /// Leave out kbz-backup's lab scenario (issue 11: backups, refused and forced
+    /// restores of etcd under Patroni and of Redis, drills, the cron line); `.ci/run` runs it.
     #[arg(long)]
-    with_backup: bool,
+    skip_backup: bool,
+    /// Also drive `kbz-install menu` against the lab in tmux (issue 15): uninstall and
+    /// install Redis, back up now, drill. Off in `.ci/run` until it has passed on the lab.
+    #[arg(long)]
+    with_menu: bool,
 }
 
 /// Figures measured during the run, printed at the end (and by `bench lab`).
@@ -66,8 +68,10 @@ pub struct Figures {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (skip, backup) = (args.skip_failovers, args.with_backup);
-    let figures = with_lab(args.keep, |info, fig| scenarios(info, fig, skip, backup))?;
+    let (skip, backup, menu) = (args.skip_failovers, !args.skip_backup, args.with_menu);
+    let figures = with_lab(args.keep, |info, fig| {
+        scenarios(info, fig, skip, backup, menu)
+    })?;
     if skip {
         println!("e2e: the failover suite was left out (--skip-failovers): this is not a full e2e");
     }
@@ -597,6 +601,7 @@ fn scenarios(
     fig: &mut Figures,
     skip_failovers: bool,
     with_backup: bool,
+    with_menu: bool,
 ) -> Result<()> {
     let bin = kbz_install()?;
     let inv = info.servers_tsv.display().to_string();
@@ -637,10 +642,14 @@ fn scenarios(
     if with_backup {
         backup::scenario(info, &names, &hook)?;
     } else {
-        step("kbz-backup's scenario left out (run it with --with-backup; issue 11)");
+        step("kbz-backup's scenario left out (--skip-backup)");
     }
     // Issue 15: the menu against real hosts.
-    menu::scenario(info, &names)?;
+    if with_menu {
+        menu::scenario(info, &names)?;
+    } else {
+        step("the menu against the lab left out (run it with --with-menu; issue 15)");
+    }
 
     step("dry-run against the converged lab plans 0 operations");
     let r = install(&bin, &["--inventory", &inv, "--dry-run"])?;

@@ -101,12 +101,17 @@ pub fn scenario(bin: &Path, info: &LabInfo, names: &[&str]) -> Result<()> {
     );
 
     step("preflight: a memory minimum above what the hosts have refuses the install (E076)");
-    let mut cfg = fs::read_to_string(&info.config)?;
+    let cfg = fs::read_to_string(&info.config)?;
     ensure!(
-        !cfg.contains("[preflight"),
-        "the lab kbz.toml already has a [preflight] table"
+        cfg.matches("[preflight").count() == 1 && cfg.contains("[preflight.roles.postgres]\n"),
+        "the lab kbz.toml's [preflight] tables changed: {cfg}"
     );
-    cfg.push_str("\n[preflight.roles.postgres]\nmemory_mb = 100000000\n");
+    // The lab's kbz.toml has the table already (its disk minimum): add the key inside it.
+    let cfg = cfg.replacen(
+        "[preflight.roles.postgres]\n",
+        "[preflight.roles.postgres]\nmemory_mb = 100000000\n",
+        1,
+    );
     let cfg_path = info.dir.join("kbz-preflight.toml");
     fs::write(&cfg_path, cfg)?;
     let cfg_arg = cfg_path.display().to_string();

@@ -46,7 +46,9 @@ pub fn kbz_toml(key: &Path, known_hosts: &Path) -> String {
     format!(
         "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
          [ssh]\nkey = \"{}\"\nknown_hosts = \"{}\"\n\n\
-         [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\n",
+         [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\n\n\
+         # The lab's hosts share the controller's disk with its build trees.\n\
+         [preflight.roles.postgres]\ndisk_mb = 4096\n",
         toml_escape(&key.display().to_string()),
         toml_escape(&known_hosts.display().to_string()),
     )
@@ -141,7 +143,9 @@ mod tests {
             toml,
             "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
              [ssh]\nkey = \"/w/target/lab/id_ed25519\"\nknown_hosts = \"/w/target/lab/known_hosts\"\n\n\
-             [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\n"
+             [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\n\n\
+             # The lab's hosts share the controller's disk with its build trees.\n\
+             [preflight.roles.postgres]\ndisk_mb = 4096\n"
         );
     }
 
