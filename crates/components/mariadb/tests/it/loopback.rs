@@ -274,8 +274,10 @@ async fn three_nodes_bootstrap_replicate_and_recover_after_a_power_cut() {
     let mut daemons = kbz_testkit::Daemons::new();
     daemons.add(
         "clustercheck",
-        Command::new("runuser")
-            .args(["-u", "mysql", "--", "sh", "-c"])
+        // setpriv execs (runuser would stay the parent): the kept pid is socat's own, so
+        // the guard's kill ends it.
+        Command::new("setpriv")
+            .args(["--reuid=mysql", "--regid=mysql", "--init-groups", "--", "sh", "-c"])
             .arg(format!("exec {}", render::check_exec_start(&hosts[2], &l)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
