@@ -277,7 +277,14 @@ async fn three_nodes_bootstrap_replicate_and_recover_after_a_power_cut() {
         // setpriv execs (runuser would stay the parent): the kept pid is socat's own, so
         // the guard's kill ends it.
         Command::new("setpriv")
-            .args(["--reuid=mysql", "--regid=mysql", "--init-groups", "--", "sh", "-c"])
+            .args([
+                "--reuid=mysql",
+                "--regid=mysql",
+                "--init-groups",
+                "--",
+                "sh",
+                "-c",
+            ])
             .arg(format!("exec {}", render::check_exec_start(&hosts[2], &l)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
