@@ -3,7 +3,7 @@
 //! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
-//! checks kbz-health, backs up, restores and drills etcd and Redis with kbz-backup (its cron
+//! checks kbz-health, runs MariaDB Galera through power cuts of every node, backs up, restores and drills etcd and Redis with kbz-backup (its cron
 //! line run as cron would), dry-runs (0 operations), proves rollback after a failure on one host,
 //! uninstalls, reinstalls over the kept data (then 0 changed), rebuilds the lab from scratch
 //! and installs it again with `--start-from-module 1` (then 0 changed), and tears the lab
@@ -21,7 +21,7 @@ mod backup;
 mod embed;
 mod failover;
 mod health;
-pub mod mariadb;
+mod mariadb;
 mod menu;
 mod preflight;
 mod reinstall;
@@ -638,6 +638,8 @@ fn scenarios(
         failover_scenario(&bin, info, &names, fig)?;
     }
     health::scenario(info, &names, fig)?;
+    // Issue 12: Galera on the lab, its power cuts and kbz's full-cluster recovery.
+    mariadb::scenario(info)?;
     // Issue 11: backups, restores, drills and the cron line of kbz-backup (see `with_backup`).
     if with_backup {
         backup::scenario(info, &names, &hook)?;

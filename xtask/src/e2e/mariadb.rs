@@ -9,8 +9,6 @@
 //! itself: the re-run must make a `bootstrap` cluster change "full-cluster recovery" on the
 //! node with the highest seqno, keep every row and take writes through the VIP again; a
 //! further re-run changes nothing.
-// The coordinator wires `scenario` into the e2e order once the lab has those roles and VIP.
-#![allow(dead_code)]
 
 use anyhow::{ensure, Context as _, Result};
 use fs_err as fs;

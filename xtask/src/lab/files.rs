@@ -20,8 +20,8 @@ pub struct FileHost {
 /// binaries), later hosts are Kubernetes workers.
 pub fn roles_for(index: u8) -> Vec<String> {
     let roles: &[&str] = match index {
-        1 | 2 => &["lb", "etcd", "postgres", "redis"],
-        3 => &["lb", "etcd", "postgres", "redis", "backup"],
+        1 | 2 => &["lb", "etcd", "postgres", "redis", "mariadb"],
+        3 => &["lb", "etcd", "postgres", "redis", "mariadb", "backup"],
         _ => &["k8s-worker"],
     };
     roles.iter().map(|r| r.to_string()).collect()
@@ -46,9 +46,10 @@ pub fn kbz_toml(key: &Path, known_hosts: &Path) -> String {
     format!(
         "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
          [ssh]\nkey = \"{}\"\nknown_hosts = \"{}\"\n\n\
-         [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\n\n\
-         # The lab's hosts share the controller's disk with its build trees.\n\
-         [preflight.roles.postgres]\ndisk_mb = 4096\n",
+         [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\n\n\
+         # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
+         [preflight]\nroot_disk_mb = 1024\n\n\
+         [preflight.roles.postgres]\ndisk_mb = 1024\n",
         toml_escape(&key.display().to_string()),
         toml_escape(&known_hosts.display().to_string()),
     )
@@ -126,9 +127,9 @@ mod tests {
         assert_eq!(
             servers_tsv(&hosts(4)),
             "hostname\tip\troles\tssh_user\tssh_port\n\
-             kbzlab-h1\t10.77.0.11\tlb,etcd,postgres,redis\troot\t22\n\
-             kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis\troot\t22\n\
-             kbzlab-h3\t10.77.0.13\tlb,etcd,postgres,redis,backup\troot\t22\n\
+             kbzlab-h1\t10.77.0.11\tlb,etcd,postgres,redis,mariadb\troot\t22\n\
+             kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis,mariadb\troot\t22\n\
+             kbzlab-h3\t10.77.0.13\tlb,etcd,postgres,redis,mariadb,backup\troot\t22\n\
              kbzlab-h4\t10.77.0.14\tk8s-worker\troot\t22\n"
         );
     }
@@ -143,9 +144,10 @@ mod tests {
             toml,
             "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
              [ssh]\nkey = \"/w/target/lab/id_ed25519\"\nknown_hosts = \"/w/target/lab/known_hosts\"\n\n\
-             [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\n\n\
-             # The lab's hosts share the controller's disk with its build trees.\n\
-             [preflight.roles.postgres]\ndisk_mb = 4096\n"
+             [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\n\n\
+             # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
+             [preflight]\nroot_disk_mb = 1024\n\n\
+             [preflight.roles.postgres]\ndisk_mb = 1024\n"
         );
     }
 
