@@ -425,7 +425,11 @@ pub fn normalize_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+/// Every apt-get kbz runs waits up to 5 minutes for dpkg's lock (apt's daily timers and
+/// unattended-upgrades hold it for a while after boot) instead of failing at once.
+const APT_LOCK_WAIT: &str = "-o DPkg::Lock::Timeout=300";
+
+const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
 
 /// The command that performs an operation (all but `WriteFile`, which uses `put_file`).
 pub fn op_cmd(op: &Op) -> Cmd {
@@ -453,7 +457,7 @@ pub fn op_cmd(op: &Op) -> Cmd {
         Op::InstallPackages { names } => {
             let n: Vec<String> = names.iter().map(|p| quote(p)).collect();
             format!(
-                "find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -360 2>/dev/null | grep -q . || apt-get -q update\n{APT} --no-install-recommends install {n} || {{ apt-get -q update && {APT} --no-install-recommends install {n}; }}",
+                "find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -360 2>/dev/null | grep -q . || apt-get -q {APT_LOCK_WAIT} update\n{APT} --no-install-recommends install {n} || {{ apt-get -q {APT_LOCK_WAIT} update && {APT} --no-install-recommends install {n}; }}",
                 n = n.join(" ")
             )
         }
