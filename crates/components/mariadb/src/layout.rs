@@ -25,6 +25,8 @@ pub const GRASTATE: &str = "/var/lib/mysql/grastate.dat";
 pub const SOCKET: &str = "/run/mysqld/mysqld.sock";
 /// The Debian unit.
 pub const SERVICE: &str = "mariadb";
+/// Debian's socket-activation unit (`ListenStream=3306` on every address), kept disabled.
+pub const SOCKET_UNIT: &str = "mariadb.socket";
 
 /// Paths, ports and process control of the MariaDB nodes of one cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

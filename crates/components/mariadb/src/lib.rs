@@ -117,6 +117,21 @@ fn galera_desired(ctx: &Context, host: &Host) -> Result<Vec<Resource>, Component
         creates: None,
         undo: None,
     });
+    // Debian enables mariadb.socket, which listens on *:3306 at boot: it would take the port
+    // from this node's server and the VIP's front from HAProxy (both failed to bind after a
+    // power cut on the lab), and socket activation would start a server outside the
+    // cluster step's order. Masked (before or after the package installs, which enables
+    // it), so nothing can start it.
+    r.push(Resource::Command {
+        id: "mariadb-socket-mask".into(),
+        script: format!("systemctl mask --now {}", layout::SOCKET_UNIT),
+        unless: Some(format!(
+            "[ \"$(systemctl is-enabled {} 2>/dev/null)\" = masked ]",
+            layout::SOCKET_UNIT
+        )),
+        creates: None,
+        undo: Some(format!("systemctl unmask {}", layout::SOCKET_UNIT)),
+    });
     r.push(Resource::Command {
         id: "mariadb-clustercheck-reload".into(),
         script: "systemctl daemon-reload".into(),
@@ -183,6 +198,16 @@ impl Component for Mariadb {
         }
         r.push(Resource::stopped_service(layout::CHECK_SERVICE));
         r.push(Resource::stopped_service(layout::SERVICE));
+        r.push(Resource::Command {
+            id: "mariadb-socket-unmask".into(),
+            script: format!("systemctl unmask {}", layout::SOCKET_UNIT),
+            unless: Some(format!(
+                "[ ! -L /etc/systemd/system/{} ]",
+                layout::SOCKET_UNIT
+            )),
+            creates: None,
+            undo: Some(format!("systemctl mask {}", layout::SOCKET_UNIT)),
+        });
         for p in UNINSTALLED_PACKAGES {
             r.push(Resource::absent_package(p));
         }
