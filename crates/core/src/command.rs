@@ -122,3 +122,14 @@ impl Facts {
         matches!(self.os_id.as_str(), "debian" | "ubuntu")
     }
 }
+
+/// `cmd` tried up to three times two seconds apart, printing the last try's output when
+/// every try failed: a service started right after its stop can fail while systemd still
+/// removes the stopped unit's control group (status 219/CGROUP, seen in containers after
+/// "Failed to kill control group").
+pub fn retried_start(cmd: &str) -> String {
+    format!(
+        "i=0\nuntil out=$({cmd} 2>&1); do i=$((i+1)); if [ $i -ge 3 ]; then printf '%s\\n' \"$out\"; exit 1; fi; sleep 2; done\n"
+    )
+}
+

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::command::{Cmd, Facts};
 use crate::error::ExecError;
 
-pub use crate::command::quote;
+pub use crate::command::{quote, retried_start};
 use crate::resource::{Observed, Op, Resource};
 
 /// Hex sha256 of bytes.

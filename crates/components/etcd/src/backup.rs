@@ -219,14 +219,10 @@ pub fn restore_script(
     )
 }
 
-/// Starts etcd, three tries two seconds apart: a start right after the stop can fail
-/// while systemd still removes the stopped unit's control group (status 219/CGROUP, seen
-/// in containers); the last try's output is what a failure reports.
+/// Starts etcd, three tries two seconds apart ([`kbz_core::shell::retried_start`]); the
+/// last try's output is what a failure reports.
 pub fn start_script(layout: &Layout, host: &Host) -> String {
-    format!(
-        "i=0\nuntil out=$({start} 2>&1); do i=$((i+1)); if [ $i -ge 3 ]; then printf '%s\\n' \"$out\"; exit 1; fi; sleep 2; done\n",
-        start = layout.service(host, "start")
-    )
+    kbz_core::shell::retried_start(&layout.service(host, "start"))
 }
 
 /// Deletes `keys` (a key ending in `/` with `--prefix`) through one member and prints the

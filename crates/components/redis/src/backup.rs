@@ -82,8 +82,12 @@ impl RedisBackup {
 
     /// The command that stops or starts `unit` on `host`: systemctl on real hosts, the
     /// loopback test's `ROOT/<host>/ctl-<unit>` script (none: nothing to do) otherwise.
+    /// A start is tried three times ([`kbz_core::shell::retried_start`]).
     pub fn service(&self, host: &Host, unit: &str, action: &str) -> String {
         match &self.layout.root {
+            None if action == "start" => {
+                kbz_core::shell::retried_start(&format!("systemctl start {unit}"))
+            }
             None => format!("systemctl {action} {unit}"),
             Some(r) => {
                 let f = quote(&format!("{}/{}/ctl-{unit}", r.display(), host.hostname));
