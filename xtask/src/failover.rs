@@ -156,6 +156,9 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
         redis,
         // The lab has no Kubernetes (K3s and kubeadm cannot be downloaded here).
         k8s: None,
+        // `cargo xtask failover` runs the PostgreSQL and Redis scenarios; kbz-failover (the
+        // e2e suite) runs galera-node-crash from the inventory's mariadb hosts.
+        galera: None,
         lbs,
         power: Some(HostCommands {
             off: format!("{me} lab kill {{host}} >/dev/null"),

@@ -67,6 +67,7 @@ fn list_shows_every_scenario_with_its_budget() {
         "vip-holder-crash",
         "haproxy-down",
         "k8s-master-crash",
+        "galera-node-crash",
     ] {
         assert!(out.contains(name), "{name} missing:\n{out}");
     }
@@ -86,6 +87,16 @@ fn list_shows_every_scenario_with_its_budget() {
     assert!(
         k8s.contains("gap <= 10 s") && k8s.contains("kube-controller-manager lease"),
         "{k8s}"
+    );
+
+    // Galera: synchronous, so nothing may be lost; 20 s for HAProxy's move and the eviction.
+    let galera = out
+        .lines()
+        .find(|l| l.contains("galera-node-crash"))
+        .expect("galera line");
+    assert!(
+        galera.contains("lost <= 0, gap <= 20 s") && galera.contains("MariaDB VIP writes to"),
+        "{galera}"
     );
 
     // The operator's budgets are the ones shown.

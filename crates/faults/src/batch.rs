@@ -73,6 +73,7 @@ where
         let what = match s.service() {
             Service::Redis => format!("scratch keys {}*", redis::PREFIX),
             Service::Kubernetes => "the Kubernetes API through its VIP".to_string(),
+            Service::Mariadb => format!("scratch table {} (MariaDB)", crate::mariadb::TABLE),
             Service::Postgres => format!("scratch table {}", postgres::TABLE),
         };
         b.not_healed.push(format!("{what}: {} {e}", e.code()));

@@ -74,6 +74,18 @@ impl Scenario {
                 vip_secs: None,
             };
         }
+        if self.victim == VictimRole::GaleraWriter {
+            // Synchronous (certified) replication: a commit acknowledged is on every node
+            // of the Primary component; the gap is HAProxy's move to the next node plus
+            // Galera evicting the dead one.
+            return Budget {
+                lost: 0,
+                gap_secs: cfg.galera_gap_secs,
+                gap_key: "galera_gap_secs",
+                lost_window_secs: None,
+                vip_secs: None,
+            };
+        }
         if self.victim == VictimRole::RedisMaster {
             return Budget {
                 lost: 0,
@@ -269,6 +281,22 @@ mod tests {
         assert_eq!(
             named("postgres-leader-partition").budget(&cfg).gap_secs,
             20.0
+        );
+        // Galera certifies every commit on the whole Primary component: nothing may be lost,
+        // and its gap has its own key.
+        let g = named("galera-node-crash");
+        assert_eq!(g.service(), crate::Service::Mariadb);
+        assert!(g.needs_commands());
+        let b = g.budget(&FailoverConfig::default());
+        assert_eq!(
+            (
+                b.lost,
+                b.gap_secs,
+                b.gap_key,
+                b.lost_window_secs,
+                b.vip_secs
+            ),
+            (0, 20.0, "galera_gap_secs", None, None)
         );
     }
 

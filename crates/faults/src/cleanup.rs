@@ -112,6 +112,7 @@ mod tests {
             }),
             redis: None,
             k8s: None,
+            galera: None,
             lbs: Vec::new(),
             power: None,
             isolate: None,

@@ -48,6 +48,15 @@ pub enum FaultError {
         /// Detail.
         reason: String,
     },
+    /// MariaDB refused or failed a statement of the harness (the scratch table, a status
+    /// query), not of the workload.
+    #[error("MariaDB at {addr}: {reason}")]
+    Mariadb {
+        /// Address.
+        addr: String,
+        /// Detail.
+        reason: String,
+    },
     /// The Kubernetes API refused or failed a request of the harness (credentials, the
     /// first probe), not of the workload.
     #[error("the Kubernetes API at {addr}: {reason}")]
@@ -76,6 +85,7 @@ impl HasCode for FaultError {
             FaultError::Timeout { .. } => Code::E031,
             FaultError::Postgres { .. }
             | FaultError::Redis { .. }
+            | FaultError::Mariadb { .. }
             | FaultError::Kubernetes { .. } => Code::E040,
             FaultError::Unsupported { .. } => Code::E010,
         }

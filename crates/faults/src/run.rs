@@ -75,9 +75,10 @@ async fn pick_victim(
         reason: reason.into(),
     };
     match s.victim {
-        VictimRole::PostgresLeader | VictimRole::RedisMaster | VictimRole::K8sMaster => {
-            Ok(leader.to_string())
-        }
+        VictimRole::PostgresLeader
+        | VictimRole::RedisMaster
+        | VictimRole::K8sMaster
+        | VictimRole::GaleraWriter => Ok(leader.to_string()),
         VictimRole::PostgresReplica => {
             let all: Vec<&Member> = t.members.iter().collect();
             let rows = observe::patroni_members(&all)

@@ -4,6 +4,7 @@
 use crate::check::Verdict;
 use crate::fault::{Fault, HostCommands};
 use crate::k8s::{K8sService, K8sTarget};
+use crate::mariadb::{GaleraService, GaleraTarget};
 use crate::observe::Member;
 use crate::postgres::PgTarget;
 use crate::redis::RedisTarget;
@@ -29,6 +30,8 @@ pub enum VictimRole {
     VipHolder,
     /// The Kubernetes master holding the `kube-controller-manager` lease.
     K8sMaster,
+    /// The Galera node the MariaDB VIP sends writes to (HAProxy's one writer).
+    GaleraWriter,
 }
 
 /// The service a scenario writes to and measures.
@@ -41,6 +44,8 @@ pub enum Service {
     Redis,
     /// The Kubernetes API through its VIP (probes, no writes).
     Kubernetes,
+    /// MariaDB Galera through its VIP.
+    Mariadb,
 }
 
 /// A named fault against a role.
@@ -126,6 +131,11 @@ impl Scenario {
                 },
             ),
             s("k8s-master-crash", VictimRole::K8sMaster, Fault::PowerCut),
+            s(
+                "galera-node-crash",
+                VictimRole::GaleraWriter,
+                Fault::PowerCut,
+            ),
         ]
     }
 
@@ -134,6 +144,7 @@ impl Scenario {
         match self.victim {
             VictimRole::RedisMaster => Service::Redis,
             VictimRole::K8sMaster => Service::Kubernetes,
+            VictimRole::GaleraWriter => Service::Mariadb,
             _ => Service::Postgres,
         }
     }
@@ -168,6 +179,7 @@ impl Scenario {
             VictimRole::K8sMaster => {
                 "the Kubernetes master holding the kube-controller-manager lease"
             }
+            VictimRole::GaleraWriter => "the Galera node the MariaDB VIP writes to",
         };
         format!("{}: {victim}", self.fault.describe())
     }
@@ -194,6 +206,10 @@ impl Scenario {
 /// The fewest `k8s-master` hosts a master crash runs on: with one of 3 down, etcd keeps its
 /// quorum (2 of 3); with one of 2 down it would not.
 pub const MIN_K8S_MASTERS: usize = 3;
+
+/// The fewest Galera nodes a node crash runs on: with one of 3 down the other two keep a
+/// Primary component (2 of 3); with one of 2 down neither would.
+pub const MIN_GALERA_NODES: usize = 3;
 
 /// How long each phase lasts.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -236,6 +252,9 @@ pub struct Target {
     pub lbs: Vec<Member>,
     /// The Kubernetes masters and API VIP; the Kubernetes scenario refuses without them.
     pub k8s: Option<K8sTarget>,
+    /// The Galera nodes, the MariaDB VIP and the application user; the Galera scenario
+    /// refuses without them.
+    pub galera: Option<GaleraTarget>,
     /// Commands for [`Fault::PowerCut`]; a scenario with a power cut fails without them.
     pub power: Option<HostCommands>,
     /// Commands for [`Fault::Isolate`].
@@ -285,20 +304,34 @@ impl Target {
                     ),
                 }),
             },
+            Service::Mariadb => match &self.galera {
+                Some(g) if g.members.len() >= MIN_GALERA_NODES => {
+                    Ok(Arc::new(GaleraService { t: g.clone() }))
+                }
+                other => Err(FaultError::Unsupported {
+                    scenario: s.name.clone(),
+                    reason: format!(
+                        "{} mariadb host(s) behind [vips] mariadb: a node crash needs {MIN_GALERA_NODES} or more (two keep a Primary component with one down)",
+                        other.as_ref().map(|g| g.members.len()).unwrap_or(0)
+                    ),
+                }),
+            },
         }
     }
 
-    /// Every host of the target once (PostgreSQL, Redis, Kubernetes master and lb members),
+    /// Every host of the target once (PostgreSQL, Redis, Kubernetes master, Galera and lb members),
     /// in that order.
     pub fn hosts(&self) -> Vec<Member> {
         let mut out: Vec<Member> = Vec::new();
         let redis = self.redis.iter().flat_map(|r| r.members.iter());
         let k8s = self.k8s.iter().flat_map(|k| k.members.iter());
+        let galera = self.galera.iter().flat_map(|g| g.members.iter());
         for m in self
             .members
             .iter()
             .chain(redis)
             .chain(k8s)
+            .chain(galera)
             .chain(self.lbs.iter())
         {
             if !out.iter().any(|o| o.host.hostname == m.host.hostname) {

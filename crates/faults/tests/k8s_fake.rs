@@ -262,6 +262,7 @@ fn fleet(flavor: Flavor, pki: &Pki, api: &Api) -> Fleet {
             // The VIP is reached at the loopback server, as a bastion's tunnel would be.
             routes,
         }),
+        galera: None,
         lbs: Vec::new(),
         power: Some(HostCommands {
             off: format!("touch {m}/off-{{host}}"),
@@ -482,6 +483,7 @@ async fn without_k8s_masters_the_scenario_refuses_with_e010() {
         pg: None,
         redis: None,
         k8s: None,
+        galera: None,
         lbs: Vec::new(),
         power: Some(HostCommands {
             off: "false {host}".into(),

@@ -440,6 +440,7 @@ fn target_of(redis: RedisTarget, power: Option<HostCommands>) -> Target {
         pg: None,
         redis: Some(redis),
         k8s: None,
+        galera: None,
         lbs: Vec::new(),
         power,
         isolate: None,

@@ -11,7 +11,8 @@ use super::{built, step, Figures};
 use crate::lab::LabInfo;
 
 /// The scenarios and how long each fault lasts, in seconds: every crash, partition and
-/// switchover of PostgreSQL, etcd, Redis, the VIP holder and HAProxy.
+/// switchover of PostgreSQL, etcd, Redis, the VIP holder and HAProxy, and the crash of the
+/// Galera node the MariaDB VIP writes to.
 pub const SUITE: &[(&str, u64)] = &[
     ("postgres-leader-partition", 30),
     ("postgres-leader-crash", 20),
@@ -21,6 +22,7 @@ pub const SUITE: &[(&str, u64)] = &[
     ("redis-master-partition", 20),
     ("vip-holder-crash", 20),
     ("haproxy-down", 20),
+    ("galera-node-crash", 20),
 ];
 
 /// The lab's power commands, as an operator would write IPMI ones.

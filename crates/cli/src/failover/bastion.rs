@@ -36,8 +36,9 @@ impl Bastion {
 /// VIP and each postgres host's PostgreSQL (when `[vips] postgres` is set and the inventory
 /// has postgres hosts), the Redis VIP and each redis host's Redis and Sentinel (when
 /// `[vips] redis` is set and it has redis hosts), the Kubernetes API VIP (when `[vips]
-/// k8s_api` is set and it has k8s-master hosts), then the SSH port of every postgres, redis,
-/// k8s-master and lb host.
+/// k8s_api` is set and it has k8s-master hosts), the MariaDB VIP and each mariadb host's
+/// MariaDB (when `[vips] mariadb` is set and it has mariadb hosts), then the SSH port of every
+/// postgres, redis, k8s-master, mariadb and lb host.
 pub fn addresses(ctx: &Context) -> Vec<(IpAddr, u16)> {
     let hosts = |role: Role| {
         ctx.inventory
@@ -74,7 +75,21 @@ pub fn addresses(ctx: &Context) -> Vec<(IpAddr, u16)> {
             add(vip, kbz_kubernetes::API_PORT);
         }
     }
-    for role in [Role::Postgres, Role::Redis, Role::K8sMaster, Role::Lb] {
+    if let Some(vip) = ctx.config.vips.get("mariadb").copied() {
+        if hosts(Role::Mariadb).next().is_some() {
+            add(vip, kbz_haproxy::MARIADB_PORT);
+            for h in hosts(Role::Mariadb) {
+                add(h.ip, kbz_haproxy::MARIADB_PORT);
+            }
+        }
+    }
+    for role in [
+        Role::Postgres,
+        Role::Redis,
+        Role::K8sMaster,
+        Role::Mariadb,
+        Role::Lb,
+    ] {
         for h in hosts(role) {
             add(h.ip, h.ssh_port);
         }
@@ -123,9 +138,15 @@ mod tests {
             assert_eq!(addrs.contains(&(h.ip, 5432)), has(Role::Postgres), "{h:?}");
             assert_eq!(addrs.contains(&(h.ip, 6379)), has(Role::Redis), "{h:?}");
             assert_eq!(addrs.contains(&(h.ip, 26379)), has(Role::Redis), "{h:?}");
+            let galera = ctx.config.vips.contains_key("mariadb") && has(Role::Mariadb);
+            assert_eq!(addrs.contains(&(h.ip, 3306)), galera, "{h:?}");
             assert_eq!(
                 addrs.contains(&(h.ip, h.ssh_port)),
-                has(Role::Postgres) || has(Role::Redis) || has(Role::K8sMaster) || has(Role::Lb),
+                has(Role::Postgres)
+                    || has(Role::Redis)
+                    || has(Role::K8sMaster)
+                    || has(Role::Mariadb)
+                    || has(Role::Lb),
                 "{h:?}"
             );
         }

@@ -138,6 +138,23 @@ pub fn needs(s: &Scenario, ctx: &Context) -> Result<(), Failure> {
                 return Err(redis_missing(&s.name));
             }
         }
+        kbz_faults::Service::Mariadb => {
+            if !ctx.config.vips.contains_key("mariadb") || count(Role::Mariadb) == 0 {
+                return Err(galera_missing(&s.name));
+            }
+            let n = count(Role::Mariadb);
+            if n < kbz_faults::MIN_GALERA_NODES {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E010,
+                    format!(
+                        "scenario {} crashes a Galera node: the inventory has {n} mariadb host(s), it needs {} or more (two keep a Primary component with one down)",
+                        s.name,
+                        kbz_faults::MIN_GALERA_NODES
+                    ),
+                )
+                .hint("give the mariadb role to 3 hosts in servers.tsv")]));
+            }
+        }
         kbz_faults::Service::Kubernetes => {
             let n = count(Role::K8sMaster);
             if n < kbz_faults::MIN_K8S_MASTERS {
@@ -192,10 +209,11 @@ async fn target(
             .cloned()
             .collect::<Vec<_>>()
     };
-    let (pg_hosts, redis_hosts, k8s_hosts, lb_hosts) = (
+    let (pg_hosts, redis_hosts, k8s_hosts, galera_hosts, lb_hosts) = (
         with_role(Role::Postgres),
         with_role(Role::Redis),
         with_role(Role::K8sMaster),
+        with_role(Role::Mariadb),
         with_role(Role::Lb),
     );
     let members = members_of(connector, &mut connected, &pg_hosts).await?;
@@ -245,6 +263,19 @@ async fn target(
         }),
         _ => None,
     };
+    let galera = match ctx.config.vips.get("mariadb").copied() {
+        Some(vip) if !galera_hosts.is_empty() => Some(kbz_faults::GaleraTarget {
+            members: members_of(connector, &mut connected, &galera_hosts).await?,
+            vip,
+            port: kbz_haproxy::MARIADB_PORT,
+            user: ctx.config.mariadb.app_user.clone(),
+            password: secret(kbz_mariadb::SECRET_APP),
+            database: ctx.config.mariadb.app_database.clone(),
+            timeout: Duration::from_secs(2),
+            routes: routes.clone(),
+        }),
+        _ => None,
+    };
     let lbs = members_of(connector, &mut connected, &lb_hosts).await?;
     let f = &ctx.config.failover;
     let power = match (&f.power_off, &f.power_on) {
@@ -259,6 +290,7 @@ async fn target(
         pg,
         redis,
         k8s,
+        galera,
         lbs,
         power,
         isolate: None,
@@ -352,6 +384,46 @@ async fn redis_vip_answers(t: &Target, scenario: &str) -> Result<(), Failure> {
             exit::UNREACHABLE,
         )),
     }
+}
+
+/// E056 when MariaDB on its VIP refuses the application user, E037 when nothing answers
+/// there or the cluster is not healthy (checked before any fault).
+async fn galera_vip_answers(t: &Target, s: &Scenario) -> Result<(), Failure> {
+    let Some(g) = &t.galera else {
+        return Err(galera_missing(&s.name));
+    };
+    match g.node_name(g.vip).await {
+        Ok(_) => Ok(()),
+        // 1045: access denied. The VIP answers, the secrets file does not match.
+        Err(e) if e.to_string().contains("1045") => Err(Failure::input(vec![Diagnostic::new(
+            Code::E056,
+            format!(
+                "MariaDB on the VIP refused the application user {} (its password is `{}` in the secrets file), nothing was injected: {e}",
+                g.user,
+                kbz_mariadb::SECRET_APP
+            ),
+        )
+        .hint("run kbz-failover with the state directory of the install (`--state-dir`): its secrets.toml has the password")])),
+        Err(e) => Err(Failure::new(
+            Diagnostic::new(
+                Code::E037,
+                format!("the MariaDB VIP does not answer, nothing was injected: {e}"),
+            )
+            .hint(format!(
+                "check that a load balancer holds it and HAProxy fronts a Synced node: `kbz-health --component mariadb`, `nc -vz {} {}`",
+                g.vip, g.port
+            )),
+            exit::UNREACHABLE,
+        )),
+    }
+}
+
+fn galera_missing(scenario: &str) -> Failure {
+    Failure::input(vec![Diagnostic::new(
+        Code::E008,
+        format!("scenario {scenario} writes through the MariaDB VIP: kbz.toml has no [vips] mariadb or the inventory no mariadb host"),
+    )
+    .hint("set `mariadb = \"10.0.0.103\"` under [vips] and give the mariadb role to 3 hosts")])
 }
 
 /// E037 when the Kubernetes API does not answer `/readyz` through its VIP with the admin
@@ -490,6 +562,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         kbz_faults::Service::Postgres => rt.block_on(vip_answers(&t, &s))?,
         kbz_faults::Service::Redis => rt.block_on(redis_vip_answers(&t, &s.name))?,
         kbz_faults::Service::Kubernetes => rt.block_on(k8s_vip_answers(&t, &s))?,
+        kbz_faults::Service::Mariadb => rt.block_on(galera_vip_answers(&t, &s))?,
     }
 
     if !o.yes {
@@ -680,6 +753,33 @@ mod tests {
         assert!(f.diagnostics[0].message.contains("[vips] k8s_api"));
         assert_eq!(
             code(needs(&k8s, &ctx(hosts(Role::K8sMaster, 3), &["k8s_api"]))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_galera_crash_needs_three_mariadb_hosts_and_the_mariadb_vip() {
+        let g = scenario("galera-node-crash").expect("scenario");
+        // No [vips] mariadb: E008 naming the key, from the inputs alone.
+        let f = needs(&g, &ctx(hosts(Role::Mariadb, 3), &["postgres"])).expect_err("no VIP");
+        assert_eq!((f.diagnostics[0].code, f.exit), (Code::E008, exit::INPUT));
+        assert!(
+            f.diagnostics[0].message.contains("[vips] mariadb"),
+            "{:?}",
+            f.diagnostics[0]
+        );
+        // Two nodes: the survivor of a crash would not be a Primary component.
+        let f = needs(&g, &ctx(hosts(Role::Mariadb, 2), &["mariadb"])).expect_err("two nodes");
+        assert_eq!(f.diagnostics[0].code, Code::E010);
+        assert!(
+            f.diagnostics[0].message.contains("2 mariadb host(s)")
+                && f.diagnostics[0].message.contains("3 or more"),
+            "{:?}",
+            f.diagnostics[0]
+        );
+        // A MariaDB-only fleet needs no PostgreSQL.
+        assert_eq!(
+            code(needs(&g, &ctx(hosts(Role::Mariadb, 3), &["mariadb"]))),
             None
         );
     }

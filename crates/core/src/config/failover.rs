@@ -33,6 +33,9 @@ pub struct FailoverConfig {
     /// Longest time a VIP may answer nowhere (its holder crashed, its HAProxy is down), in
     /// seconds.
     pub vip_gap_secs: f64,
+    /// Longest MariaDB write gap through its VIP after the Galera node it writes to fails,
+    /// in seconds.
+    pub galera_gap_secs: f64,
     /// Longest time the Kubernetes API answers nowhere through its VIP (`/readyz`) while a
     /// master is down, in seconds.
     pub k8s_api_gap_secs: f64,
@@ -51,6 +54,7 @@ impl Default for FailoverConfig {
             redis_lost_window_secs: None,
             vip_gap_secs: 5.0,
             k8s_api_gap_secs: 10.0,
+            galera_gap_secs: 20.0,
         }
     }
 }
@@ -64,6 +68,7 @@ const FAILOVER_SECS: &[&str] = &[
     "redis_lost_window_secs",
     "vip_gap_secs",
     "k8s_api_gap_secs",
+    "galera_gap_secs",
 ];
 
 impl FailoverConfig {
@@ -128,7 +133,7 @@ impl FailoverConfig {
         out
     }
 
-    fn seconds(&self) -> [(&'static str, Option<f64>); 7] {
+    fn seconds(&self) -> [(&'static str, Option<f64>); 8] {
         [
             (FAILOVER_SECS[0], Some(self.postgres_crash_gap_secs)),
             (FAILOVER_SECS[1], Some(self.postgres_switchover_gap_secs)),
@@ -137,6 +142,7 @@ impl FailoverConfig {
             (FAILOVER_SECS[4], self.redis_lost_window_secs),
             (FAILOVER_SECS[5], Some(self.vip_gap_secs)),
             (FAILOVER_SECS[6], Some(self.k8s_api_gap_secs)),
+            (FAILOVER_SECS[7], Some(self.galera_gap_secs)),
         ]
     }
 }
