@@ -104,7 +104,8 @@ impl GaleraTarget {
             .rows(
                 ip,
                 "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment', \
-                 'wsrep_cluster_status', 'wsrep_cluster_size', 'wsrep_cluster_state_uuid', 'wsrep_ready')",
+                 'wsrep_cluster_status', 'wsrep_cluster_size', 'wsrep_cluster_state_uuid', 'wsrep_ready', \
+                 'wsrep_incoming_addresses')",
                 self.timeout,
             )
             .await?;
@@ -302,11 +303,21 @@ impl ServiceTarget for GaleraService {
         (name != excluding).then_some(name)
     }
     async fn writable(&self, m: &Member) -> Option<bool> {
+        // Every node of a Primary component takes writes (multi-master); HAProxy makes one of
+        // them the writer. Two writers at once means two Primary components (split brain):
+        // so a node counts as writable only when it is its own component's writer, the
+        // first node in inventory order among the component's members.
         let s = self.t.status(m.host.ip).await.ok()?;
-        Some(
-            s.get("wsrep_ready").map(String::as_str) == Some("ON")
-                && s.get("wsrep_cluster_status").map(String::as_str) == Some("Primary"),
-        )
+        let primary = s.get("wsrep_ready").map(String::as_str) == Some("ON")
+            && s.get("wsrep_cluster_status").map(String::as_str) == Some("Primary");
+        if !primary {
+            return Some(false);
+        }
+        let addrs = s
+            .get("wsrep_incoming_addresses")
+            .map(String::as_str)
+            .unwrap_or("");
+        Some(component_writer(&self.t.members, addrs).as_deref() == Some(&m.host.hostname))
     }
     async fn prepare(&self) -> Result<(), FaultError> {
         self.t.prepare().await
@@ -365,5 +376,68 @@ impl ServiceTarget for GaleraService {
     }
     fn vip(&self) -> String {
         kbz_core::net::host_port(self.t.vip, self.t.port)
+    }
+}
+
+/// The writer of a Primary component whose members' client addresses are `incoming` (the
+/// node's `wsrep_incoming_addresses`, `ip:port` comma-separated): the first of `members`
+/// (inventory order, HAProxy's order) among them.
+fn component_writer(members: &[Member], incoming: &str) -> Option<String> {
+    let ips: Vec<&str> = incoming
+        .split(',')
+        .filter_map(|a| {
+            a.trim()
+                .rsplit_once(':')
+                .map(|(ip, _)| ip.trim_matches(['[', ']']))
+        })
+        .collect();
+    members
+        .iter()
+        .find(|m| ips.contains(&m.host.ip.to_string().as_str()))
+        .map(|m| m.host.hostname.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbz_core::{Host, Role};
+
+    fn members() -> Vec<Member> {
+        (1..=3)
+            .map(|i| Member {
+                host: Host::new(
+                    &format!("db{i}"),
+                    format!("10.0.0.{i}").parse().expect("ip"),
+                    &[Role::Mariadb],
+                ),
+                exec: std::sync::Arc::new(kbz_testkit::FakeHost::debian(&format!("db{i}"))),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_writer_per_primary_component_in_inventory_order() {
+        let m = members();
+        // One component of all three: db1 writes.
+        assert_eq!(
+            component_writer(&m, "10.0.0.2:3306,10.0.0.1:3306,10.0.0.3:3306").as_deref(),
+            Some("db1")
+        );
+        // db1 gone: db2, HAProxy's next backup.
+        assert_eq!(
+            component_writer(&m, "10.0.0.3:3306,10.0.0.2:3306").as_deref(),
+            Some("db2")
+        );
+        // A split (two components) gives two writers, one per component.
+        assert_eq!(
+            component_writer(&m, "10.0.0.1:3306").as_deref(),
+            Some("db1")
+        );
+        assert_eq!(
+            component_writer(&m, "10.0.0.2:3306,10.0.0.3:3306").as_deref(),
+            Some("db2")
+        );
+        // Nothing known.
+        assert_eq!(component_writer(&m, ""), None);
     }
 }
