@@ -13,6 +13,7 @@ pub fn components() -> Vec<Arc<dyn Component>> {
         Arc::new(kbz_etcd::Etcd),
         Arc::new(kbz_postgres::Postgres),
         Arc::new(kbz_redis::Redis),
+        Arc::new(kbz_rabbitmq::Rabbitmq),
         Arc::new(kbz_mariadb::Mariadb),
         Arc::new(kbz_kubernetes::Kubernetes),
     ]
