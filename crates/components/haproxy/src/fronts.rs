@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::net::IpAddr;
 
 use crate::{
-    K8S_API_PORT, MARIADB_CHECK_PORT, MARIADB_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
+    AMQP_PORT, K8S_API_PORT, MARIADB_CHECK_PORT, MARIADB_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
     POSTGRES_REPLICAS_PORT, REDIS_PORT, REDIS_SECRET, STATS_PORT, STATS_SECRET, STATS_USER,
 };
 
@@ -46,7 +46,8 @@ pub struct Front {
 
 /// The fronts for this inventory and config: one per VIP that is configured and whose role
 /// has hosts. PostgreSQL gets two (primary on 5432, replicas on 5433), Redis one (6379),
-/// MariaDB Galera one (3306: one writer at a time, the others `backup`).
+/// RabbitMQ one (AMQP 5672: every running node), MariaDB Galera one (3306: one writer at a
+/// time, the others `backup`).
 pub fn fronts(ctx: &Context) -> Vec<Front> {
     let servers = |role: Role| -> Vec<(String, IpAddr)> {
         ctx.inventory
@@ -87,6 +88,18 @@ pub fn fronts(ctx: &Context) -> Vec<Front> {
             server_port: REDIS_PORT,
             servers: redis,
             expect: Expect::ExactlyOne,
+        });
+    }
+    let rabbit = servers(Role::Rabbitmq);
+    if let (Some(vip), false) = (ctx.config.vips.get("rabbitmq"), rabbit.is_empty()) {
+        out.push(Front {
+            backend: "rabbitmq",
+            vip_key: "rabbitmq",
+            vip: *vip,
+            port: AMQP_PORT,
+            server_port: AMQP_PORT,
+            servers: rabbit,
+            expect: Expect::AtLeastOne,
         });
     }
     let galera = servers(Role::Mariadb);
@@ -184,8 +197,9 @@ struct MariadbData {
     servers: Vec<MariadbServer>,
 }
 
+/// A front whose every server serves (no primary, no backup).
 #[derive(Serialize)]
-struct K8sData {
+struct PoolData {
     bind: String,
     servers: Vec<ServerData>,
 }
@@ -198,8 +212,9 @@ struct CfgData {
     stats_password: String,
     postgres: Option<PostgresData>,
     redis: Option<RedisData>,
+    rabbitmq: Option<PoolData>,
     mariadb: Option<MariadbData>,
-    k8s_api: Option<K8sData>,
+    k8s_api: Option<PoolData>,
 }
 
 /// Renders /etc/haproxy/haproxy.cfg for one lb host.
@@ -232,6 +247,10 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
         }),
         None => None,
     };
+    let rabbitmq = find("rabbitmq").map(|f| PoolData {
+        bind: host_port(f.vip, f.port),
+        servers: servers(f, 0),
+    });
     let mariadb = find("mariadb").map(|f| MariadbData {
         bind: host_port(f.vip, f.port),
         servers: f
@@ -246,7 +265,7 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
             })
             .collect(),
     });
-    let k8s_api = find("k8s_api").map(|f| K8sData {
+    let k8s_api = find("k8s_api").map(|f| PoolData {
         bind: host_port(f.vip, f.port),
         servers: servers(f, 0),
     });
@@ -260,6 +279,7 @@ pub fn render_config(ctx: &Context, host: &Host) -> Result<String, ComponentErro
             stats_password: secret_word(ctx, STATS_SECRET)?,
             postgres,
             redis,
+            rabbitmq,
             mariadb,
             k8s_api,
         },

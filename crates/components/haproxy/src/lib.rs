@@ -56,6 +56,8 @@ pub const POSTGRES_REPLICAS_PORT: u16 = 5433;
 pub const PATRONI_REST_PORT: u16 = 8008;
 /// Redis port on the VIP and the servers.
 pub const REDIS_PORT: u16 = 6379;
+/// RabbitMQ's AMQP port on the VIP and the nodes (module 7), fronted on `[vips] rabbitmq`.
+pub const AMQP_PORT: u16 = 5672;
 /// MariaDB's port on the VIP and the Galera nodes (module 8), fronted on `[vips] mariadb`.
 pub const MARIADB_PORT: u16 = 3306;
 /// The Galera nodes' clustercheck port (HTTP 200 only on a Synced node, kbz-mariadb).
@@ -225,16 +227,23 @@ mod tests {
                 "postgres_primary",
                 "postgres_replicas",
                 "redis_master",
+                "rabbitmq",
                 "mariadb",
                 "k8s_api"
             ]
         );
-        let galera = &f[3];
+        let rabbit = &f[3];
+        assert_eq!(
+            (rabbit.vip_key, rabbit.port, rabbit.server_port),
+            ("rabbitmq", 5672, 5672)
+        );
+        assert_eq!(rabbit.servers.len(), 3);
+        let galera = &f[4];
         assert_eq!(
             (galera.vip_key, galera.port, galera.server_port),
             ("mariadb", 3306, 3306)
         );
-        let k8s = &f[4];
+        let k8s = &f[5];
         assert_eq!((k8s.port, k8s.server_port), (6443, 6443));
         assert_eq!(k8s.servers.len(), 3);
         let servers: Vec<&str> = f[0].servers.iter().map(|(n, _)| n.as_str()).collect();
@@ -263,6 +272,24 @@ mod tests {
         let c = self::cfg(&ctx, "lb1");
         assert!(!c.contains("postgres"), "{c}");
         assert!(c.contains("backend redis_master"), "{c}");
+    }
+
+    #[test]
+    fn rabbitmq_serves_every_node_that_answers_amqp() {
+        let c = cfg(&example(), "lb1");
+        assert!(
+            c.contains("frontend fe_rabbitmq\n    bind 192.0.2.102:5672\n"),
+            "{c}"
+        );
+        for n in ["mq1 192.0.2.31", "mq2 192.0.2.32", "mq3 192.0.2.33"] {
+            assert!(c.contains(&format!("    server {n}:5672 check\n")), "{c}");
+        }
+        let backend = c.split("backend rabbitmq\n").nth(1).expect("backend");
+        let backend = backend.split("\n\n").next().expect("block");
+        // A plain TCP connect check: no AMQP bytes (RabbitMQ would warn about each check).
+        for word in ["backup", "tcp-check", "httpchk"] {
+            assert!(!backend.contains(word), "{backend}");
+        }
     }
 
     #[test]

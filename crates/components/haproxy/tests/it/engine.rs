@@ -107,6 +107,9 @@ postgres_replicas,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
 redis_master,db1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
 redis_master,db2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
 redis_master,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
+rabbitmq,mq1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
+rabbitmq,mq2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
+rabbitmq,mq3,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
 mariadb,mq1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
 mariadb,mq2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
 mariadb,mq3,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
@@ -132,8 +135,9 @@ async fn health_reports_backends_and_keeps_the_password_off_the_command_line() {
     }
     let checks =
         kbz_core::health_run::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
-    assert_eq!(checks.len(), 2 * 6 + 5, "{checks:#?}");
+    assert_eq!(checks.len(), 2 * 7 + 6, "{checks:#?}");
     assert!(find_ok(&checks, "lb1", "backend k8s_api"));
+    assert!(find_ok(&checks, "lb1", "backend rabbitmq"));
     assert!(find_ok(&checks, "lb2", "backend mariadb"));
     let find = |host: &str, check: &str| {
         checks
@@ -183,7 +187,7 @@ async fn health_fails_with_e040_when_the_stats_page_does_not_answer() {
     }
     let checks =
         kbz_core::health_run::check_component(&ctx, &Haproxy, &lb_execs(&fleet, &ctx)).await;
-    assert_eq!(checks.len(), 2 + 5, "{checks:#?}");
+    assert_eq!(checks.len(), 2 + 6, "{checks:#?}");
     assert!(checks
         .iter()
         .filter(|c| c.host == "-")
