@@ -3,8 +3,9 @@
 //! installs over SSH with verified host keys, asserts on the hosts over SSH, re-runs
 //! (0 changed), runs the embedding example (`examples/embed`: its own component through the
 //! library API), runs every failover scenario once through kbz-failover with its budgets,
-//! checks kbz-health, runs MariaDB Galera through power cuts of every node, backs up, restores and drills etcd and Redis with kbz-backup (its cron
-//! line run as cron would), dry-runs (0 operations), proves rollback after a failure on one host,
+//! checks kbz-health, runs MariaDB Galera through power cuts of every node, publishes to
+//! RabbitMQ with confirms through its VIP across a power cut of the queue leader, backs up,
+//! restores and drills etcd and Redis with kbz-backup (its cron line run as cron would), dry-runs (0 operations), proves rollback after a failure on one host,
 //! uninstalls, reinstalls over the kept data (then 0 changed), rebuilds the lab from scratch
 //! and installs it again with `--start-from-module 1` (then 0 changed), and tears the lab
 //! down. Prints timings for `bench lab`.
@@ -24,6 +25,7 @@ mod health;
 mod mariadb;
 mod menu;
 mod preflight;
+mod rabbitmq;
 mod reinstall;
 
 /// `e2e` arguments.
@@ -640,6 +642,8 @@ fn scenarios(
     health::scenario(info, &names, fig)?;
     // Issue 12: Galera on the lab, its power cuts and kbz's full-cluster recovery.
     mariadb::scenario(info)?;
+    // Issue 12: RabbitMQ through its VIP, a power cut of the queue leader, 0 confirmed lost.
+    rabbitmq::scenario(info)?;
     // Issue 11: backups, restores, drills and the cron line of kbz-backup (see `with_backup`).
     if with_backup {
         backup::scenario(info, &names, &hook)?;
@@ -679,6 +683,7 @@ fn scenarios(
             "patroni",
             "redis-server",
             "redis-sentinel",
+            "rabbitmq-server",
         ] {
             let state = on(h, &format!("systemctl is-active {unit} || true"))?;
             ensure!(
@@ -693,6 +698,7 @@ fn scenarios(
             "patroni",
             "redis-server",
             "redis-sentinel",
+            "rabbitmq-server",
         ] {
             let st = on(
                 h,

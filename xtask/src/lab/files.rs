@@ -20,8 +20,10 @@ pub struct FileHost {
 /// binaries), later hosts are Kubernetes workers.
 pub fn roles_for(index: u8) -> Vec<String> {
     let roles: &[&str] = match index {
-        1 | 2 => &["lb", "etcd", "postgres", "redis", "mariadb"],
-        3 => &["lb", "etcd", "postgres", "redis", "mariadb", "backup"],
+        1 | 2 => &["lb", "etcd", "postgres", "redis", "rabbitmq", "mariadb"],
+        3 => &[
+            "lb", "etcd", "postgres", "redis", "rabbitmq", "mariadb", "backup",
+        ],
         _ => &["k8s-worker"],
     };
     roles.iter().map(|r| r.to_string()).collect()
@@ -46,7 +48,7 @@ pub fn kbz_toml(key: &Path, known_hosts: &Path) -> String {
     format!(
         "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
          [ssh]\nkey = \"{}\"\nknown_hosts = \"{}\"\n\n\
-         [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\n\n\
+         [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\nrabbitmq = \"10.77.0.104\"\n\n\
          # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
          [preflight]\nroot_disk_mb = 1024\n\n\
          [preflight.roles.postgres]\ndisk_mb = 1024\n",
@@ -127,9 +129,9 @@ mod tests {
         assert_eq!(
             servers_tsv(&hosts(4)),
             "hostname\tip\troles\tssh_user\tssh_port\n\
-             kbzlab-h1\t10.77.0.11\tlb,etcd,postgres,redis,mariadb\troot\t22\n\
-             kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis,mariadb\troot\t22\n\
-             kbzlab-h3\t10.77.0.13\tlb,etcd,postgres,redis,mariadb,backup\troot\t22\n\
+             kbzlab-h1\t10.77.0.11\tlb,etcd,postgres,redis,rabbitmq,mariadb\troot\t22\n\
+             kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis,rabbitmq,mariadb\troot\t22\n\
+             kbzlab-h3\t10.77.0.13\tlb,etcd,postgres,redis,rabbitmq,mariadb,backup\troot\t22\n\
              kbzlab-h4\t10.77.0.14\tk8s-worker\troot\t22\n"
         );
     }
@@ -144,7 +146,7 @@ mod tests {
             toml,
             "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
              [ssh]\nkey = \"/w/target/lab/id_ed25519\"\nknown_hosts = \"/w/target/lab/known_hosts\"\n\n\
-             [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\n\n\
+             [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\nrabbitmq = \"10.77.0.104\"\n\n\
              # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
              [preflight]\nroot_disk_mb = 1024\n\n\
              [preflight.roles.postgres]\ndisk_mb = 1024\n"
