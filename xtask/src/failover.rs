@@ -157,8 +157,9 @@ pub fn target(rt: &tokio::runtime::Runtime, info: &LabInfo, writers: usize) -> R
         // The lab has no Kubernetes (K3s and kubeadm cannot be downloaded here).
         k8s: None,
         // `cargo xtask failover` runs the PostgreSQL and Redis scenarios; kbz-failover (the
-        // e2e suite) runs galera-node-crash from the inventory's mariadb hosts.
+        // e2e suite) runs galera-node-crash and rabbitmq-node-crash from the inventory.
         galera: None,
+        rabbitmq: None,
         lbs,
         power: Some(HostCommands {
             off: format!("{me} lab kill {{host}} >/dev/null"),

@@ -68,9 +68,16 @@ fn list_shows_every_scenario_with_its_budget() {
         "haproxy-down",
         "k8s-master-crash",
         "galera-node-crash",
+        "rabbitmq-node-crash",
     ] {
         assert!(out.contains(name), "{name} missing:\n{out}");
     }
+    // RabbitMQ: nothing confirmed may be lost, 30 s without a confirm at most.
+    let mq = out
+        .lines()
+        .find(|l| l.contains("rabbitmq-node-crash"))
+        .expect("rabbitmq line");
+    assert!(mq.contains("lost <= 0, gap <= 30 s"), "{mq}");
     assert!(out.contains("lost <= 0, gap <= 35 s"), "{out}");
     assert!(out.contains("lost <= 0, gap <= 5 s"), "{out}");
     // Redis loss is judged against min-replicas-max-lag; the VIP scenarios have a VIP budget.

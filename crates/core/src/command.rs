@@ -132,4 +132,3 @@ pub fn retried_start(cmd: &str) -> String {
         "i=0\nuntil out=$({cmd} 2>&1); do i=$((i+1)); if [ $i -ge 3 ]; then printf '%s\\n' \"$out\"; exit 1; fi; sleep 2; done\n"
     )
 }
-

@@ -346,6 +346,7 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
             "redis_lost_window_secs",
             "vip_gap_secs",
             "k8s_api_gap_secs",
+            "rabbitmq_gap_secs",
         ],
     ),
     (

@@ -74,6 +74,7 @@ where
             Service::Redis => format!("scratch keys {}*", redis::PREFIX),
             Service::Kubernetes => "the Kubernetes API through its VIP".to_string(),
             Service::Mariadb => format!("scratch table {} (MariaDB)", crate::mariadb::TABLE),
+            Service::Rabbitmq => format!("scratch queue {}", crate::rabbitmq::QUEUE),
             Service::Postgres => format!("scratch table {}", postgres::TABLE),
         };
         b.not_healed.push(format!("{what}: {} {e}", e.code()));

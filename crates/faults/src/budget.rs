@@ -86,6 +86,16 @@ impl Scenario {
                 vip_secs: None,
             };
         }
+        if self.victim == VictimRole::RabbitmqLeader {
+            // Quorum queues confirm only what a majority stored: nothing confirmed is lost.
+            return Budget {
+                lost: 0,
+                gap_secs: cfg.rabbitmq_gap_secs,
+                gap_key: "rabbitmq_gap_secs",
+                lost_window_secs: None,
+                vip_secs: None,
+            };
+        }
         if self.victim == VictimRole::RedisMaster {
             return Budget {
                 lost: 0,

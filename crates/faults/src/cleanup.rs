@@ -113,6 +113,7 @@ mod tests {
             redis: None,
             k8s: None,
             galera: None,
+            rabbitmq: None,
             lbs: Vec::new(),
             power: None,
             isolate: None,

@@ -57,6 +57,15 @@ pub enum FaultError {
         /// Detail.
         reason: String,
     },
+    /// RabbitMQ refused or failed a request of the harness (connect, declare, read-back),
+    /// not of the workload.
+    #[error("RabbitMQ at {addr}: {reason}")]
+    Rabbitmq {
+        /// Address.
+        addr: String,
+        /// Detail.
+        reason: String,
+    },
     /// The Kubernetes API refused or failed a request of the harness (credentials, the
     /// first probe), not of the workload.
     #[error("the Kubernetes API at {addr}: {reason}")]
@@ -86,6 +95,7 @@ impl HasCode for FaultError {
             FaultError::Postgres { .. }
             | FaultError::Redis { .. }
             | FaultError::Mariadb { .. }
+            | FaultError::Rabbitmq { .. }
             | FaultError::Kubernetes { .. } => Code::E040,
             FaultError::Unsupported { .. } => Code::E010,
         }

@@ -2,7 +2,9 @@
 //! partition of one host from its peers by nftables rules that remove themselves, a SIGKILL
 //! of a unit (held down or not), a power cut by operator commands. Workload: writers through
 //! the service's VIP, one [`ServiceTarget`] per service (PostgreSQL: unique ids inserted in
-//! autocommit; Redis: unique keys SET under a scratch prefix; MariaDB Galera: unique ids inserted through its one-writer VIP). Checker: every acknowledged
+//! autocommit; Redis: unique keys SET under a scratch prefix; MariaDB Galera: unique ids
+//! inserted through its one-writer VIP; RabbitMQ: unique ids published with publisher
+//! confirms to a scratch quorum queue). Checker: every acknowledged
 //! write read back through the VIP and on every member. Measurements per run ([`RunReport`], JSON): lost and unexpected rows,
 //! seconds to a new leader as Patroni reports it, when writes resumed after the fault, the
 //! longest write gap, seconds until the victim streams again, whether two
@@ -22,6 +24,7 @@ pub mod k8s;
 pub mod mariadb;
 pub mod observe;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
 mod run;
 mod scenario;
@@ -37,6 +40,7 @@ pub use k8s::{K8sService, K8sTarget};
 pub use mariadb::{GaleraService, GaleraTarget};
 pub use observe::Member;
 pub use postgres::PgTarget;
+pub use rabbitmq::{RabbitService, RabbitTarget};
 pub use redis::RedisTarget;
 pub use run::{run_once, wait_healthy};
 pub use scenario::{

@@ -78,7 +78,8 @@ async fn pick_victim(
         VictimRole::PostgresLeader
         | VictimRole::RedisMaster
         | VictimRole::K8sMaster
-        | VictimRole::GaleraWriter => Ok(leader.to_string()),
+        | VictimRole::GaleraWriter
+        | VictimRole::RabbitmqLeader => Ok(leader.to_string()),
         VictimRole::PostgresReplica => {
             let all: Vec<&Member> = t.members.iter().collect();
             let rows = observe::patroni_members(&all)

@@ -7,6 +7,7 @@ use crate::k8s::{K8sService, K8sTarget};
 use crate::mariadb::{GaleraService, GaleraTarget};
 use crate::observe::Member;
 use crate::postgres::PgTarget;
+use crate::rabbitmq::{RabbitService, RabbitTarget};
 use crate::redis::RedisTarget;
 use crate::service::{PgService, RedisService, ServiceTarget};
 use crate::FaultError;
@@ -32,6 +33,8 @@ pub enum VictimRole {
     K8sMaster,
     /// The Galera node the MariaDB VIP sends writes to (HAProxy's one writer).
     GaleraWriter,
+    /// The RabbitMQ node leading the scratch quorum queue.
+    RabbitmqLeader,
 }
 
 /// The service a scenario writes to and measures.
@@ -46,6 +49,8 @@ pub enum Service {
     Kubernetes,
     /// MariaDB Galera through its VIP.
     Mariadb,
+    /// RabbitMQ through its VIP (publisher confirms to a quorum queue).
+    Rabbitmq,
 }
 
 /// A named fault against a role.
@@ -136,6 +141,11 @@ impl Scenario {
                 VictimRole::GaleraWriter,
                 Fault::PowerCut,
             ),
+            s(
+                "rabbitmq-node-crash",
+                VictimRole::RabbitmqLeader,
+                Fault::PowerCut,
+            ),
         ]
     }
 
@@ -145,6 +155,7 @@ impl Scenario {
             VictimRole::RedisMaster => Service::Redis,
             VictimRole::K8sMaster => Service::Kubernetes,
             VictimRole::GaleraWriter => Service::Mariadb,
+            VictimRole::RabbitmqLeader => Service::Rabbitmq,
             _ => Service::Postgres,
         }
     }
@@ -180,6 +191,7 @@ impl Scenario {
                 "the Kubernetes master holding the kube-controller-manager lease"
             }
             VictimRole::GaleraWriter => "the Galera node the MariaDB VIP writes to",
+            VictimRole::RabbitmqLeader => "the RabbitMQ node leading the scratch quorum queue",
         };
         format!("{}: {victim}", self.fault.describe())
     }
@@ -255,6 +267,9 @@ pub struct Target {
     /// The Galera nodes, the MariaDB VIP and the application user; the Galera scenario
     /// refuses without them.
     pub galera: Option<GaleraTarget>,
+    /// The RabbitMQ members, VIP and application user; the RabbitMQ scenario refuses
+    /// without them.
+    pub rabbitmq: Option<RabbitTarget>,
     /// Commands for [`Fault::PowerCut`]; a scenario with a power cut fails without them.
     pub power: Option<HostCommands>,
     /// Commands for [`Fault::Isolate`].
@@ -292,6 +307,16 @@ impl Target {
                             .into(),
                 }),
             },
+            Service::Rabbitmq => match &self.rabbitmq {
+                Some(r) if r.members.len() >= 3 => Ok(Arc::new(RabbitService { t: r.clone() })),
+                other => Err(FaultError::Unsupported {
+                    scenario: s.name.clone(),
+                    reason: format!(
+                        "{} rabbitmq host(s): a node crash needs 3 or more (the quorum queue keeps its majority with one down) and [vips] rabbitmq",
+                        other.as_ref().map(|r| r.members.len()).unwrap_or(0)
+                    ),
+                }),
+            },
             Service::Kubernetes => match &self.k8s {
                 Some(k) if k.members.len() >= MIN_K8S_MASTERS => {
                     Ok(Arc::new(K8sService::new(k.clone())))
@@ -319,19 +344,21 @@ impl Target {
         }
     }
 
-    /// Every host of the target once (PostgreSQL, Redis, Kubernetes master, Galera and lb members),
-    /// in that order.
+    /// Every host of the target once (PostgreSQL, Redis, Kubernetes master, Galera, RabbitMQ
+    /// and lb members), in that order.
     pub fn hosts(&self) -> Vec<Member> {
         let mut out: Vec<Member> = Vec::new();
         let redis = self.redis.iter().flat_map(|r| r.members.iter());
         let k8s = self.k8s.iter().flat_map(|k| k.members.iter());
         let galera = self.galera.iter().flat_map(|g| g.members.iter());
+        let rabbit = self.rabbitmq.iter().flat_map(|r| r.members.iter());
         for m in self
             .members
             .iter()
             .chain(redis)
             .chain(k8s)
             .chain(galera)
+            .chain(rabbit)
             .chain(self.lbs.iter())
         {
             if !out.iter().any(|o| o.host.hostname == m.host.hostname) {

@@ -263,6 +263,7 @@ fn fleet(flavor: Flavor, pki: &Pki, api: &Api) -> Fleet {
             routes,
         }),
         galera: None,
+        rabbitmq: None,
         lbs: Vec::new(),
         power: Some(HostCommands {
             off: format!("touch {m}/off-{{host}}"),
@@ -484,6 +485,7 @@ async fn without_k8s_masters_the_scenario_refuses_with_e010() {
         redis: None,
         k8s: None,
         galera: None,
+        rabbitmq: None,
         lbs: Vec::new(),
         power: Some(HostCommands {
             off: "false {host}".into(),

@@ -441,6 +441,7 @@ fn target_of(redis: RedisTarget, power: Option<HostCommands>) -> Target {
         redis: Some(redis),
         k8s: None,
         galera: None,
+        rabbitmq: None,
         lbs: Vec::new(),
         power,
         isolate: None,

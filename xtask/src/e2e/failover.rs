@@ -12,7 +12,7 @@ use crate::lab::LabInfo;
 
 /// The scenarios and how long each fault lasts, in seconds: every crash, partition and
 /// switchover of PostgreSQL, etcd, Redis, the VIP holder and HAProxy, and the crash of the
-/// Galera node the MariaDB VIP writes to.
+/// Galera node the MariaDB VIP writes to and of the RabbitMQ node leading the scratch queue.
 pub const SUITE: &[(&str, u64)] = &[
     ("postgres-leader-partition", 30),
     ("postgres-leader-crash", 20),
@@ -23,6 +23,7 @@ pub const SUITE: &[(&str, u64)] = &[
     ("vip-holder-crash", 20),
     ("haproxy-down", 20),
     ("galera-node-crash", 20),
+    ("rabbitmq-node-crash", 20),
 ];
 
 /// The lab's power commands, as an operator would write IPMI ones.

@@ -37,8 +37,9 @@ impl Bastion {
 /// has postgres hosts), the Redis VIP and each redis host's Redis and Sentinel (when
 /// `[vips] redis` is set and it has redis hosts), the Kubernetes API VIP (when `[vips]
 /// k8s_api` is set and it has k8s-master hosts), the MariaDB VIP and each mariadb host's
-/// MariaDB (when `[vips] mariadb` is set and it has mariadb hosts), then the SSH port of every
-/// postgres, redis, k8s-master, mariadb and lb host.
+/// MariaDB (when `[vips] mariadb` is set and it has mariadb hosts), the RabbitMQ VIP and each
+/// rabbitmq host's AMQP port (when `[vips] rabbitmq` is set and it has rabbitmq hosts), then
+/// the SSH port of every postgres, redis, k8s-master, mariadb, rabbitmq and lb host.
 pub fn addresses(ctx: &Context) -> Vec<(IpAddr, u16)> {
     let hosts = |role: Role| {
         ctx.inventory
@@ -83,11 +84,20 @@ pub fn addresses(ctx: &Context) -> Vec<(IpAddr, u16)> {
             }
         }
     }
+    if let Some(vip) = ctx.config.vips.get("rabbitmq").copied() {
+        if hosts(Role::Rabbitmq).next().is_some() {
+            add(vip, kbz_haproxy::AMQP_PORT);
+            for h in hosts(Role::Rabbitmq) {
+                add(h.ip, kbz_haproxy::AMQP_PORT);
+            }
+        }
+    }
     for role in [
         Role::Postgres,
         Role::Redis,
         Role::K8sMaster,
         Role::Mariadb,
+        Role::Rabbitmq,
         Role::Lb,
     ] {
         for h in hosts(role) {
@@ -133,6 +143,8 @@ mod tests {
         assert!(addrs.contains(&(redis_vip, 6379)), "{addrs:?}");
         let k8s_vip = ctx.config.vips["k8s_api"];
         assert!(addrs.contains(&(k8s_vip, 6443)), "{addrs:?}");
+        let mq_vip = ctx.config.vips["rabbitmq"];
+        assert!(addrs.contains(&(mq_vip, 5672)), "{addrs:?}");
         for h in &ctx.inventory.hosts {
             let has = |r: Role| h.roles.contains(&r);
             assert_eq!(addrs.contains(&(h.ip, 5432)), has(Role::Postgres), "{h:?}");
@@ -140,12 +152,14 @@ mod tests {
             assert_eq!(addrs.contains(&(h.ip, 26379)), has(Role::Redis), "{h:?}");
             let galera = ctx.config.vips.contains_key("mariadb") && has(Role::Mariadb);
             assert_eq!(addrs.contains(&(h.ip, 3306)), galera, "{h:?}");
+            assert_eq!(addrs.contains(&(h.ip, 5672)), has(Role::Rabbitmq), "{h:?}");
             assert_eq!(
                 addrs.contains(&(h.ip, h.ssh_port)),
                 has(Role::Postgres)
                     || has(Role::Redis)
                     || has(Role::K8sMaster)
                     || has(Role::Mariadb)
+                    || has(Role::Rabbitmq)
                     || has(Role::Lb),
                 "{h:?}"
             );

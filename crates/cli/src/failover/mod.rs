@@ -104,7 +104,8 @@ pub fn list(c: &Common) -> u8 {
 /// and need a primary and a replica (2+ postgres hosts, E010); the Redis scenarios need
 /// `[vips] redis` and redis hosts (E008), and no PostgreSQL at all; the Kubernetes scenario
 /// needs 3+ `k8s-master` hosts (E010: etcd keeps its quorum with one down) and `[vips]
-/// k8s_api` (E008).
+/// k8s_api` (E008); the RabbitMQ scenario `[vips] rabbitmq` (E008) and 3+ rabbitmq hosts
+/// (E010).
 pub fn needs(s: &Scenario, ctx: &Context) -> Result<(), Failure> {
     let count = |role: Role| {
         ctx.inventory
@@ -155,6 +156,26 @@ pub fn needs(s: &Scenario, ctx: &Context) -> Result<(), Failure> {
                 .hint("give the mariadb role to 3 hosts in servers.tsv")]));
             }
         }
+        kbz_faults::Service::Rabbitmq => {
+            let n = count(Role::Rabbitmq);
+            if !ctx.config.vips.contains_key("rabbitmq") {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E008,
+                    format!("scenario {} publishes through the RabbitMQ VIP: kbz.toml has no [vips] rabbitmq", s.name),
+                )
+                .hint("set it under [vips], e.g. `rabbitmq = \"10.0.0.102\"`")]));
+            }
+            if n < 3 {
+                return Err(Failure::input(vec![Diagnostic::new(
+                    Code::E010,
+                    format!(
+                        "scenario {} crashes a RabbitMQ node: the inventory has {n} rabbitmq host(s), it needs 3 or more (the quorum queue keeps its majority with one down)",
+                        s.name
+                    ),
+                )
+                .hint("give the rabbitmq role to 3 hosts in servers.tsv and install module 7")]));
+            }
+        }
         kbz_faults::Service::Kubernetes => {
             let n = count(Role::K8sMaster);
             if n < kbz_faults::MIN_K8S_MASTERS {
@@ -192,7 +213,8 @@ fn redis_missing(scenario: &str) -> Failure {
 /// session per host), PostgreSQL writes through its VIP as the application role into its
 /// database (`[postgres] app_user` / `app_database`; the superuser is local-only) (when `[vips]
 /// postgres` is set and the inventory has postgres hosts), Redis writes through its VIP (when
-/// `[vips] redis` is set and it has Redis hosts), power commands from `[failover]`, every
+/// `[vips] redis` is set and it has Redis hosts), RabbitMQ publishes through its VIP as the
+/// application user (when `[vips] rabbitmq` is set and it has rabbitmq hosts), power commands from `[failover]`, every
 /// service connection through `routes` (the bastion's tunnels; empty: directly).
 async fn target(
     ctx: &Context,
@@ -216,6 +238,7 @@ async fn target(
         with_role(Role::Mariadb),
         with_role(Role::Lb),
     );
+    let mq_hosts = with_role(Role::Rabbitmq);
     let members = members_of(connector, &mut connected, &pg_hosts).await?;
     let secret = |name: &str| {
         ctx.secrets
@@ -276,6 +299,19 @@ async fn target(
         }),
         _ => None,
     };
+    let rabbitmq = match ctx.config.vips.get("rabbitmq").copied() {
+        Some(vip) if !mq_hosts.is_empty() => Some(kbz_faults::RabbitTarget {
+            members: members_of(connector, &mut connected, &mq_hosts).await?,
+            vip,
+            port: kbz_haproxy::AMQP_PORT,
+            user: ctx.config.rabbitmq.app_user.clone(),
+            password: secret(kbz_rabbitmq::SECRET_APP),
+            vhost: ctx.config.rabbitmq.vhost.clone(),
+            timeout: Duration::from_secs(5),
+            routes: routes.clone(),
+        }),
+        _ => None,
+    };
     let lbs = members_of(connector, &mut connected, &lb_hosts).await?;
     let f = &ctx.config.failover;
     let power = match (&f.power_off, &f.power_on) {
@@ -291,6 +327,7 @@ async fn target(
         redis,
         k8s,
         galera,
+        rabbitmq,
         lbs,
         power,
         isolate: None,
@@ -448,6 +485,34 @@ async fn k8s_vip_answers(t: &Target, s: &Scenario) -> Result<(), Failure> {
     })
 }
 
+/// E037 when RabbitMQ does not take the scratch queue through its VIP with the application
+/// user (E056 when it refuses the password), checked before any fault.
+async fn rabbitmq_vip_answers(t: &Target, s: &Scenario) -> Result<(), Failure> {
+    let svc = t.service(s).map_err(|e| {
+        Failure::input(vec![Diagnostic::new(Code::E010, e.to_string())
+            .hint("give the rabbitmq role to 3 hosts and set [vips] rabbitmq")])
+    })?;
+    match svc.prepare().await {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("ACCESS_REFUSED") => Err(Failure::input(vec![Diagnostic::new(
+            Code::E056,
+            format!("RabbitMQ on the VIP refused the application user (its password is `{}` in the secrets file), nothing was injected: {e}", kbz_rabbitmq::SECRET_APP),
+        )
+        .hint("run kbz-failover with the state directory of the install (`--state-dir`): its secrets.toml has the password")])),
+        Err(e) => Err(Failure::new(
+            Diagnostic::new(
+                Code::E037,
+                format!("RabbitMQ does not answer through its VIP, nothing was injected: {e}"),
+            )
+            .hint(format!(
+                "check that a load balancer holds it and HAProxy fronts the nodes: `kbz-health --component haproxy`, `nc -vz {}`",
+                svc.vip().replace(':', " ")
+            )),
+            exit::UNREACHABLE,
+        )),
+    }
+}
+
 /// `kbz-failover run SCENARIO`.
 pub fn run(c: &Common, o: &RunOptions) -> u8 {
     match run_inner(c, o) {
@@ -563,6 +628,7 @@ fn run_inner(c: &Common, o: &RunOptions) -> Result<u8, Failure> {
         kbz_faults::Service::Redis => rt.block_on(redis_vip_answers(&t, &s.name))?,
         kbz_faults::Service::Kubernetes => rt.block_on(k8s_vip_answers(&t, &s))?,
         kbz_faults::Service::Mariadb => rt.block_on(galera_vip_answers(&t, &s))?,
+        kbz_faults::Service::Rabbitmq => rt.block_on(rabbitmq_vip_answers(&t, &s))?,
     }
 
     if !o.yes {

@@ -30,6 +30,10 @@ pub struct FailoverConfig {
     /// acknowledged at most this many seconds before the fault. Default: the installed
     /// `min-replicas-max-lag`.
     pub redis_lost_window_secs: Option<f64>,
+    /// Longest RabbitMQ publish gap (no publisher confirm through the VIP) after a power
+    /// cut of the scratch quorum queue's leader, in seconds. Confirmed messages are never
+    /// lost (quorum queues): the loss budget is 0.
+    pub rabbitmq_gap_secs: f64,
     /// Longest time a VIP may answer nowhere (its holder crashed, its HAProxy is down), in
     /// seconds.
     pub vip_gap_secs: f64,
@@ -52,6 +56,7 @@ impl Default for FailoverConfig {
             etcd_member_gap_secs: 5.0,
             redis_gap_secs: 15.0,
             redis_lost_window_secs: None,
+            rabbitmq_gap_secs: 30.0,
             vip_gap_secs: 5.0,
             k8s_api_gap_secs: 10.0,
             galera_gap_secs: 20.0,
@@ -69,6 +74,7 @@ const FAILOVER_SECS: &[&str] = &[
     "vip_gap_secs",
     "k8s_api_gap_secs",
     "galera_gap_secs",
+    "rabbitmq_gap_secs",
 ];
 
 impl FailoverConfig {
@@ -133,7 +139,7 @@ impl FailoverConfig {
         out
     }
 
-    fn seconds(&self) -> [(&'static str, Option<f64>); 8] {
+    fn seconds(&self) -> [(&'static str, Option<f64>); 9] {
         [
             (FAILOVER_SECS[0], Some(self.postgres_crash_gap_secs)),
             (FAILOVER_SECS[1], Some(self.postgres_switchover_gap_secs)),
@@ -143,6 +149,7 @@ impl FailoverConfig {
             (FAILOVER_SECS[5], Some(self.vip_gap_secs)),
             (FAILOVER_SECS[6], Some(self.k8s_api_gap_secs)),
             (FAILOVER_SECS[7], Some(self.galera_gap_secs)),
+            (FAILOVER_SECS[8], Some(self.rabbitmq_gap_secs)),
         ]
     }
 }
