@@ -355,6 +355,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rabbitmq_node_crash_may_lose_no_confirmed_message() {
+        let s = named("rabbitmq-node-crash");
+        assert_eq!(s.service(), crate::Service::Rabbitmq);
+        assert!(s.needs_commands());
+        let cfg = FailoverConfig::default();
+        let b = s.budget(&cfg);
+        assert_eq!(
+            (b.lost, b.gap_secs, b.gap_key),
+            (0, 30.0, "rabbitmq_gap_secs")
+        );
+        assert_eq!(b.describe(), "lost <= 0, gap <= 30 s");
+        // One confirmed message missing is E071, whatever the gap; a 31 s gap is E072.
+        let b = evaluate(&s, &cfg, &report(1, 0, 3.0));
+        assert_eq!((b[0].code, b[0].figure), (Code::E071, "lost"));
+        let b = evaluate(&s, &cfg, &report(0, 0, 31.0));
+        assert_eq!(b[0].code, Code::E072);
+        assert!(
+            b[0].message.contains("rabbitmq_gap_secs = 30"),
+            "{}",
+            b[0].message
+        );
+        assert!(evaluate(&s, &cfg, &report(0, 0, 12.0)).is_empty());
+    }
+
+    #[test]
     fn redis_loss_is_judged_against_the_min_replicas_max_lag_window() {
         let s = named("redis-master-partition");
         let cfg = FailoverConfig::default();

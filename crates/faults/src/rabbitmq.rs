@@ -1,7 +1,7 @@
 //! RabbitMQ under test: a [`Writer`] that publishes unique ids with publisher confirms to a
 //! scratch quorum queue through the RabbitMQ VIP (acknowledged = confirmed), the read-back
-//! of every id in the queue (messages fetched and left unacknowledged, so closing the
-//! channel returns them: reading does not consume), and the queue leader and its online
+//! of every id in the queue (delivered to a consumer and left unacknowledged, so closing
+//! the connection returns them: reading does not consume), and the queue leader and its online
 //! members as `rabbitmqctl list_queues` reports them on the members (kbz-rabbitmq parses
 //! `cluster_status`). [`RabbitService`] is the [`ServiceTarget`].
 
@@ -11,8 +11,8 @@ use crate::workload::{WriteError, Writer};
 use crate::FaultError;
 use kbz_core::{Cmd, Secret};
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueuePurgeOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -21,6 +21,13 @@ use std::time::{Duration, Instant};
 
 /// The scratch queue (a quorum queue; nothing else of the cluster uses the name).
 pub const QUEUE: &str = "kbz-faults";
+
+/// The most messages a read-back holds unacknowledged (the largest AMQP prefetch count).
+pub const READ_MAX: u16 = u16::MAX;
+
+/// The shortest time between two writes of one writer: the read-back holds at most
+/// [`READ_MAX`] messages, so 4 writers (kbz-failover's default) stay near 200 a second.
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Where the writers publish and how the members are asked.
 #[derive(Debug, Clone)]
@@ -110,29 +117,86 @@ impl RabbitTarget {
         .map_err(|e| self.err(ip, e))
     }
 
-    /// Every id in the scratch queue, read through `ip` without consuming.
+    /// Every id in the scratch queue, read through `ip` without consuming: one consumer
+    /// with manual acknowledgements and a prefetch of [`READ_MAX`] receives the messages
+    /// (the leader pushes them; `basic.get` would cost a Raft command each), none is
+    /// acknowledged, and closing the connection returns them all to the queue.
     pub async fn read_ids(&self, ip: IpAddr) -> Result<Vec<i64>, FaultError> {
         let (conn, ch) = self.channel(ip).await?;
-        let mut ids = Vec::new();
-        let read = async {
-            while let Some(m) = ch.basic_get(QUEUE, BasicGetOptions::default()).await? {
-                if let Some(id) = std::str::from_utf8(&m.delivery.data)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                {
-                    ids.push(id);
+        let r = self.read_on(&ch, ip).await;
+        let _ = conn.close(200, "read back").await;
+        r
+    }
+
+    async fn read_on(&self, ch: &Channel, ip: IpAddr) -> Result<Vec<i64>, FaultError> {
+        let e = |x: lapin::Error| self.err(ip, x);
+        let q = ch
+            .queue_declare(
+                QUEUE,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(e)?;
+        let want = q.message_count() as usize;
+        if want > READ_MAX as usize {
+            return Err(self.err(
+                ip,
+                format!("{want} messages in {QUEUE}: more than the {READ_MAX} a read-back can hold unacknowledged (run fewer --writers or a shorter --duration)"),
+            ));
+        }
+        ch.basic_qos(READ_MAX, BasicQosOptions::default())
+            .await
+            .map_err(e)?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let consumer = ch
+            .basic_consume(
+                QUEUE,
+                "kbz-faults-read",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(e)?;
+        consumer.set_delegate(move |d: lapin::message::DeliveryResult| {
+            let tx = tx.clone();
+            async move {
+                if let Ok(Some(d)) = d {
+                    let _ = tx.send(d.data);
                 }
             }
-            Ok::<_, lapin::Error>(())
-        };
-        let r = tokio::time::timeout(Duration::from_secs(120), read).await;
-        // Closing the connection returns every fetched message to the queue.
-        let _ = conn.close(200, "read back").await;
-        match r {
-            Ok(Ok(())) => Ok(ids),
-            Ok(Err(e)) => Err(self.err(ip, e)),
-            Err(_) => Err(self.err(ip, "reading the queue timed out")),
+        });
+        let mut ids = Vec::with_capacity(want);
+        let since = Instant::now();
+        while ids.len() < want {
+            if since.elapsed() > Duration::from_secs(120) {
+                return Err(self.err(
+                    ip,
+                    format!("{} of {want} messages read in 120 s", ids.len()),
+                ));
+            }
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(body)) => {
+                    if let Some(id) = std::str::from_utf8(&body).ok().and_then(|s| s.parse().ok()) {
+                        ids.push(id);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(self.err(
+                        ip,
+                        format!(
+                            "{} of {want} messages delivered, then none for 10 s",
+                            ids.len()
+                        ),
+                    ))
+                }
+            }
         }
+        Ok(ids)
     }
 
     /// The scratch queue's leader and online members (node names) as the first member of
@@ -188,6 +252,7 @@ impl RabbitTarget {
 pub struct RabbitWriter {
     t: RabbitTarget,
     conn: Option<(Connection, Channel)>,
+    last: Option<Instant>,
 }
 
 impl RabbitWriter {
@@ -196,6 +261,7 @@ impl RabbitWriter {
         RabbitWriter {
             t: t.clone(),
             conn: None,
+            last: None,
         }
     }
 }
@@ -203,6 +269,13 @@ impl RabbitWriter {
 #[async_trait::async_trait]
 impl Writer for RabbitWriter {
     async fn write(&mut self, id: i64) -> Result<Option<IpAddr>, WriteError> {
+        if let Some(wait) = self
+            .last
+            .and_then(|l| WRITE_INTERVAL.checked_sub(l.elapsed()))
+        {
+            tokio::time::sleep(wait).await;
+        }
+        self.last = Some(Instant::now());
         let (conn, ch) = match self.conn.take() {
             Some(c) => c,
             None => self
