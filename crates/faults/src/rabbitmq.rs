@@ -462,6 +462,70 @@ impl ServiceTarget for RabbitService {
 mod tests {
     use super::*;
 
+    use kbz_core::{Host, Role};
+    use kbz_testkit::{output, FakeHost};
+    use std::sync::Arc;
+
+    fn target(fakes: &[Arc<FakeHost>]) -> RabbitTarget {
+        let members = fakes
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Member {
+                host: Host::new(
+                    &format!("mq{}", i + 1),
+                    format!("192.0.2.3{}", i + 1).parse().expect("ip"),
+                    &[Role::Rabbitmq],
+                ),
+                exec: f.clone(),
+            })
+            .collect();
+        RabbitTarget {
+            members,
+            vip: "192.0.2.102".parse().expect("ip"),
+            port: 5672,
+            user: "app".into(),
+            password: Secret::new("x"),
+            vhost: "app".into(),
+            timeout: Duration::from_secs(1),
+            routes: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_leader_and_online_members_come_from_the_first_member_that_answers() {
+        let fakes: Vec<Arc<FakeHost>> = (1..=3)
+            .map(|i| Arc::new(FakeHost::debian(&format!("mq{i}"))))
+            .collect();
+        // mq1 is down (the CLI cannot reach its node); mq2 answers for the cluster.
+        fakes[0].script(
+            "list_queues",
+            output("Error: unable to perform an operation", 69),
+        );
+        fakes[1].script(
+            "name leader online --formatter json",
+            output(
+                r#"[{"name":"other","leader":"rabbit@mq1","online":[]},{"name":"kbz-faults","leader":"rabbit@mq3","online":["rabbit@mq2","rabbit@mq3"]}]"#,
+                0,
+            ),
+        );
+        let t = target(&fakes);
+        let all: Vec<&Member> = t.members.iter().collect();
+        let (leader, online) = t.queue_view(&all).await.expect("view");
+        assert_eq!(leader, "rabbit@mq3");
+        assert_eq!(online, ["rabbit@mq2", "rabbit@mq3"]);
+        let svc = RabbitService { t: t.clone() };
+        // The survivors of a crash of mq1 name mq3; with mq3 itself excluded, the survivors'
+        // answer still naming it is no new leader.
+        assert_eq!(svc.leader("mq1").await.as_deref(), Some("mq3"));
+        assert_eq!(svc.leader("mq3").await, None);
+        assert_eq!(svc.replicas_following("mq3").await, 1);
+        assert_eq!(svc.writable(&t.members[2]).await, None);
+        assert_eq!(
+            t.member_of("rabbit@mq2").map(|m| m.host.hostname.as_str()),
+            Some("mq2")
+        );
+    }
+
     #[test]
     fn uri_components_are_percent_encoded() {
         assert_eq!(pct("a/b c%"), "a%2Fb%20c%25");
