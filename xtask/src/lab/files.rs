@@ -51,7 +51,9 @@ pub fn kbz_toml(key: &Path, known_hosts: &Path) -> String {
          [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\nrabbitmq = \"10.77.0.104\"\n\n\
          # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
          [preflight]\nroot_disk_mb = 1024\n\n\
-         [preflight.roles.postgres]\ndisk_mb = 1024\n",
+         [preflight.roles.postgres]\ndisk_mb = 1024\n\n\
+         [preflight.roles.rabbitmq]\ndisk_mb = 1024\n\n\
+         [preflight.roles.mariadb]\ndisk_mb = 1024\n",
         toml_escape(&key.display().to_string()),
         toml_escape(&known_hosts.display().to_string()),
     )
@@ -149,7 +151,9 @@ mod tests {
              [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\nrabbitmq = \"10.77.0.104\"\n\n\
              # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
              [preflight]\nroot_disk_mb = 1024\n\n\
-             [preflight.roles.postgres]\ndisk_mb = 1024\n"
+             [preflight.roles.postgres]\ndisk_mb = 1024\n\n\
+         [preflight.roles.rabbitmq]\ndisk_mb = 1024\n\n\
+         [preflight.roles.mariadb]\ndisk_mb = 1024\n"
         );
     }
 
