@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::artifact::ArtifactPin;
+use crate::batch::{packages_first, ProbeCache, PACKAGES};
 use crate::cache::{Cache, CacheError};
 use crate::component::{ClusterChange, Component, ComponentError, HostExec};
 use crate::context::Context;
@@ -19,7 +20,7 @@ use crate::executor::{Connector, ExecError, Executor};
 use crate::hostlock::HostLocks;
 use crate::inventory::Host;
 use crate::journal::{Journal, JournalEntry, JournalError, RunStatus};
-use crate::plan::{diff, HostPlan, Plan, Redactor};
+use crate::plan::{diff_after, HostPlan, Plan, Redactor};
 use crate::resource::{Observed, Op, Resource};
 use crate::runlock::RunLock;
 
@@ -444,6 +445,18 @@ impl std::fmt::Debug for Engine {
 
 type Execs = BTreeMap<String, Arc<dyn Executor>>;
 
+/// Files the packages-first phase changed, per (host, component).
+type Changed = BTreeMap<(String, String), std::collections::BTreeSet<String>>;
+
+/// What the run shares between its stages: the batched probe's answers and the files the
+/// packages-first phase changed.
+#[derive(Default)]
+struct Shared {
+    cache: ProbeCache,
+    changed: Changed,
+    absent_services: BTreeMap<(String, String), Vec<(String, Observed)>>,
+}
+
 impl Engine {
     /// An engine over these components (any order; they run by module number).
     pub fn new(
@@ -623,6 +636,34 @@ impl Engine {
             lock(&journal).set_status(RunStatus::Running)?;
         }
 
+        // One probe round trip per host for every component; each reuses its share while
+        // nothing changed on the host.
+        let t = Instant::now();
+        let mut shared = Shared::default();
+        self.probe_all(&ctx, selected, &execs, opts, &shared.cache)
+            .await;
+        push_timing(&mut report, "all", "probe", t.elapsed());
+        if !opts.dry_run && opts.mode == Mode::Install {
+            let t = Instant::now();
+            let r = self
+                .packages_phase(
+                    &ctx,
+                    selected,
+                    &execs,
+                    opts,
+                    &mut shared,
+                    &journal,
+                    &mut report,
+                )
+                .await;
+            push_timing(&mut report, PACKAGES, "apply", t.elapsed());
+            if let Err((host, source)) = r {
+                return Err(self
+                    .fail_run(opts, &journal, &execs, report, PACKAGES, host, source)
+                    .await);
+            }
+        }
+
         for comp in selected {
             let hosts: Vec<Host> = ctx
                 .inventory
@@ -641,7 +682,16 @@ impl Engine {
             });
             let t = Instant::now();
             let result = self
-                .run_component(&ctx, comp, &hosts, &execs, opts, &journal, &mut report)
+                .run_component(
+                    &ctx,
+                    comp,
+                    &hosts,
+                    &execs,
+                    opts,
+                    &journal,
+                    &shared,
+                    &mut report,
+                )
                 .await;
             push_timing(
                 &mut report,
@@ -665,6 +715,9 @@ impl Engine {
                         // The context with facts, as every other step of the run sees it.
                         Mode::Install => match comp.converge_cluster(&ctx, &hx).await {
                             Ok(changes) => {
+                                if !changes.is_empty() {
+                                    shared.cache.invalidate_all();
+                                }
                                 for mut c in changes {
                                     c.component = comp.name().into();
                                     lock(&journal).record_cluster(c.to_string())?;
@@ -688,36 +741,9 @@ impl Engine {
                 Err(f) => Some(f),
             };
             if let Some((host, source)) = failure {
-                report.round_trips = execs.values().map(|e| e.round_trips()).sum();
-                report.finish();
-                let rollback = if opts.dry_run {
-                    RollbackOutcome::NothingApplied
-                } else if opts.skip_cleanup {
-                    lock(&journal).set_status(RunStatus::Failed)?;
-                    RollbackOutcome::Kept
-                } else {
-                    let t = Instant::now();
-                    let j = lock(&journal).clone();
-                    let failures = self.rollback_journal(&j, &execs).await;
-                    push_timing(&mut report, "all", "rollback", t.elapsed());
-                    if failures.is_empty() && j.cluster.is_empty() {
-                        lock(&journal).set_status(RunStatus::RolledBack)?;
-                        RollbackOutcome::RolledBack
-                    } else if failures.is_empty() {
-                        lock(&journal).set_status(RunStatus::RolledBack)?;
-                        RollbackOutcome::ClusterNotUndone(j.cluster.clone())
-                    } else {
-                        lock(&journal).set_status(RunStatus::RollbackIncomplete)?;
-                        RollbackOutcome::Incomplete(failures)
-                    }
-                };
-                return Err(EngineError::Failed {
-                    component: comp.name().into(),
-                    host,
-                    source: Box::new(source),
-                    rollback,
-                    report: Box::new(report),
-                });
+                return Err(self
+                    .fail_run(opts, &journal, &execs, report, comp.name(), host, source)
+                    .await);
             }
         }
         if !opts.dry_run {
@@ -726,6 +752,279 @@ impl Engine {
         report.round_trips = execs.values().map(|e| e.round_trips()).sum();
         report.finish();
         Ok(report)
+    }
+
+    /// Ends a failed run: rolls every host back (or keeps the changes with `skip_cleanup`)
+    /// and returns the failure with the report so far.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail_run(
+        &self,
+        opts: &RunOptions,
+        journal: &Arc<Mutex<Journal>>,
+        execs: &Execs,
+        mut report: RunReport,
+        component: &str,
+        host: Option<String>,
+        source: ComponentError,
+    ) -> EngineError {
+        report.round_trips = execs.values().map(|e| e.round_trips()).sum();
+        report.finish();
+        let status = |s| lock(journal).set_status(s).map_err(EngineError::from);
+        let rollback = if opts.dry_run {
+            RollbackOutcome::NothingApplied
+        } else if opts.skip_cleanup {
+            if let Err(e) = status(RunStatus::Failed) {
+                return e;
+            }
+            RollbackOutcome::Kept
+        } else {
+            let t = Instant::now();
+            let j = lock(journal).clone();
+            let failures = self.rollback_journal(&j, execs).await;
+            push_timing(&mut report, "all", "rollback", t.elapsed());
+            let (s, outcome) = if failures.is_empty() && j.cluster.is_empty() {
+                (RunStatus::RolledBack, RollbackOutcome::RolledBack)
+            } else if failures.is_empty() {
+                (
+                    RunStatus::RolledBack,
+                    RollbackOutcome::ClusterNotUndone(j.cluster.clone()),
+                )
+            } else {
+                (
+                    RunStatus::RollbackIncomplete,
+                    RollbackOutcome::Incomplete(failures),
+                )
+            };
+            if let Err(e) = status(s) {
+                return e;
+            }
+            outcome
+        };
+        EngineError::Failed {
+            component: component.into(),
+            host,
+            source: Box::new(source),
+            rollback,
+            report: Box::new(report),
+        }
+    }
+
+    /// The batched probe: on every reachable host, every selected component's resources in
+    /// one round trip (hosts concurrently, up to `forks`).
+    async fn probe_all(
+        &self,
+        ctx: &Context,
+        selected: &[Arc<dyn Component>],
+        execs: &Execs,
+        opts: &RunOptions,
+        cache: &ProbeCache,
+    ) {
+        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for host in &ctx.inventory.hosts {
+            let Some(exec) = execs.get(&host.hostname).cloned() else {
+                continue;
+            };
+            let sets: Vec<(String, Vec<Resource>)> = selected
+                .iter()
+                .filter(|c| c.applies_to(host))
+                .filter_map(|c| {
+                    let r = match opts.mode {
+                        Mode::Install => c.desired(ctx, host),
+                        Mode::Uninstall => c.uninstall(ctx, host),
+                    };
+                    // A component that cannot declare its resources reports it in its turn.
+                    r.ok().map(|r| (c.name().to_string(), r))
+                })
+                .collect();
+            let sem = sem.clone();
+            let name = host.hostname.clone();
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                (name, ProbeCache::observe(exec.as_ref(), sets).await)
+            });
+        }
+        while let Some(j) = set.join_next().await {
+            if let Ok((name, Some(o))) = j {
+                cache.insert(&name, o);
+            }
+        }
+    }
+
+    /// The packages-first phase of an install: on every host at once (up to `forks`), what
+    /// each component declares before its packages, then one install of every component's
+    /// missing packages, each change journaled first like any other.
+    #[allow(clippy::too_many_arguments)]
+    async fn packages_phase(
+        &self,
+        ctx: &Context,
+        selected: &[Arc<dyn Component>],
+        execs: &Execs,
+        opts: &RunOptions,
+        shared: &mut Shared,
+        journal: &Arc<Mutex<Journal>>,
+        report: &mut RunReport,
+    ) -> Result<(), (Option<String>, ComponentError)> {
+        let mut plans = Vec::new();
+        for host in &ctx.inventory.hosts {
+            let Some(exec) = execs.get(&host.hostname) else {
+                continue;
+            };
+            let mut sets = Vec::new();
+            let mut unprobed = Vec::new();
+            for c in selected.iter().filter(|c| c.applies_to(host)) {
+                let desired = c
+                    .desired(ctx, host)
+                    .map_err(|e| (Some(host.hostname.clone()), e))?;
+                match shared.cache.peek(&host.hostname, c.name(), &desired) {
+                    Some(obs) => sets.push((c.name().to_string(), desired, obs)),
+                    None => unprobed.push((c.name().to_string(), desired)),
+                }
+            }
+            if !unprobed.is_empty() {
+                // The batched probe failed here: probe what is left now, still in one trip.
+                let all: Vec<Resource> = unprobed
+                    .iter()
+                    .flat_map(|(_, r)| r.iter().cloned())
+                    .collect();
+                let mut obs = exec
+                    .probe(&all)
+                    .await
+                    .map_err(|e| (Some(host.hostname.clone()), ComponentError::Exec(e)))?
+                    .into_iter();
+                for (name, desired) in unprobed {
+                    let o: Vec<Observed> = obs.by_ref().take(desired.len()).collect();
+                    sets.push((name, desired, o));
+                }
+                let order: Vec<&str> = selected.iter().map(|c| c.name()).collect();
+                sets.sort_by_key(|(n, _, _)| order.iter().position(|o| o == n));
+            }
+            let plan = packages_first(&sets, &self.redactor);
+            if plan.install.is_some() || !plan.before.is_empty() {
+                plans.push((host.hostname.clone(), exec.clone(), plan));
+            }
+        }
+        if plans.is_empty() {
+            return Ok(());
+        }
+        // A rolling component that refuses its roll (kept data with no kept primary) stops
+        // the run here, before any host is changed.
+        for comp in selected.iter().filter(|c| c.rolling()) {
+            if !plans
+                .iter()
+                .any(|(_, _, p)| p.components.iter().any(|c| c == comp.name()))
+            {
+                continue;
+            }
+            let hx: Vec<HostExec> = ctx
+                .inventory
+                .hosts
+                .iter()
+                .filter(|h| comp.applies_to(h))
+                .filter_map(|h| {
+                    Some(HostExec {
+                        host: h.clone(),
+                        exec: execs.get(&h.hostname)?.clone(),
+                    })
+                })
+                .collect();
+            comp.roll_order(ctx, &hx).await.map_err(|e| (None, e))?;
+        }
+        self.progress.event(&Event::ComponentStart {
+            component: PACKAGES.into(),
+            module: 0,
+            hosts: plans.len(),
+        });
+        let sem = Arc::new(Semaphore::new(opts.forks.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (hostname, exec, plan)) in plans.into_iter().enumerate() {
+            for (c, files) in &plan.changed_files {
+                shared
+                    .changed
+                    .insert((hostname.clone(), c.clone()), files.clone());
+            }
+            for (c, services) in &plan.absent_services {
+                shared
+                    .absent_services
+                    .insert((hostname.clone(), c.clone()), services.clone());
+            }
+            shared.cache.invalidate(&hostname);
+            let (sem, journal, artifacts, progress) = (
+                sem.clone(),
+                journal.clone(),
+                self.artifacts.clone(),
+                self.progress.clone(),
+            );
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                let mut r = Ok(());
+                for (component, changes) in &plan.before {
+                    r = apply_changes(
+                        exec.as_ref(),
+                        &artifacts,
+                        &hostname,
+                        component,
+                        changes,
+                        &journal,
+                    )
+                    .await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                if let (Ok(()), Some(install)) = (&r, &plan.install) {
+                    r = apply_changes(
+                        exec.as_ref(),
+                        &artifacts,
+                        &hostname,
+                        PACKAGES,
+                        std::slice::from_ref(install),
+                        &journal,
+                    )
+                    .await;
+                }
+                let r = r.map(|()| HostPlan {
+                    host: hostname.clone(),
+                    module: 0,
+                    component: PACKAGES.into(),
+                    unreachable: false,
+                    changes: plan.changes(),
+                });
+                host_event(progress.as_ref(), PACKAGES, &hostname, &r);
+                (i, hostname, r)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(j) = set.join_next().await {
+            match j {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    return Err((
+                        None,
+                        ComponentError::Bootstrap {
+                            component: PACKAGES.into(),
+                            reason: format!("task failed: {e}"),
+                        },
+                    ))
+                }
+            }
+        }
+        results.sort_by_key(|r| r.0);
+        let mut first_err = None;
+        for (_, hostname, r) in results {
+            let entry = report.hosts.entry(hostname.clone()).or_default();
+            match r {
+                Ok(hp) => {
+                    entry.changed += hp.changes.len();
+                    report.plan.hosts.push(hp);
+                }
+                Err(e) => {
+                    entry.failed = Some(self.redactor.redact(&e.to_string()));
+                    first_err.get_or_insert((Some(hostname), e));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Replays the last failed run's journal from `state_dir` (for `kbz-install rollback`).
@@ -873,6 +1172,7 @@ impl Engine {
         execs: &Execs,
         opts: &RunOptions,
         journal: &Arc<Mutex<Journal>>,
+        shared: &Shared,
         report: &mut RunReport,
     ) -> Result<(), (Option<String>, ComponentError)> {
         // Rolling components are planned on every host at once, then changed one host at a
@@ -897,9 +1197,28 @@ impl Engine {
             let module = comp.module();
             let hostname = host.hostname.clone();
             let apply_now = !opts.dry_run && !rolling;
+            let cached = shared.cache.take(&hostname, name, &desired);
+            let key = (hostname.clone(), name.to_string());
+            let before = Before {
+                files: shared.changed.get(&key).cloned().unwrap_or_default(),
+                absent_services: shared
+                    .absent_services
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default(),
+            };
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                let mut r = plan_host(exec.as_deref(), &hostname, name, &desired, &redactor).await;
+                let mut r = plan_host(
+                    exec.as_deref(),
+                    &hostname,
+                    name,
+                    &desired,
+                    cached,
+                    &before,
+                    &redactor,
+                )
+                .await;
                 if let (true, Ok(hp), Some(exec)) = (apply_now, &r, &exec) {
                     if let Err(e) = apply_changes(
                         exec.as_ref(),
@@ -998,6 +1317,9 @@ impl Engine {
         }
         let mut first_err = None;
         for (_, hostname, module, n_desired, r) in results {
+            if !opts.dry_run && r.as_ref().map_or(true, |hp| !hp.changes.is_empty()) {
+                shared.cache.invalidate(&hostname);
+            }
             let entry = report.hosts.entry(hostname.clone()).or_default();
             match r {
                 Ok(mut hp) => {
@@ -1055,24 +1377,44 @@ impl Engine {
     }
 }
 
-/// Probes one host (or plans it fresh when unreachable) and diffs: read-only.
+/// What the packages-first phase did on a host, as one component's plan must know it.
+#[derive(Default)]
+struct Before {
+    /// Files it changed (services restart on them).
+    files: std::collections::BTreeSet<String>,
+    /// Services (resource id, observation) that did not exist before it.
+    absent_services: Vec<(String, Observed)>,
+}
+
+/// Probes one host (or plans it fresh when unreachable; or takes the batched probe's
+/// answer) and diffs: read-only.
 async fn plan_host(
     exec: Option<&dyn Executor>,
     hostname: &str,
     component: &str,
     desired: &[Resource],
+    cached: Option<Vec<Observed>>,
+    before: &Before,
     redactor: &Arc<Redactor>,
 ) -> Result<HostPlan, ComponentError> {
-    let (observed, unreachable) = match exec {
-        Some(e) => (e.probe(desired).await?, false),
-        None => (desired.iter().map(fresh).collect(), true),
+    let (mut observed, unreachable) = match (exec, cached) {
+        (Some(_), Some(o)) => (o, false),
+        (Some(e), None) => (e.probe(desired).await?, false),
+        (None, _) => (desired.iter().map(fresh).collect(), true),
     };
+    // A unit its package brought in this run is planned as new (started, enabled), as it
+    // was before the packages went first.
+    for (r, o) in desired.iter().zip(observed.iter_mut()) {
+        if let Some((_, b)) = before.absent_services.iter().find(|(id, _)| *id == r.id()) {
+            *o = b.clone();
+        }
+    }
     Ok(HostPlan {
         host: hostname.into(),
         module: 0,
         component: component.into(),
         unreachable,
-        changes: diff(desired, &observed, redactor),
+        changes: diff_after(desired, &observed, redactor, &before.files),
     })
 }
 

@@ -58,6 +58,7 @@
 pub mod allow;
 pub mod artifact;
 pub mod backup;
+pub mod batch;
 pub mod cache;
 pub mod command;
 pub mod component;

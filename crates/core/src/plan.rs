@@ -191,11 +191,23 @@ pub fn diff(
     observed: &[Observed],
     redactor: &std::sync::Arc<Redactor>,
 ) -> Vec<Change> {
+    diff_after(desired, observed, redactor, &BTreeSet::new())
+}
+
+/// [`diff`] on a host where `changed_before` (file paths) were already changed earlier in
+/// the run (by the packages-first phase): services whose `restart_on` names one of them are
+/// restarted as if the file had changed in this diff.
+pub fn diff_after(
+    desired: &[Resource],
+    observed: &[Observed],
+    redactor: &std::sync::Arc<Redactor>,
+    changed_before: &BTreeSet<String>,
+) -> Vec<Change> {
     let mut changes = Vec::new();
     let mut to_install = Vec::new();
     let mut to_remove = Vec::new();
     let mut pkg_slot = None;
-    let mut changed_files = BTreeSet::new();
+    let mut changed_files = changed_before.clone();
     let mut restarts = Vec::new();
 
     for (r, o) in desired.iter().zip(observed) {

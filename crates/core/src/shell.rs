@@ -431,6 +431,26 @@ const APT_LOCK_WAIT: &str = "-o DPkg::Lock::Timeout=300";
 
 const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
 
+/// The stamp (in `/var/lib/apt/periodic`) kbz touches after every successful `apt-get update`.
+pub const APT_STAMP: &str = "kbz-update-stamp";
+
+/// One `apt-get install` of `names` (quoted, space-separated) with `apt-get update` at most
+/// once: skipped when the last successful update (kbz's stamp in `periodic`, or apt's own
+/// `update-success-stamp` where update-notifier keeps it) is under an hour old and nothing
+/// under `etc_apt` (a source, a pin, the proxy) changed since; then only a failed install
+/// updates and retries. Directories are parameters for the tests.
+fn install_script(names: &str, etc_apt: &str, periodic: &str) -> String {
+    let (etc, per) = (quote(etc_apt), quote(periodic));
+    let update =
+        format!("apt-get -q {APT_LOCK_WAIT} update && mkdir -p {per} && touch {per}/{APT_STAMP}");
+    let install = format!("{APT} --no-install-recommends install {names}");
+    format!(
+        "s=$(ls -t {per}/{APT_STAMP} {per}/update-success-stamp 2>/dev/null | head -n 1)\n\
+         if [ -n \"$s\" ] && [ -n \"$(find \"$s\" -mmin -60)\" ] && [ -z \"$(find {etc} -newer \"$s\" -print | head -n 1)\" ]; then u=0; else u=1; {update}; fi\n\
+         {install} || {{ [ \"$u\" = 0 ] && {update} && {install}; }}"
+    )
+}
+
 /// The command that performs an operation (all but `WriteFile`, which uses `put_file`).
 pub fn op_cmd(op: &Op) -> Cmd {
     let script = match op {
@@ -456,10 +476,7 @@ pub fn op_cmd(op: &Op) -> Cmd {
         Op::RemoveDir { path } => format!("rmdir {} 2>/dev/null || true", quote(path)),
         Op::InstallPackages { names } => {
             let n: Vec<String> = names.iter().map(|p| quote(p)).collect();
-            format!(
-                "find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -360 2>/dev/null | grep -q . || apt-get -q {APT_LOCK_WAIT} update\n{APT} --no-install-recommends install {n} || {{ apt-get -q {APT_LOCK_WAIT} update && {APT} --no-install-recommends install {n}; }}",
-                n = n.join(" ")
-            )
+            install_script(&n.join(" "), "/etc/apt", "/var/lib/apt/periodic")
         }
         Op::RemovePackages { names } => {
             let n: Vec<String> = names.iter().map(|p| quote(p)).collect();
@@ -501,6 +518,93 @@ pub fn op_cmd(op: &Op) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the install script under sh with a logging `apt-get` first on PATH (failing
+    /// `install` while `fail_installs` says so); returns (updates, installs, success).
+    fn apt_run(dir: &std::path::Path, fail_installs: u32) -> (usize, usize, bool) {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        let log = dir.join("log");
+        let left = dir.join("fail-left");
+        std::fs::write(&left, fail_installs.to_string()).expect("fail-left");
+        std::fs::write(
+            bin.join("apt-get"),
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {log}\ncase \"$*\" in *install*) n=$(cat {left}); if [ \"$n\" -gt 0 ]; then echo $((n-1)) > {left}; exit 100; fi;; esac\nexit 0\n",
+                log = log.display(),
+                left = left.display()
+            ),
+        )
+        .expect("apt-get");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("apt-get"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let _ = std::fs::remove_file(&log);
+        let script = install_script(
+            "'chrony'",
+            &dir.join("etc-apt").display().to_string(),
+            &dir.join("periodic").display().to_string(),
+        );
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path)
+            .status()
+            .expect("sh");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let updates = text.lines().filter(|l| l.ends_with("update")).count();
+        let installs = text.lines().filter(|l| l.contains(" install ")).count();
+        (updates, installs, st.success())
+    }
+
+    fn age(path: &std::path::Path, ago: &str) {
+        let st = std::process::Command::new("touch")
+            .arg("-d")
+            .arg(ago)
+            .arg(path)
+            .status()
+            .expect("touch");
+        assert!(st.success());
+    }
+
+    #[test]
+    fn apt_get_update_runs_at_most_once_and_not_when_the_lists_are_fresh() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("etc-apt/sources.list.d")).expect("etc");
+        age(&d.join("etc-apt/sources.list.d"), "-1 day");
+        age(&d.join("etc-apt"), "-1 day");
+        // No stamp: one update, then the install; the stamp is left.
+        assert_eq!(apt_run(d, 0), (1, 1, true));
+        let stamp = d.join("periodic").join(APT_STAMP);
+        assert!(stamp.exists());
+        // Fresh stamp, /etc/apt unchanged since: no update.
+        age(&stamp, "-10 minutes");
+        assert_eq!(apt_run(d, 0), (0, 1, true));
+        // A new source after the last update: update first.
+        age(&stamp, "-10 minutes");
+        std::fs::write(d.join("etc-apt/sources.list.d/k8s.list"), "deb x y\n").expect("src");
+        assert_eq!(apt_run(d, 0), (1, 1, true));
+        // Fresh lists but the install fails: one update and one retry.
+        age(&stamp, "-10 minutes");
+        age(&d.join("etc-apt/sources.list.d/k8s.list"), "-1 day");
+        age(&d.join("etc-apt/sources.list.d"), "-1 day");
+        assert_eq!(apt_run(d, 1), (1, 2, true));
+        // Stale lists (over an hour) and an install that keeps failing: still one update.
+        age(&stamp, "-2 hours");
+        assert_eq!(apt_run(d, 5), (1, 1, false));
+        // apt's own success stamp counts too.
+        std::fs::remove_file(&stamp).expect("rm");
+        let apt_stamp = d.join("periodic/update-success-stamp");
+        std::fs::write(&apt_stamp, "").expect("stamp");
+        age(&apt_stamp, "-5 minutes");
+        assert_eq!(apt_run(d, 0), (0, 1, true));
+    }
 
     #[test]
     fn quote_survives_single_quotes() {
