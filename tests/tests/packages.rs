@@ -146,6 +146,13 @@ async fn one_install_per_host_for_the_whole_stack_then_the_roll() {
         "the rolling steps still go one host at a time"
     );
     assert!(report.timings.iter().any(|t| t.component == "packages"));
+    let phases: Vec<&str> = report
+        .summary
+        .phases
+        .iter()
+        .map(|p| p.phase.as_str())
+        .collect();
+    assert_eq!(phases, ["connect", "probe", "packages", "apply", "cluster"]);
     assert!(report
         .timings
         .iter()

@@ -2,7 +2,7 @@
 //! notify test. Each returns an exit code from [`crate::exit`].
 
 use clap::Args;
-use kbz_core::engine::{Mode, RollbackOutcome};
+use kbz_core::engine::{Mode, RollbackOutcome, Timing};
 use kbz_core::{Engine, EngineError, RunOptions};
 use kbz_errors::{Code, Diagnostic, HasCode};
 use kbz_notify::Event;
@@ -156,6 +156,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
     }
 
     // The preflight: every host checked before anything changes (installs only).
+    let preflight_started = Instant::now();
     let gate = if mode != Mode::Install {
         None
     } else if o.offline || bundled {
@@ -166,6 +167,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
             Err(e) => return fail(&e, g),
         }
     };
+    let preflight_took = preflight_started.elapsed();
     if let (Some(Gate::Checked { report }), false) = (&gate, g.json) {
         crate::out!("{}", pre::render(report));
     }
@@ -234,7 +236,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
     let result = rt.block_on(engine.run(&opts));
     bars.clear();
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
             tracing::info!(
                 changed = report.changed(),
                 ms = started.elapsed().as_millis() as u64,
@@ -244,6 +246,7 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
                 let event = Event::install_succeeded(&cluster, started.elapsed(), report.changed());
                 warn_failed(rt.block_on(n.send(&event)));
             }
+            let postflight_started = Instant::now();
             let selected = engine.select(&opts).unwrap_or_default();
             let map = if dry_run || mode != Mode::Install {
                 Vec::new()
@@ -269,6 +272,19 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
             if !strays.is_empty() {
                 ui::diagnostics(&pre::stray_diagnostics(&strays), g.json);
             }
+            if matches!(gate, Some(Gate::Checked { .. })) {
+                report
+                    .timings
+                    .insert(0, Timing::new("all", "preflight", preflight_took));
+            }
+            if !map.is_empty() {
+                report.timings.push(Timing::new(
+                    "all",
+                    "postflight",
+                    postflight_started.elapsed(),
+                ));
+            }
+            report.finish();
             summary(&report, started.elapsed(), g.json, gate.as_ref(), &map);
             if preflight_failed {
                 exit::FAILED

@@ -226,6 +226,13 @@ pub fn report(r: &RunReport, elapsed: Duration, json: bool) {
         .map(|t| format!("{} {} {:.1}s", t.component, t.phase, t.ms as f64 / 1000.0))
         .collect();
     crate::outln!("timings: {}", phases.join(", "));
+    let totals: Vec<String> = r
+        .summary
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.1}s", p.phase, p.ms as f64 / 1000.0))
+        .collect();
+    crate::outln!("phases: {}", totals.join(", "));
     for c in &r.cluster_changes {
         crate::outln!("cluster: {c}");
     }

@@ -98,12 +98,25 @@ pub struct HostReport {
 /// Duration of one phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timing {
-    /// Component (or `connect`).
+    /// Component, `packages` (the packages-first phase), or `all` / `connect` for the
+    /// run-wide phases.
     pub component: String,
-    /// `plan`, `apply`, `cluster`, `connect`, `rollback`.
+    /// `connect`, `probe` (the batched probe), `apply` (`plan` in a dry-run), `cluster`,
+    /// `rollback`; the CLI adds `preflight` and `postflight`.
     pub phase: String,
     /// Milliseconds.
     pub ms: u128,
+}
+
+impl Timing {
+    /// A timing of `component`'s `phase`.
+    pub fn new(component: &str, phase: &str, d: Duration) -> Self {
+        Timing {
+            component: component.into(),
+            phase: phase.into(),
+            ms: d.as_millis(),
+        }
+    }
 }
 
 /// The outcome of a run.
@@ -125,6 +138,17 @@ pub struct RunReport {
     pub summary: Summary,
 }
 
+/// Milliseconds spent in one kind of phase over the whole run, as the summary reports it:
+/// `preflight`, `connect`, `probe`, `packages`, `apply`, `plan`, `cluster`, `rollback`,
+/// `postflight`, in the order they first happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PhaseTotal {
+    /// Phase.
+    pub phase: String,
+    /// Milliseconds.
+    pub ms: u128,
+}
+
 /// Totals of a run, as the text summary and `--json` report them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -136,6 +160,8 @@ pub struct Summary {
     pub cluster_changes: usize,
     /// Hosts with a failure.
     pub failed_hosts: usize,
+    /// Time per kind of phase (the packages-first phase is `packages`).
+    pub phases: Vec<PhaseTotal>,
 }
 
 impl RunReport {
@@ -156,8 +182,29 @@ impl RunReport {
             ok: self.hosts.values().map(|h| h.ok).sum(),
             cluster_changes: self.cluster_changed(),
             failed_hosts: self.hosts.values().filter(|h| h.failed.is_some()).count(),
+            phases: phase_totals(&self.timings),
         };
     }
+}
+
+/// Sums timings by kind of phase, in the order each first happened.
+pub fn phase_totals(timings: &[Timing]) -> Vec<PhaseTotal> {
+    let mut out: Vec<PhaseTotal> = Vec::new();
+    for t in timings {
+        let phase = if t.component == crate::batch::PACKAGES {
+            crate::batch::PACKAGES
+        } else {
+            t.phase.as_str()
+        };
+        match out.iter_mut().find(|p| p.phase == phase) {
+            Some(p) => p.ms += t.ms,
+            None => out.push(PhaseTotal {
+                phase: phase.into(),
+                ms: t.ms,
+            }),
+        }
+    }
+    out
 }
 
 /// Engine failures. Every variant maps to an E-code.
@@ -1540,11 +1587,7 @@ pub fn fresh(r: &Resource) -> Observed {
 }
 
 fn push_timing(report: &mut RunReport, component: &str, phase: &str, d: Duration) {
-    report.timings.push(Timing {
-        component: component.into(),
-        phase: phase.into(),
-        ms: d.as_millis(),
-    });
+    report.timings.push(Timing::new(component, phase, d));
 }
 
 fn lock(j: &Mutex<Journal>) -> std::sync::MutexGuard<'_, Journal> {
