@@ -143,6 +143,24 @@ pub fn assert_rolled_back(err: &EngineError) {
     }
 }
 
+/// Every fake host's SSH round trips so far as `host=N` words in name order (a converged
+/// re-run's cost, asserted per component).
+pub fn round_trips(fleet: &FakeConnector) -> String {
+    use kbz_core::Executor;
+    fleet
+        .hosts()
+        .map(|(n, h)| format!("{n}={}", h.round_trips()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Resets every fake host's round-trip counter.
+pub fn reset_round_trips(fleet: &FakeConnector) {
+    for (_, h) in fleet.hosts() {
+        h.reset_round_trips();
+    }
+}
+
 /// A command's result: `stdout` and exit `status`, nothing on stderr.
 pub fn output(stdout: &str, status: i32) -> Output {
     Output {

@@ -85,11 +85,15 @@ async fn fresh_fleet_converges_and_rerun_changes_nothing() {
         "readiness was never checked"
     );
     let restarts: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("etcd")).collect();
+    kbz_testkit::reset_round_trips(&fleet);
     let second = engine
         .run(&RunOptions::default())
         .await
         .expect("second run");
     assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    // The converged re-run's SSH round trips per host (facts, the batched probe, the
+    // host lock taken and released, then the component's read-only cluster checks).
+    assert_eq!(kbz_testkit::round_trips(&fleet), "db1=6 db2=4 db3=4");
     for ((name, h), before) in fleet.hosts().zip(restarts) {
         assert_eq!(
             h.restarts("etcd"),

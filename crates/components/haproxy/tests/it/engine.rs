@@ -61,11 +61,21 @@ async fn converges_and_a_second_run_changes_nothing() {
     let restarts: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("haproxy")).collect();
     let applied: Vec<usize> = fleet.hosts().map(|(_, h)| h.applied().len()).collect();
 
+    kbz_testkit::reset_round_trips(&fleet);
     let second = engine
         .run(&RunOptions::default())
         .await
         .expect("second run");
     assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    // The converged re-run's SSH round trips per host (facts, the batched probe, the
+    // host lock taken and released, then the component's read-only cluster checks).
+    assert_eq!(
+        kbz_testkit::round_trips(&fleet),
+        concat!(
+            "db1=3 db2=3 db3=3 k8s-m1=3 k8s-m2=3 k8s-m3=3 k8s-w1=3 k8s-w2=3 k8s-w3=3 ",
+            "lb1=5 lb2=5 mq1=3 mq2=3 mq3=3"
+        )
+    );
     let restarts_after: Vec<u64> = fleet.hosts().map(|(_, h)| h.restarts("haproxy")).collect();
     assert_eq!(
         restarts, restarts_after,

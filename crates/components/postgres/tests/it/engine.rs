@@ -150,11 +150,15 @@ async fn fresh_fleet_converges_and_rerun_changes_nothing() {
     for (_, h) in fleet.hosts() {
         h.script(kbz_postgres::APP_SETUP_SCRIPT, output("SET\nSET\nSET\n", 0));
     }
+    kbz_testkit::reset_round_trips(&fleet);
     let second = engine
         .run(&RunOptions::default())
         .await
         .expect("second run");
     assert_eq!(second.changed(), 0, "{}", second.plan.render());
+    // The converged re-run's SSH round trips per host (facts, the batched probe, the
+    // host lock taken and released, then the component's read-only cluster checks).
+    assert_eq!(kbz_testkit::round_trips(&fleet), "db1=7 db2=4 db3=4");
     assert!(
         second.cluster_changes.is_empty(),
         "{:?}",

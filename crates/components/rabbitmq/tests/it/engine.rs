@@ -202,6 +202,15 @@ async fn converged_rerun_changes_nothing_and_restarts_nothing() {
     let (r, c) = run(&ctx, c, Mode::Install).await;
     let report = r.expect("re-run");
     assert_eq!(report.plan.operations(), 0, "{}", report.plan.render());
+    // The converged re-run's SSH round trips per host (facts, the batched probe, the
+    // host lock taken and released, then the component's read-only cluster checks).
+    assert_eq!(
+        kbz_testkit::round_trips(&c),
+        concat!(
+            "db1=3 db2=3 db3=3 k8s-m1=3 k8s-m2=3 k8s-m3=3 k8s-w1=3 k8s-w2=3 k8s-w3=3 ",
+            "lb1=3 lb2=3 mq1=9 mq2=7 mq3=7"
+        )
+    );
     assert_eq!(
         (report.summary.changed, report.summary.cluster_changes),
         (0, 0),
