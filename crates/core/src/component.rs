@@ -125,7 +125,8 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     }
 
     /// The order a rolling component changes its hosts in, asked once per install run
-    /// before the first host is changed (and only when some host has changes). `hosts` are
+    /// before the first host is changed (and only when some host has changes; an install
+    /// that installs the component's packages first asks it before that phase too). `hosts` are
     /// the component's hosts in inventory order; the answer names each of them once. A
     /// component whose kept data decides who must go first (PostgreSQL after an uninstall
     /// that kept the data directories: the last primary) reads it here, and refuses with
