@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: measurements reported in closing notes, never asserted in tests.
-//! `bench plan` times planning module 1 for a large fake fleet (dry-run over FakeHosts).
+//! `bench plan` times planning module 1 for a large fake fleet (dry-run over FakeHosts);
+//! `bench fleet` (in `fleet.rs`) fakes a fleet with latency per round trip.
 
 use anyhow::{bail, Result};
 use kbz_core::{Component, Config, Context, Engine, Host, Inventory, Role, RunOptions, Secrets};
@@ -13,16 +14,23 @@ use std::time::Instant;
 pub struct Args {
     /// What to measure: `plan` (module 1 for a fake fleet) or `lab` (real hosts, root only).
     what: String,
-    /// Fleet size for `plan`.
+    /// Fleet size for `plan`; the largest row of `fleet`'s table.
     #[arg(long, default_value_t = 1000)]
     hosts: usize,
+    /// `fleet`: latency injected per SSH round trip, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    rtt_ms: u64,
+    /// `fleet`: hosts worked on concurrently.
+    #[arg(long, default_value_t = 10)]
+    forks: usize,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.what.as_str() {
         "plan" => plan(args.hosts),
+        "fleet" => crate::bench_fleet::run(args.hosts, args.rtt_ms, args.forks),
         "lab" => lab(),
-        other => bail!("unknown benchmark `{other}`: use `plan` or `lab`"),
+        other => bail!("unknown benchmark `{other}`: use `plan`, `fleet` or `lab`"),
     }
 }
 

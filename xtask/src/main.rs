@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod bench_fleet;
 mod docs_cli;
 mod e2e;
 mod failover;
