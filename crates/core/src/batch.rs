@@ -148,7 +148,7 @@ pub fn packages_first(
         }
         let Some(last) = desired
             .iter()
-            .rposition(|r| matches!(r, Resource::Package { present: true, .. }))
+            .rposition(|r| matches!(r, Resource::Package { present, .. } if *present))
         else {
             continue;
         };
@@ -156,13 +156,11 @@ pub fn packages_first(
             .iter()
             .zip(observed)
             .filter_map(|(r, o)| match (r, o) {
-                (
-                    Resource::Package {
-                        name,
-                        present: true,
-                    },
-                    Observed::Package { installed: false },
-                ) => Some(name),
+                (Resource::Package { name, present }, Observed::Package { installed })
+                    if *present && !*installed =>
+                {
+                    Some(name)
+                }
                 _ => None,
             })
             .collect();
