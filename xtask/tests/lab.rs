@@ -145,7 +145,9 @@ fn lab_up_reach_down_leaves_nothing_behind() {
     // The generated files.
     let tsv = std::fs::read_to_string(dir.join("servers.tsv")).unwrap();
     assert!(tsv.starts_with("hostname\tip\troles\tssh_user\tssh_port\n"));
-    assert!(tsv.contains("kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis\troot\t22\n"));
+    assert!(
+        tsv.contains("kbzlab-h2\t10.77.0.12\tlb,etcd,postgres,redis,rabbitmq,mariadb\troot\t22\n")
+    );
     let toml = std::fs::read_to_string(dir.join("kbz.toml")).unwrap();
     assert!(toml.contains("apt_proxy = \"http://10.77.0.1:3142\""));
     let known_hosts = std::fs::read_to_string(dir.join("known_hosts")).unwrap();
