@@ -124,10 +124,12 @@ impl Layout {
         }
     }
 
-    /// Starts the node as the first member of a new Primary component.
+    /// Starts the node as the first member of a new Primary component; on real hosts tried
+    /// three times ([`kbz_core::shell::retried_start`]: a start right after the servers
+    /// were killed can fail while systemd still removes the old control group).
     pub fn bootstrap_cmd(&self, host: &Host) -> String {
         match &self.root {
-            None => "galera_new_cluster".into(),
+            None => kbz_core::shell::retried_start("galera_new_cluster"),
             Some(_) => self.spawn(host, " --wsrep-new-cluster"),
         }
     }
@@ -175,7 +177,10 @@ mod tests {
         let l = Layout::debian();
         assert_eq!(l.path(&h, GALERA_CNF), GALERA_CNF);
         assert_eq!(l.client(&h), "timeout 20 mariadb -N -B");
-        assert_eq!(l.bootstrap_cmd(&h), "galera_new_cluster");
+        assert_eq!(
+            l.bootstrap_cmd(&h),
+            kbz_core::shell::retried_start("galera_new_cluster")
+        );
         assert_eq!(l.recover_cmd(&h), "galera_recovery");
     }
 
