@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::layout::Layout;
 use crate::observe::{
-    self, choose_master, ckquorum_ok, replication_action, sentinel_action, MasterChoice,
-    MasterSource, NodeRole, NodeView, ReplicationAction, SentinelAction, SentinelView,
+    self, choose_master, ckquorum_ok, describe_replication, replication_action, sentinel_action,
+    MasterChoice, MasterSource, NodeRole, NodeView, ReplicationAction, SentinelAction,
+    SentinelView,
 };
 use crate::{scripts, sentinel_params, MASTER_NAME};
 
@@ -232,13 +233,14 @@ pub async fn converge(
                 })?;
                 outcome.replicaof.push(hx.host.hostname.clone());
                 outcome.details.push(format!(
-                    "{}: replicaof {m} (saw {:?})",
-                    hx.host.hostname, v.redis
+                    "{}: replicaof {m} (saw {})",
+                    hx.host.hostname,
+                    describe_replication(&v.redis)
                 ));
                 outcome.changes.push(ClusterChange::new(
                     ClusterChangeKind::ReplicaOf,
                     &hx.host.hostname,
-                    format!("REPLICAOF {m} (was {:?})", v.redis),
+                    format!("REPLICAOF {m} (was {})", describe_replication(&v.redis)),
                 ));
             }
             ReplicationAction::SplitBrain => {
@@ -278,7 +280,7 @@ pub async fn converge(
                 outcome.changes.push(ClusterChange::new(
                     ClusterChangeKind::SentinelMonitor,
                     &hx.host.hostname,
-                    format!("SENTINEL MONITOR {MASTER_NAME} {m} (was {:?})", v.sentinel),
+                    format!("SENTINEL MONITOR {MASTER_NAME} {m} (was {})", v.sentinel),
                 ));
             }
             SentinelAction::Set { params, auth_pass } => {
@@ -297,13 +299,15 @@ pub async fn converge(
                     )
                 })?;
                 outcome.corrected.push(hx.host.hostname.clone());
+                let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let pairs = pairs.join(" ");
                 outcome.changes.push(ClusterChange::new(
                     ClusterChangeKind::SentinelSet,
                     &hx.host.hostname,
-                    format!("SENTINEL SET {MASTER_NAME} {params:?}"),
+                    format!("SENTINEL SET {MASTER_NAME} {pairs}"),
                 ));
                 outcome.details.push(format!(
-                    "{}: sentinel set {params:?} auth-pass={auth_pass} (saw {:?})",
+                    "{}: sentinel set {pairs} auth-pass={auth_pass} (saw {})",
                     hx.host.hostname, v.sentinel
                 ));
             }

@@ -36,6 +36,35 @@ pub struct Replication {
     pub online_replicas: Vec<IpAddr>,
 }
 
+impl std::fmt::Display for Replication {
+    /// `master with 2 replicas online` or `replica of 10.0.0.1:6379, link up`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.role {
+            NodeRole::Master => write!(
+                f,
+                "master with {} replica(s) online",
+                self.online_replicas.len()
+            ),
+            NodeRole::Replica => {
+                match self.master_host {
+                    Some(ip) => write!(f, "replica of {ip}:{}", self.master_port.unwrap_or(0))?,
+                    None => write!(f, "replica of no master")?,
+                }
+                write!(f, ", link {}", if self.link_up { "up" } else { "down" })
+            }
+        }
+    }
+}
+
+/// What a node's replication looked like, for messages: its [`Replication`] or the text
+/// that came back instead.
+pub fn describe_replication(r: &Result<Replication, String>) -> String {
+    match r {
+        Ok(r) => r.to_string(),
+        Err(text) => format!("no replication answer: {text}"),
+    }
+}
+
 /// Parses `INFO replication` (CRLF or LF line ends). `None` when it is not such output
 /// (an error, a refused connection, NOAUTH).
 pub fn parse_info_replication(text: &str) -> Option<Replication> {
@@ -107,6 +136,19 @@ pub enum SentinelView {
     Monitoring(SentinelMaster),
     /// No usable answer (down, wrong password): the text seen.
     Unreachable(String),
+}
+
+impl std::fmt::Display for SentinelView {
+    /// `not monitoring`, `monitoring 10.0.0.1:6379 (quorum 2)` or `unreachable: TEXT`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SentinelView::NotMonitoring => write!(f, "not monitoring"),
+            SentinelView::Monitoring(m) => {
+                write!(f, "monitoring {}:{} (quorum {})", m.ip, m.port, m.quorum)
+            }
+            SentinelView::Unreachable(t) => write!(f, "unreachable: {t}"),
+        }
+    }
 }
 
 /// Parses `SENTINEL MASTER <name>` as redis-cli prints it without a terminal (one field per

@@ -153,6 +153,20 @@ async fn fresh_install_bootstraps_db1_as_master() {
         .cluster_changes
         .iter()
         .all(|c| c.component == "redis"));
+    // What each change replaced reads as words, not a Rust debug structure.
+    let details: Vec<&str> = report
+        .cluster_changes
+        .iter()
+        .map(|c| c.detail.as_str())
+        .collect();
+    assert_eq!(
+        details[0],
+        format!("REPLICAOF {DB1} (was master with 0 replica(s) online)")
+    );
+    assert_eq!(
+        details[2],
+        format!("SENTINEL MONITOR kbz {DB1} (was not monitoring)")
+    );
     assert_eq!(report.summary.cluster_changes, 5);
     assert_eq!(report.hosts["db1"].cluster_changed, 1);
     assert_eq!(report.hosts["db2"].cluster_changed, 2);
