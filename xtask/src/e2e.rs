@@ -101,6 +101,20 @@ pub fn with_lab(
     if lab::info()?.is_some() {
         bail!("a lab is already up: take it down first with `cargo xtask lab down`");
     }
+    // A state dir left by an earlier e2e that was killed (its journal, locks and secrets)
+    // belongs to hosts that no longer exist: a fresh lab starts with a fresh one.
+    let stale = lab::lab_dir().join(".kbz");
+    if stale.exists() {
+        let aside = lab::lab_dir().join(".kbz.previous");
+        if aside.exists() {
+            fs::remove_dir_all(&aside)?;
+        }
+        fs::rename(&stale, &aside)?;
+        eprintln!(
+            "e2e: an earlier run's state dir was moved aside to {}",
+            aside.display()
+        );
+    }
     let mut figures = Figures::default();
     let t = Instant::now();
     let info = lab::up(3)?;
