@@ -15,11 +15,13 @@ fn wait(t: &Tmux, want: &str, secs: u64) -> Result<String> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-/// The module row of `name` on the main screen.
+/// The module row of `name` on the main screen: the modules pane's part of the line
+/// (`│[ ]  6 redis       3 converged   │`), not the hosts pane beside it.
 fn row<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
     screen
         .lines()
-        .find(|l| l.split_whitespace().any(|w| w == name) && l.contains("host"))
+        .map(|l| l.split("││").next().unwrap_or(l))
+        .find(|l| l.contains("[") && l.split_whitespace().any(|w| w == name))
 }
 
 /// Waits for the probe's status line and returns the screen.
