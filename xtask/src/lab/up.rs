@@ -274,6 +274,17 @@ pub(super) fn prepare_upper(
         dropin.join("00-kbz-lab-hostkeys.conf"),
         format!("# Written by `cargo xtask lab`: this host's own keys.\n{hostkeys}"),
     )?;
+    // dpkg without its fsyncs (as Debian's container images set it): the lab's hosts are
+    // thrown away, never power-cut during an apt run, and the packages phase of every
+    // install in the e2e is mostly dpkg syncing files on the CI machine's one disk.
+    let dpkg = etc.join("dpkg/dpkg.cfg.d");
+    fs_err::create_dir_all(&dpkg)?;
+    mode(&etc.join("dpkg"), 0o755)?;
+    mode(&dpkg, 0o755)?;
+    fs_err::write(
+        dpkg.join("kbz-lab-unsafe-io"),
+        "# Written by `cargo xtask lab`: a throwaway host.\nforce-unsafe-io\n",
+    )?;
     fs_err::write(etc.join("hostname"), format!("{}\n", h.name))?;
     fs_err::write(etc.join("hosts"), files::etc_hosts(all))?;
     mode(&etc.join("hosts"), 0o644)?;
