@@ -42,32 +42,6 @@ fn binaries() -> Vec<String> {
     out
 }
 
-/// Builds the binaries (the test may run before they are built) and returns their paths.
-fn build(bins: &[String]) -> Vec<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build").current_dir(root());
-    for b in bins {
-        cmd.args(["-p", b]);
-    }
-    let o = cmd.output().expect("cargo build");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The test executable lives in target/<profile>/deps; the binaries one level up.
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    bins.iter()
-        .map(|b| {
-            let p = dir.join(b);
-            assert!(p.exists(), "{} not built", p.display());
-            p
-        })
-        .collect()
-}
-
 /// The subcommand names listed under `Commands:` in a clap help text (without `help`).
 fn subcommands(help: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -291,24 +265,12 @@ fn refused_port() -> u16 {
 /// webhook target that receives every level.
 fn write_inputs(dir: &Path, hook_port: u16) {
     let port = refused_port();
-    let example = std::fs::read_to_string(root().join("examples/servers.tsv")).expect("example");
-    let mut inv = String::from("hostname\tip\troles\tssh_user\tssh_port\tlabels\n");
-    for l in example.lines() {
-        let cols: Vec<&str> = l.split('\t').collect();
-        if cols.len() < 3 || l.starts_with('#') || cols[0] == "hostname" {
-            continue;
-        }
-        let last = cols[1].rsplit('.').next().expect("octet");
-        inv.push_str(&format!(
-            "{}\t127.0.0.{last}\t{}\troot\t{port}\t\n",
-            cols[0], cols[2]
-        ));
-    }
-    std::fs::write(dir.join("servers.tsv"), inv).expect("inventory");
-    let cfg = std::fs::read_to_string(root().join("examples/kbz.toml"))
-        .expect("example config")
-        .replace("192.0.2.", "127.0.0.")
-        .replace("[timeouts]\nconnect = 10", "[timeouts]\nconnect = 2");
+    std::fs::write(
+        dir.join("servers.tsv"),
+        kbz_tests::loopback_inventory(port, |_| None),
+    )
+    .expect("inventory");
+    let cfg = kbz_tests::loopback_config();
     // TLS on: the CA and member keys are secrets the search covers too.
     let cfg = format!(
         "{cfg}\n[security]\ntls = true\n\n[[notify]]\nname = \"hook\"\nurl = \"json://127.0.0.1:{hook_port}/hook\"\n\
@@ -373,7 +335,7 @@ fn no_secret_in_any_output_of_any_binary() {
 
     let names = binaries();
     assert!(names.iter().any(|n| n == "kbz-install"), "{names:?}");
-    let bins = build(&names);
+    let bins = kbz_tests::built(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let inv = dir.join("servers.tsv");
     let inv = inv.to_str().expect("utf-8 path");
     let state_s = state.to_str().expect("utf-8 path");

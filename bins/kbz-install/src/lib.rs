@@ -1,5 +1,5 @@
 //! kbz-install's command line as clap types (install, uninstall, rollback, validate, explain,
-//! menu, notify): parsed by the binary, and turned into shell completions and man pages by
+//! menu, notify, cache): parsed by the binary, and turned into shell completions and man pages by
 //! `cargo xtask docs-cli`.
 
 use clap::{Parser, Subcommand};
@@ -46,6 +46,12 @@ pub enum Command {
     Uninstall,
     /// Interactive menu: modules and their state, hosts, plan, install, health, uninstall.
     Menu,
+    /// The controller's download cache of pinned artifacts (STATE_DIR/cache).
+    Cache {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Notification targets.
     Notify {
         /// What to do with it.
@@ -59,6 +65,21 @@ pub enum Command {
 pub enum NotifyAction {
     /// Send a test message to every configured target.
     Test,
+}
+
+/// `cache` actions.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Every cached artifact: the pin it belongs to (or `unpinned`), file, size, sha256,
+    /// whether its bytes still match it, last modified; the total size.
+    List,
+    /// Remove cached artifacts no pin of the current config references, and leftover
+    /// partial files (with --dry-run: only show them).
+    Prune {
+        /// Remove every cached artifact, pinned or not.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// The clap command of kbz-install (for completions and man pages).

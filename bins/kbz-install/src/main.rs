@@ -3,7 +3,7 @@
 
 use kbz_cli::install;
 use kbz_core::engine::Mode;
-use kbz_install::{Cli, Command, NotifyAction};
+use kbz_install::{CacheAction, Cli, Command, NotifyAction};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,6 +22,12 @@ fn main() -> ExitCode {
         Some(Command::Notify {
             action: NotifyAction::Test,
         }) => install::notify_test(g),
+        Some(Command::Cache {
+            action: CacheAction::List,
+        }) => kbz_cli::cache::list(g),
+        Some(Command::Cache {
+            action: CacheAction::Prune { all },
+        }) => kbz_cli::cache::prune(g, *all, o.dry_run),
         None => install::install(g, o, Mode::Install),
     };
     ExitCode::from(code)

@@ -324,3 +324,161 @@ fn every_kbz_install_command_the_docs_and_the_error_catalogue_name_exists() {
         "kbz-install",
     );
 }
+
+/// A fleet directory (the example inventory and config, with `[artifacts.patroni]` pinned
+/// to `pinned`'s bytes) and its download cache holding: that artifact, an old unpinned one,
+/// one whose bytes no longer match its sha256, and a partial download.
+fn cache_fleet(pinned: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let sha = kbz_core::shell::sha256_hex;
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::copy(root.join("servers.tsv"), dir.path().join("servers.tsv")).expect("copy");
+    let mut config = std::fs::read_to_string(root.join("kbz.toml")).expect("config");
+    config.push_str(&format!(
+        "\n[artifacts.patroni]\nversion = \"9.9.9\"\nsha256 = \"{}\"\n",
+        sha(pinned)
+    ));
+    std::fs::write(dir.path().join("kbz.toml"), config).expect("write");
+    let cache = dir.path().join(".kbz/cache");
+    for (sub, file, bytes) in [
+        (sha(pinned), "patroni-9.9.9-py3-none-any.whl", pinned),
+        (sha(b"old release"), "tool-1.0", b"old release".as_slice()),
+        (sha(b"original"), "tool-2.0", b"bit rot".as_slice()),
+        (sha(pinned), ".part-x7Yz", b"half a download".as_slice()),
+    ] {
+        std::fs::create_dir_all(cache.join(&sub)).expect("mkdir");
+        std::fs::write(cache.join(&sub).join(file), bytes).expect("write");
+    }
+    (dir, cache)
+}
+
+#[test]
+fn cache_list_names_pins_sizes_and_damaged_files() {
+    let (dir, _) = cache_fleet(b"the pinned wheel");
+    let o = kbz(
+        &["cache", "list", "--inventory", "servers.tsv", "--json"],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = v["artifacts"].as_array().expect("artifacts");
+    let mut got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_string(),
+                r["file"].as_str().unwrap_or("").to_string(),
+                r["size"].as_u64().unwrap_or(0),
+                r["intact"].as_bool(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "patroni".into(),
+                "patroni-9.9.9-py3-none-any.whl".into(),
+                16,
+                Some(true)
+            ),
+            ("unpinned".into(), "tool-1.0".into(), 11, Some(true)),
+            ("unpinned".into(), "tool-2.0".into(), 7, Some(false)),
+        ]
+    );
+    assert_eq!(v["total_bytes"], 34);
+    assert!(rows
+        .iter()
+        .all(|r| r["modified"].as_str().is_some_and(|m| m.ends_with('Z'))));
+
+    let o = kbz(&["cache", "list", "--inventory", "servers.tsv"], dir.path());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let header = out.lines().nth(1).unwrap_or("");
+    assert!(header.starts_with("NAME      FILE"), "{out}");
+    assert!(out.contains("NO: damaged"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("total: 34 B in 3 artifact(s); 1 damaged"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cache_prune_keeps_pinned_artifacts_and_all_empties_it() {
+    let (dir, cache) = cache_fleet(b"the pinned wheel");
+    let sha = kbz_core::shell::sha256_hex;
+    let pinned = cache
+        .join(sha(b"the pinned wheel"))
+        .join("patroni-9.9.9-py3-none-any.whl");
+    let args = ["cache", "prune", "--inventory", "servers.tsv", "--json"];
+
+    let o = kbz(&[&args[..], &["--dry-run"]].concat(), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["removed"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(
+        cache.join(sha(b"old release")).exists(),
+        "a dry run removes nothing"
+    );
+
+    let o = kbz(&args, dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["bytes_freed"], 11 + 7 + 15, "{v}");
+    let mut kinds: Vec<_> = v["removed"]
+        .as_array()
+        .expect("removed")
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["leftover", "unpinned", "unpinned"]);
+    assert!(pinned.is_file(), "the pinned artifact must stay");
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from(sha(b"the pinned wheel"))]);
+
+    let o = kbz(
+        &["cache", "prune", "--all", "--inventory", "servers.tsv"],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("removed  unpinned  16 B"), "{out}");
+    assert!(
+        out.ends_with("freed 16 B (16 bytes) in 1 file(s)\n"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_dir(&cache).expect("ls").count(), 0);
+}
+
+#[test]
+fn a_cache_that_does_not_exist_is_empty() {
+    let (dir, cache) = cache_fleet(b"x");
+    std::fs::remove_dir_all(&cache).expect("rm");
+    let o = kbz(
+        &["cache", "list", "--inventory", "servers.tsv", "--json"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["artifacts"], serde_json::json!([]));
+    assert_eq!(v["total_bytes"], 0);
+    let o = kbz(
+        &["cache", "prune", "--inventory", "servers.tsv"],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out, "freed 0 B (0 bytes) in 0 file(s)\n");
+    assert!(!cache.exists(), "prune must not create the cache");
+}

@@ -140,9 +140,10 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         Err(f) => return f.report(g.json),
     };
     let postflight = connector.clone();
+    let cache = i.state_dir.as_deref().and_then(crate::cache::open);
     let engine = with_cache(
         Engine::new(ctx, components, connector).with_progress(bars.clone()),
-        &i,
+        cache.as_ref(),
     );
 
     if !dry_run && !o.yes && !std::io::stdin().is_terminal() {
@@ -217,6 +218,29 @@ pub fn install(g: &Common, o: &Options, mode: Mode) -> u8 {
         )) {
             crate::errln!("kbz-install: nothing was changed.");
             return exit::OK;
+        }
+    }
+
+    // Every artifact the run's hosts need is fetched (a few at a time) before any host
+    // changes; the engine then finds each one verified in the cache.
+    if let (false, Mode::Install, Some(cache)) = (dry_run, mode, &cache) {
+        let selected = match engine.select(&opts) {
+            Ok(s) => s,
+            Err(e) => return fail(&e, g),
+        };
+        let fetched = crate::cache::pins(engine.context(), &selected).and_then(|pins| {
+            if !g.json && !pins.is_empty() {
+                crate::errln!(
+                    "kbz-install: {} pinned artifact(s) into {} (verified, fetched where missing)",
+                    pins.len(),
+                    cache.dir().display()
+                );
+            }
+            crate::cache::prefetch(rt.handle(), cache, &pins)
+        });
+        if let Err(f) = fetched {
+            bars.clear();
+            return f.report(g.json);
         }
     }
 
@@ -462,7 +486,8 @@ pub fn rollback(g: &Common) -> u8 {
         Ok(rt) => rt,
         Err(f) => return f.report(g.json),
     };
-    let engine = with_cache(Engine::new(ctx, components, connector), &i);
+    let cache = i.state_dir.as_deref().and_then(crate::cache::open);
+    let engine = with_cache(Engine::new(ctx, components, connector), cache.as_ref());
     match rt.block_on(engine.rollback_last(&opts)) {
         Ok(summary) => {
             let steps = summary.steps;
@@ -550,14 +575,12 @@ pub fn notify_test(g: &Common) -> u8 {
     code
 }
 
-/// Pinned artifacts are fetched into `<state dir>/cache` (one verified copy per sha256).
-fn with_cache(engine: Engine, i: &inputs::Inputs) -> Engine {
-    let Some(dir) = &i.state_dir else {
-        return engine;
-    };
-    match kbz_exec::DownloadCache::new(dir.join("cache")) {
-        Ok(c) => engine.with_artifacts(Arc::new(c)),
+/// Pinned artifacts are fetched into the state directory's download cache
+/// ([`crate::cache::open`]: one verified copy per sha256).
+fn with_cache(engine: Engine, cache: Option<&kbz_exec::DownloadCache>) -> Engine {
+    match cache {
+        Some(c) => engine.with_artifacts(Arc::new(c.clone())),
         // Without a cache a run that needs an artifact fails with its own E028.
-        Err(_) => engine,
+        None => engine,
     }
 }

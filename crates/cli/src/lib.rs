@@ -13,6 +13,8 @@
 //! - [`health`]: "is the cluster healthy?" (kbz-health, and any binary that must know
 //!   before it acts): the report, its table/JSON, Prometheus textfile and `/metrics` server,
 //!   transition alerts and the systemd timer.
+//! - [`cache`]: the controller's download cache (`STATE_DIR/cache`): the pins a run
+//!   references, fetching them before hosts change, `kbz-install cache list | prune`.
 //! - [`backup`]: kbz-backup's commands (run, list, verify, restore, drill, prune,
 //!   schedule) over kbz-core's backup framework.
 //! - [`failover`]: kbz-failover's `list` and `run` (health gate, faults, budgets, heal).
@@ -29,6 +31,7 @@
 
 pub mod args;
 pub mod backup;
+pub mod cache;
 pub mod connect;
 pub mod exit;
 pub mod failover;

@@ -21,11 +21,18 @@ pub struct Session {
     pub notifiers: Notifiers,
 }
 
-/// How secrets are treated when a session is prepared.
+/// How secrets (and, with `[security] tls`, the member certificates) are treated when a
+/// session is prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secrets {
-    /// Generate every missing secret and save the file (0600): a real install.
+    /// Generate every missing secret and certificate and save them (0600): a real install,
+    /// which pushes what it saves.
     Persist,
+    /// Save missing secrets, but never write a certificate: one that is missing, or whose
+    /// names no longer match the inventory, is made in memory for this run only. For tools
+    /// that push no certificate (kbz-backup): a run with an edited inventory must not
+    /// replace the certificates the hosts hold.
+    SecretsOnly,
     /// Generate missing ones in memory only: a dry-run writes nothing.
     InMemory,
 }
@@ -57,9 +64,10 @@ pub fn prepare_with(
         .flat_map(|c| c.secret_names())
         .chain(extra_secrets)
         .collect::<Vec<_>>();
-    let persist = secrets == Secrets::Persist;
+    let persist = secrets != Secrets::InMemory;
+    let certs = secrets == Secrets::Persist;
     let secrets = inputs::secrets(&i, names, persist).map_err(|d| Failure::input(vec![d]))?;
-    let pki = inputs::pki(&i, persist).map_err(|d| Failure::input(vec![d]))?;
+    let pki = inputs::pki(&i, certs).map_err(|d| Failure::input(vec![d]))?;
     let mut redactor = Redactor::from_secrets(&secrets);
     if let Some(p) = &pki {
         redactor.extend(p.patterns());

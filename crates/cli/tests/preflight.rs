@@ -149,8 +149,8 @@ fn render(plan: &HostPlan, a: &Ans) -> String {
     }
     s += "listen_end\n";
     for (i, p) in plan.input.paths.iter().enumerate() {
-        if a.present.iter().any(|x| x == p) {
-            s += &format!("path {i} {}\n", p.replace('*', "15"));
+        if a.present.contains(&p.path) {
+            s += &format!("path {i} {}\n", p.path.replace('*', "15"));
         }
     }
     s += &format!("apt {}\n", a.apt);

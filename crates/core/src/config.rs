@@ -68,7 +68,8 @@ pub struct Config {
 pub struct SecurityConfig {
     /// TLS with kbz's own CA (`STATE_DIR/tls`): etcd peer and client TLS with client
     /// certificates, Patroni's etcd3 client, PostgreSQL `ssl = on` with `hostssl` for network
-    /// access. Off by default until the lab has run with it.
+    /// access. The lab's end-to-end run uses it; off by default because a running plaintext
+    /// cluster is not migrated by a re-run (the preflight refuses one, E077).
     pub tls: bool,
 }
 

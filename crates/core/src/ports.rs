@@ -60,11 +60,16 @@ impl Listen {
 }
 
 /// A file whose presence on a host means another install kbz must know about (Debian's
-/// default PostgreSQL cluster). `path` may hold one `*` per component.
+/// default PostgreSQL cluster), or, with [`Conflict::line_prefix`], a file with a line that
+/// says so (an etcd member configured without TLS when TLS is wanted). `path` may hold one
+/// `*` per component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
     /// The path (or glob) that betrays it.
     pub path: String,
+    /// A text some line of the file must begin with for the conflict to hold (`None`: the
+    /// file's presence is enough).
+    pub line_prefix: Option<String>,
     /// What it is.
     pub what: String,
     /// What kbz does about it or what the operator must do.

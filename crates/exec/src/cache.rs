@@ -23,6 +23,26 @@ pub struct DownloadCache {
     pip: Vec<String>,
 }
 
+/// How many artifacts [`DownloadCache::fetch_all`] fetches at the same time.
+pub const PARALLEL_FETCHES: usize = 4;
+
+/// One artifact [`DownloadCache::fetch_all`] could not provide: its pin's name and why.
+#[derive(Debug, thiserror::Error)]
+#[error("artifact {name}: {error}")]
+pub struct FetchFailed {
+    /// The pin's name (`[artifacts.NAME]`).
+    pub name: String,
+    /// Why (its E-code is this error's).
+    #[source]
+    pub error: CacheError,
+}
+
+impl kbz_errors::HasCode for FetchFailed {
+    fn code(&self) -> kbz_errors::Code {
+        self.error.code()
+    }
+}
+
 /// The default pip command for `pip:` sources.
 pub const DEFAULT_PIP: &[&str] = &["python3", "-m", "pip"];
 
@@ -368,6 +388,71 @@ impl DownloadCache {
     }
 }
 
+impl DownloadCache {
+    /// Fetches every pin (as [`Cache::fetch`] does, each verified), [`PARALLEL_FETCHES`] at a
+    /// time; pins of the same bytes from the same source are fetched once. The local paths
+    /// come back in the order of `pins`; when any fetch fails, every failure comes back
+    /// instead, each named by its pin and sorted by name (the other fetches still finish
+    /// and stay cached).
+    pub async fn fetch_all(&self, pins: &[ArtifactPin]) -> Result<Vec<PathBuf>, Vec<FetchFailed>> {
+        let key = |p: &ArtifactPin| {
+            (
+                p.sha256.trim().to_ascii_lowercase(),
+                p.source.clone(),
+                p.version.clone(),
+            )
+        };
+        let mut unique: Vec<&ArtifactPin> = Vec::new();
+        let mut slot = Vec::with_capacity(pins.len());
+        for p in pins {
+            match unique.iter().position(|u| key(u) == key(p)) {
+                Some(i) => slot.push(i),
+                None => {
+                    slot.push(unique.len());
+                    unique.push(p);
+                }
+            }
+        }
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL_FETCHES));
+        let mut set = tokio::task::JoinSet::new();
+        let mut task_of = std::collections::HashMap::new();
+        for (i, pin) in unique.iter().enumerate() {
+            let (cache, pin, sem) = (self.clone(), (*pin).clone(), sem.clone());
+            let handle = set.spawn(async move {
+                let _permit = sem.acquire_owned().await.ok();
+                (i, cache.fetch(&pin).await)
+            });
+            task_of.insert(handle.id(), i);
+        }
+        let mut got: Vec<Option<PathBuf>> = vec![None; unique.len()];
+        let mut failed = Vec::new();
+        while let Some(joined) = set.join_next_with_id().await {
+            match joined {
+                Ok((_, (i, Ok(path)))) => got[i] = Some(path),
+                Ok((_, (i, Err(error)))) => failed.push(FetchFailed {
+                    name: unique[i].name.clone(),
+                    error,
+                }),
+                Err(e) => {
+                    let i = task_of.get(&e.id()).copied().unwrap_or_default();
+                    failed.push(FetchFailed {
+                        name: unique.get(i).map(|p| p.name.clone()).unwrap_or_default(),
+                        error: io_error(&self.dir, format!("the download task failed: {e}")),
+                    });
+                }
+            }
+        }
+        if !failed.is_empty() {
+            failed.sort_by(|a, b| a.name.cmp(&b.name));
+            return Err(failed);
+        }
+        Ok(slot
+            .into_iter()
+            .filter_map(|i| got.get(i).cloned().flatten())
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Cache for DownloadCache {
     async fn fetch(&self, pin: &ArtifactPin) -> Result<PathBuf, CacheError> {
@@ -419,7 +504,8 @@ fn safe_name(name: &str) -> String {
     }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+/// The lowercase hex sha256 of a file's bytes.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -493,6 +579,20 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    /// Reads one HTTP request's head from `stream` and returns its request line.
+    fn read_request(stream: &std::net::TcpStream) -> String {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut request_line = String::new();
+        let _ = reader.read_line(&mut request_line);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        request_line
+    }
+
     /// A tiny HTTP/1.1 server on 127.0.0.1 serving fixed bytes; counts the requests.
     struct Server {
         port: u16,
@@ -508,15 +608,7 @@ mod tests {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut request_line = String::new();
-                let _ = reader.read_line(&mut request_line);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                }
+                let request_line = read_request(&stream);
                 let (status, payload): (&str, &[u8]) = if request_line.contains("/missing") {
                     ("404 Not Found", b"no")
                 } else {
@@ -648,6 +740,138 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(matches!(err, CacheError::Download { .. }), "{err:?}");
+    }
+
+    /// An HTTP server that holds every answer until `gate` requests are open at the same
+    /// time (or 3 s passed, so a sequential client still finishes): it records the most
+    /// requests it ever had in flight. The body is the request path.
+    struct GatedServer {
+        port: u16,
+        hits: Arc<AtomicUsize>,
+        max_in_flight: Arc<AtomicUsize>,
+    }
+
+    fn serve_gated(gate: usize) -> GatedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+        let (h, m) = (hits.clone(), max_in_flight.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (h, m, state) = (h.clone(), m.clone(), state.clone());
+                std::thread::spawn(move || {
+                    let request_line = read_request(&stream);
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let (lock, cv) = &*state;
+                    let mut open = lock.lock().expect("lock");
+                    *open += 1;
+                    m.fetch_max(*open, Ordering::SeqCst);
+                    cv.notify_all();
+                    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+                    while *open < gate && std::time::Instant::now() < deadline {
+                        open = cv
+                            .wait_timeout(open, Duration::from_millis(50))
+                            .expect("wait")
+                            .0;
+                    }
+                    drop(open);
+                    let body = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.flush();
+                    *lock.lock().expect("lock") -= 1;
+                });
+            }
+        });
+        GatedServer {
+            port,
+            hits,
+            max_in_flight,
+        }
+    }
+
+    fn gated_pins(port: u16, n: usize) -> Vec<ArtifactPin> {
+        (0..n)
+            .map(|i| {
+                let path = format!("/a{i}/tool{i}");
+                ArtifactPin::new(
+                    &format!("tool{i}"),
+                    "1.0.0",
+                    &kbz_core::shell::sha256_hex(path.as_bytes()),
+                    &format!("http://127.0.0.1:{port}{path}"),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetch_all_downloads_artifacts_concurrently() {
+        let srv = serve_gated(PARALLEL_FETCHES);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DownloadCache::with_client(dir.path(), client());
+        let mut pins = gated_pins(srv.port, PARALLEL_FETCHES);
+        // The same bytes pinned twice are fetched once.
+        pins.push(pins[0].clone());
+        let paths = cache.fetch_all(&pins).await.expect("fetch all");
+        assert_eq!(paths.len(), pins.len());
+        for (p, pin) in paths.iter().zip(&pins) {
+            assert_eq!(std::fs::read(p).expect("read").len(), 9, "{}", pin.name);
+        }
+        assert_eq!(paths[0], paths[PARALLEL_FETCHES]);
+        assert_eq!(srv.hits.load(Ordering::SeqCst), PARALLEL_FETCHES);
+        assert_eq!(
+            srv.max_in_flight.load(Ordering::SeqCst),
+            PARALLEL_FETCHES,
+            "every download must be in flight at the same time"
+        );
+        cache.fetch_all(&pins).await.expect("again");
+        assert_eq!(srv.hits.load(Ordering::SeqCst), PARALLEL_FETCHES, "cached");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetch_all_is_bounded_and_names_every_failure() {
+        let srv = serve_gated(PARALLEL_FETCHES + 2);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DownloadCache::with_client(dir.path(), client());
+        let mut pins = gated_pins(srv.port, PARALLEL_FETCHES + 2);
+        pins[1].sha256 = kbz_core::shell::sha256_hex(b"other bytes");
+        pins[4].sha256 = String::new();
+        let failed = cache.fetch_all(&pins).await.expect_err("two fail");
+        let names: Vec<_> = failed.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["tool1", "tool4"]);
+        assert!(
+            matches!(failed[0].error, CacheError::Checksum { .. }),
+            "{failed:?}"
+        );
+        assert_eq!(
+            kbz_errors::HasCode::code(&failed[0]),
+            kbz_errors::Code::E030
+        );
+        assert!(
+            failed[1].to_string().starts_with("artifact tool4: "),
+            "{}",
+            failed[1]
+        );
+        assert_eq!(srv.hits.load(Ordering::SeqCst), PARALLEL_FETCHES + 1);
+        assert_eq!(
+            srv.max_in_flight.load(Ordering::SeqCst),
+            PARALLEL_FETCHES,
+            "never more than PARALLEL_FETCHES downloads at once"
+        );
+        assert!(
+            cache.path_for(&pins[0].source, &pins[0].sha256).is_file(),
+            "the good downloads stay cached"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! `kbz-testkit`.
 
 pub mod cache;
+pub mod cache_files;
 mod invoke;
 pub mod local;
 pub mod ssh;
 
-pub use cache::DownloadCache;
+pub use cache::{DownloadCache, FetchFailed};
 pub use local::LocalExecutor;
 pub use ssh::{JumpHost, SshConnector, SshExecutor, SshOptions, Tunnel};

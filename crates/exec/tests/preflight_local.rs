@@ -1,7 +1,7 @@
 //! The real preflight script on this machine through the local executor: it runs under
 //! `sh` on real Debian tools, and the strict parser accepts what they print.
 
-use kbz_core::preflight::script::{self, Apt, Input, Rtt};
+use kbz_core::preflight::script::{self, Apt, Input, PathCheck, Rtt};
 use kbz_core::{Cmd, Executor};
 use kbz_exec::LocalExecutor;
 use std::net::IpAddr;
@@ -29,7 +29,19 @@ async fn the_real_script_runs_here_and_its_answer_parses() {
         hostname: hostname.clone(),
         ip: Some(lo),
         dirs: vec!["/".into(), "/var/lib/kbz-preflight-test/absent".into()],
-        paths: vec!["/etc/os-release".into(), "/etc/kbz-preflight-none-*".into()],
+        paths: vec![
+            PathCheck::present("/etc/os-release"),
+            PathCheck::present("/etc/kbz-preflight-none-*"),
+            // A line that begins with `ID=` (os-release's own), and one no file has.
+            PathCheck {
+                path: "/etc/os-release".into(),
+                line_prefix: Some("ID=".into()),
+            },
+            PathCheck {
+                path: "/etc/os-release".into(),
+                line_prefix: Some("ID=\"kbz-none".into()),
+            },
+        ],
         peers: vec![lo],
         apt_proxy: None,
     };
@@ -61,6 +73,8 @@ async fn the_real_script_runs_here_and_its_answer_parses() {
     assert!(a.listeners.is_some(), "{a:#?}");
     assert_eq!(a.paths.get(&0), Some(&vec!["/etc/os-release".to_string()]));
     assert!(!a.paths.contains_key(&1), "{a:#?}");
+    assert_eq!(a.paths.get(&2), Some(&vec!["/etc/os-release".to_string()]));
+    assert!(!a.paths.contains_key(&3), "{a:#?}");
     assert!(matches!(a.rtt.get(&lo), Some(Rtt::Ms(_))), "{a:#?}");
     assert!(matches!(a.apt, Some(Apt::Ok(_) | Apt::Failed(_))), "{a:#?}");
 }

@@ -48,6 +48,8 @@ pub fn kbz_toml(key: &Path, known_hosts: &Path) -> String {
     format!(
         "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
          [ssh]\nkey = \"{}\"\nknown_hosts = \"{}\"\n\n\
+         # The e2e runs with kbz's own CA: etcd peer and client TLS, PostgreSQL TLS.\n\
+         [security]\ntls = true\n\n\
          [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\nrabbitmq = \"10.77.0.104\"\n\n\
          # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
          [preflight]\nroot_disk_mb = 1024\n\n\
@@ -148,6 +150,8 @@ mod tests {
             toml,
             "[cluster]\nname = \"kbzlab\"\nsubnet = \"10.77.0.0/24\"\napt_proxy = \"http://10.77.0.1:3142\"\n\n\
              [ssh]\nkey = \"/w/target/lab/id_ed25519\"\nknown_hosts = \"/w/target/lab/known_hosts\"\n\n\
+             # The e2e runs with kbz's own CA: etcd peer and client TLS, PostgreSQL TLS.\n\
+             [security]\ntls = true\n\n\
              [vips]\npostgres = \"10.77.0.100\"\nredis = \"10.77.0.101\"\nmariadb = \"10.77.0.103\"\nrabbitmq = \"10.77.0.104\"\n\n\
              # The lab's hosts share the controller's disk with its build trees (CI saw 3971 MiB free).\n\
              [preflight]\nroot_disk_mb = 1024\n\n\

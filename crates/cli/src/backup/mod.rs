@@ -94,7 +94,7 @@ pub fn prepare(c: &Common, command: &str) -> Result<Prepared, Failure> {
         BIN,
         &kbz_stack::components(),
         extra,
-        session::Secrets::Persist,
+        session::Secrets::SecretsOnly,
     )?;
     let lock = match &session.inputs.state_dir {
         Some(dir) => Some(

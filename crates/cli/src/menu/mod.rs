@@ -357,14 +357,30 @@ fn start_run(
     std::thread::spawn(move || {
         let progress = Arc::new(ChannelProgress(std::sync::Mutex::new(tx.clone())));
         let mut changed = 0;
+        let cache = f.state_dir.as_deref().and_then(crate::cache::open);
+        // As the install does: every artifact of the selected modules is fetched before any
+        // host changes.
+        if let (Mode::Install, Some(cache)) = (mode, &cache) {
+            let selected: Vec<_> = f
+                .components
+                .iter()
+                .filter(|c| mods.iter().any(|m| m == c.name()))
+                .cloned()
+                .collect();
+            let fetched = crate::cache::pins(&f.ctx, &selected)
+                .and_then(|pins| crate::cache::prefetch(&h, cache, &pins));
+            if let Err(failure) = fetched {
+                let code = failure.diagnostics.first().map(|d| d.code);
+                let text = format!("{verb} failed before any host changed:\n{failure}");
+                let _ = tx.send(Msg::Finished(text, code));
+                return;
+            }
+        }
         for m in &mods {
             let engine = Engine::new(f.ctx.clone(), f.components.clone(), f.connector.clone())
                 .with_progress(progress.clone());
-            let engine = match &f.state_dir {
-                Some(dir) => match kbz_exec::DownloadCache::new(dir.join("cache")) {
-                    Ok(c) => engine.with_artifacts(Arc::new(c)),
-                    Err(_) => engine,
-                },
+            let engine = match &cache {
+                Some(c) => engine.with_artifacts(Arc::new(c.clone())),
                 None => engine,
             };
             let opts = RunOptions {

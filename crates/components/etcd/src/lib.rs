@@ -36,9 +36,11 @@ pub use health::{
 
 use async_trait::async_trait;
 use kbz_core::component::{
-    ClusterChange, Component, ComponentError, HealthCheck, HealthRaw, HostExec, Listen, Probe,
+    ClusterChange, Component, ComponentError, Conflict, HealthCheck, HealthRaw, HostExec, Listen,
+    Probe,
 };
 use kbz_core::net::http_url;
+use kbz_core::preflight::Severity;
 use kbz_core::{Cmd, Context, Host, Output, Resource, Role};
 use kbz_errors::Code;
 use std::net::IpAddr;
@@ -69,6 +71,9 @@ pub const TLS_KEY: &str = "/etc/etcd/kbz-tls/member.key";
 
 const ENV_TEMPLATE: &str = include_str!("../templates/etcd.env.hbs");
 const DROPIN: &str = include_str!("../templates/etcd.service.kbz.conf");
+
+/// The line kbz's environment file has on a member configured without `[security] tls`.
+pub const PLAINTEXT_PEER_LINE: &str = "ETCD_LISTEN_PEER_URLS=\"http://";
 
 /// How often readiness polls run.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -419,6 +424,27 @@ impl Component for Etcd {
         check::probes(ctx, host)
     }
 
+    /// With `[security] tls`, a member kbz configured without it stops the install before
+    /// anything changes: etcd keeps the peer URLs of its first bootstrap in its data, so
+    /// restarting members with https peers would cut every member off from the others
+    /// (quorum lost, Patroni demoting its primary). The fix names the way out.
+    fn conflicts(&self, ctx: &Context, _host: &Host) -> Vec<Conflict> {
+        if !ctx.config.security.tls {
+            return Vec::new();
+        }
+        vec![Conflict {
+            path: ENV_FILE.into(),
+            line_prefix: Some(PLAINTEXT_PEER_LINE.into()),
+            what: "an etcd member installed without TLS (its peers speak plain http)".into(),
+            fix:
+                "`[security] tls = true` cannot be switched on by a re-run for a running plaintext \
+                  cluster: keep `[security] tls = false` for it, or migrate it first as \
+                  docs/security.md (\"Turning TLS on for a running cluster\") shows"
+                    .into(),
+            severity: Severity::Error,
+        }]
+    }
+
     /// Members healthy (degraded otherwise), quorum and one leader (down otherwise).
     fn health_checks(&self, ctx: &Context, raw: &HealthRaw<'_>) -> Vec<HealthCheck> {
         check::checks(ctx, raw)
@@ -561,6 +587,29 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn a_plaintext_member_conflicts_only_when_tls_is_wanted() {
+        let mut c = ctx();
+        let host = c.inventory.host("db1").expect("db1").clone();
+        assert!(Etcd.conflicts(&c, &host).is_empty());
+        let plain = Etcd::env_file(&c, &host).expect("render");
+        assert!(
+            plain.lines().any(|l| l.starts_with(PLAINTEXT_PEER_LINE)),
+            "{plain}"
+        );
+        let mut cfg = (*c.config).clone();
+        cfg.security.tls = true;
+        c.config = std::sync::Arc::new(cfg);
+        let conflicts = Etcd.conflicts(&c, &host);
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].path, ENV_FILE);
+        assert_eq!(conflicts[0].severity, Severity::Error);
+        assert_eq!(
+            conflicts[0].line_prefix.as_deref(),
+            Some(PLAINTEXT_PEER_LINE)
+        );
     }
 
     #[test]

@@ -644,6 +644,7 @@ impl Component for Postgres {
             .unwrap_or_else(|| DEFAULT_VERSION.into());
         vec![kbz_core::component::Conflict {
             path: format!("/etc/postgresql/{version}/main/postgresql.conf"),
+            line_prefix: None,
             what: format!("Debian's default PostgreSQL cluster {version}/main"),
             fix: "module 5 stops and disables it (its data is kept); back it up first if it holds data (`pg_dumpall`)".into(),
             severity: kbz_core::preflight::Severity::Warning,

@@ -8,7 +8,7 @@ use kbz_errors::Code;
 use std::time::{Duration, Instant};
 
 use crate::layout::Layout;
-use crate::observe::{self, AccessAction, NodeView, WantedUser};
+use crate::observe::{self, AccessAction, NodeView, Observation, WantedUser};
 use crate::{scripts, ADMIN_USER, SECRET_ADMIN, SECRET_APP};
 
 /// How often readiness checks poll.
@@ -107,39 +107,63 @@ pub async fn wait_running(
     .map(|_| ())
 }
 
-/// One `cluster_status` round trip per host, all hosts at once, results in host order.
-pub async fn gather(hosts: &[HostExec], layout: &Layout) -> Result<Vec<NodeView>, ComponentError> {
+/// The observation's expression for this context: kbz's users, their permissions, and
+/// whether their passwords log in (passwords from the secrets file, hex-encoded inside the
+/// expression, which travels on stdin).
+fn observe_input(ctx: &Context) -> Result<Vec<u8>, ComponentError> {
+    let wanted = wanted_users(ctx);
+    let mut secrets = Vec::new();
+    for w in &wanted {
+        secrets.push((w.name.as_str(), ctx.secret(&w.secret)?));
+    }
+    let logins: Vec<(&str, &str)> = secrets.iter().map(|(n, s)| (*n, s.expose())).collect();
+    let q = scripts::AccessQuery {
+        admin: &wanted[0].name,
+        app: &wanted[1].name,
+        logins: &logins,
+    };
+    Ok(scripts::observe_expr(Some(&q)).into_bytes())
+}
+
+/// One observation per host (one `rabbitmqctl eval`, one Erlang VM), all hosts at once,
+/// results in host order. A node that does not answer gives an observation with `Err`s.
+pub async fn observe_all(
+    ctx: &Context,
+    hosts: &[HostExec],
+    layout: &Layout,
+) -> Result<Vec<Observation>, ComponentError> {
+    let input = observe_input(ctx)?;
     let mut set = tokio::task::JoinSet::new();
     for (i, hx) in hosts.iter().enumerate() {
         let exec = hx.exec.clone();
-        let host = hx.host.clone();
-        let script = scripts::gather(layout, &host);
-        let node = layout.node(&host);
-        set.spawn(async move {
-            let out = exec.run(&Cmd::new(script).timeout(POLL_TIMEOUT)).await;
-            (i, host, node, out)
-        });
+        let cmd = Cmd::new(scripts::observe(layout, &hx.host))
+            .stdin(input.clone())
+            .timeout(POLL_TIMEOUT);
+        set.spawn(async move { (i, exec.run(&cmd).await) });
     }
-    let mut views = Vec::with_capacity(hosts.len());
+    let mut all = Vec::with_capacity(hosts.len());
     while let Some(j) = set.join_next().await {
-        let (i, host, node, out) = j.map_err(|e| ComponentError::Bootstrap {
+        let (i, out) = j.map_err(|e| ComponentError::Bootstrap {
             component: "rabbitmq".into(),
             reason: format!("state query task failed: {e}"),
         })?;
-        let text = out?.stdout_str();
-        let sec = observe::sections(&text);
-        let status = observe::parse_cluster_status(sec.get("cluster").map_or("", String::as_str));
-        views.push((
-            i,
-            NodeView {
-                host: host.hostname.clone(),
-                node,
-                status,
-            },
-        ));
+        all.push((i, observe::parse_observation(&out?.stdout_str())));
     }
-    views.sort_by_key(|(i, _)| *i);
-    Ok(views.into_iter().map(|(_, v)| v).collect())
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, o)| o).collect())
+}
+
+/// Each host's view of the cluster, from its observation.
+pub fn views(hosts: &[HostExec], layout: &Layout, obs: &[Observation]) -> Vec<NodeView> {
+    hosts
+        .iter()
+        .zip(obs)
+        .map(|(hx, o)| NodeView {
+            host: hx.host.hostname.clone(),
+            node: layout.node(&hx.host),
+            status: o.status.clone(),
+        })
+        .collect()
 }
 
 async fn run_checked(hx: &HostExec, cmd: Cmd, what: &str) -> Result<String, ComponentError> {
@@ -151,7 +175,8 @@ async fn run_checked(hx: &HostExec, cmd: Cmd, what: &str) -> Result<String, Comp
 /// The cluster step: wait until every node runs; join each node that started alone to the
 /// cluster (one at a time, each waited for); wait until every node sees every node running
 /// (E035); then the vhost (default queue type quorum), kbz's users, their tags, permissions
-/// and passwords, and `guest` deleted. On a converged cluster it only reads.
+/// and passwords, and `guest` deleted. On a converged cluster it only reads, in one
+/// observation per host.
 pub async fn converge(
     ctx: &Context,
     hosts: &[HostExec],
@@ -161,20 +186,23 @@ pub async fn converge(
         return Ok(Vec::new());
     }
     let mut changes = Vec::new();
-    let mut set = tokio::task::JoinSet::new();
-    for hx in hosts {
-        let (hx, ctx, layout) = (hx.clone(), ctx.clone(), layout.clone());
-        set.spawn(async move { wait_running(&ctx, &hx, &layout).await });
+    let mut obs = observe_all(ctx, hosts, layout).await?;
+    if !obs.iter().all(Observation::is_running) {
+        let mut set = tokio::task::JoinSet::new();
+        for hx in hosts {
+            let (hx, ctx, layout) = (hx.clone(), ctx.clone(), layout.clone());
+            set.spawn(async move { wait_running(&ctx, &hx, &layout).await });
+        }
+        while let Some(j) = set.join_next().await {
+            j.map_err(|e| ComponentError::Bootstrap {
+                component: "rabbitmq".into(),
+                reason: format!("readiness task failed: {e}"),
+            })??;
+        }
+        obs = observe_all(ctx, hosts, layout).await?;
     }
-    while let Some(j) = set.join_next().await {
-        j.map_err(|e| ComponentError::Bootstrap {
-            component: "rabbitmq".into(),
-            reason: format!("readiness task failed: {e}"),
-        })??;
-    }
-    let views = gather(hosts, layout).await?;
-    let joins =
-        observe::plan_joins(&views).map_err(|u| failure(u.code, u.reason, None, HINT_CLUSTER))?;
+    let joins = observe::plan_joins(&views(hosts, layout, &obs))
+        .map_err(|u| failure(u.code, u.reason, None, HINT_CLUSTER))?;
     for j in &joins {
         let Some(hx) = hosts.iter().find(|h| h.host.hostname == j.host) else {
             continue;
@@ -200,42 +228,52 @@ pub async fn converge(
             format!("{} joined {} (it had started alone)", j.node, j.seed),
         ));
     }
-    wait_formed(ctx, hosts, layout).await?;
-    changes.extend(converge_access(ctx, hosts, layout).await?);
+    if !joins.is_empty() || !formation_problems(hosts, layout, &obs).is_empty() {
+        obs = wait_formed(ctx, hosts, layout).await?;
+    }
+    changes.extend(converge_access(ctx, hosts, layout, &obs).await?);
     Ok(changes)
 }
 
-/// Waits until every node reports every expected node running (E035 on timeout).
+/// What keeps the cluster from being formed in these observations: a node that does not see
+/// every expected node running, or sees a partition (empty when formed).
+pub fn formation_problems(hosts: &[HostExec], layout: &Layout, obs: &[Observation]) -> Vec<String> {
+    let expected = node_names(hosts, layout);
+    let mut problems = Vec::new();
+    for v in views(hosts, layout, obs) {
+        match &v.status {
+            Ok(s) => {
+                let m = observe::missing(&expected, &s.running_nodes);
+                if !m.is_empty() {
+                    problems.push(format!("{} does not see {} running", v.host, m.join(", ")));
+                }
+                if !s.partitioned.is_empty() {
+                    problems.push(format!(
+                        "{} sees a partition from {}",
+                        v.host,
+                        s.partitioned.join(", ")
+                    ));
+                }
+            }
+            Err(t) => problems.push(format!("{}: {t}", v.host)),
+        }
+    }
+    problems
+}
+
+/// Waits until every node reports every expected node running (E035 on timeout); returns
+/// the observations that showed it.
 pub async fn wait_formed(
     ctx: &Context,
     hosts: &[HostExec],
     layout: &Layout,
-) -> Result<(), ComponentError> {
-    let expected = node_names(hosts, layout);
+) -> Result<Vec<Observation>, ComponentError> {
     let deadline = Instant::now() + readiness(ctx);
     loop {
-        let views = gather(hosts, layout).await?;
-        let mut problems = Vec::new();
-        for v in &views {
-            match &v.status {
-                Ok(s) => {
-                    let m = observe::missing(&expected, &s.running_nodes);
-                    if !m.is_empty() {
-                        problems.push(format!("{} does not see {} running", v.host, m.join(", ")));
-                    }
-                    if !s.partitioned.is_empty() {
-                        problems.push(format!(
-                            "{} sees a partition from {}",
-                            v.host,
-                            s.partitioned.join(", ")
-                        ));
-                    }
-                }
-                Err(t) => problems.push(format!("{}: {t}", v.host)),
-            }
-        }
+        let obs = observe_all(ctx, hosts, layout).await?;
+        let problems = formation_problems(hosts, layout, &obs);
         if problems.is_empty() {
-            return Ok(());
+            return Ok(obs);
         }
         if Instant::now() + POLL_INTERVAL > deadline {
             return Err(failure(
@@ -258,29 +296,20 @@ fn password_line(ctx: &Context, secret: &str) -> Result<Vec<u8>, ComponentError>
     Ok(format!("{}\n", s.expose()).into_bytes())
 }
 
-/// The users step on the first host: vhost, users, tags, permissions, passwords, guest.
+/// The users step on the first host, from its observation: vhost, users, tags,
+/// permissions, passwords, guest.
 pub async fn converge_access(
     ctx: &Context,
     hosts: &[HostExec],
     layout: &Layout,
+    obs: &[Observation],
 ) -> Result<Vec<ClusterChange>, ComponentError> {
-    let Some(hx) = hosts.first() else {
+    let (Some(hx), Some(first)) = (hosts.first(), obs.first()) else {
         return Ok(Vec::new());
     };
     let wanted = wanted_users(ctx);
     let vhost = ctx.config.rabbitmq.vhost.clone();
-    let out = run_checked(
-        hx,
-        Cmd::new(scripts::access(
-            layout,
-            &hx.host,
-            &wanted[0].name,
-            &wanted[1].name,
-        )),
-        "list RabbitMQ users",
-    )
-    .await?;
-    let seen = observe::parse_access(&out).map_err(|t| {
+    let seen = first.access.clone().map_err(|t| {
         failure(
             Code::E035,
             format!(
@@ -291,28 +320,8 @@ pub async fn converge_access(
             HINT_CLUSTER,
         )
     })?;
-    let existing: Vec<&WantedUser> = wanted
-        .iter()
-        .filter(|w| seen.users.iter().any(|u| u.user == w.name))
-        .collect();
-    let authenticated = if existing.is_empty() {
-        Vec::new()
-    } else {
-        let mut stdin = Vec::new();
-        for w in &existing {
-            stdin.extend(password_line(ctx, &w.secret)?);
-        }
-        let names: Vec<&str> = existing.iter().map(|w| w.name.as_str()).collect();
-        let out = run_checked(
-            hx,
-            Cmd::new(scripts::auth(layout, &hx.host, &names)).stdin(stdin),
-            "check RabbitMQ passwords",
-        )
-        .await?;
-        scripts::parse_auth(&out)
-    };
     let actions = observe::access_actions(&seen, &vhost, &wanted, |n| {
-        authenticated.iter().any(|a| a == n)
+        first.authenticated.iter().any(|a| a == n)
     });
     let mut changes = Vec::new();
     for a in actions {

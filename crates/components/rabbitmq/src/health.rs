@@ -1,7 +1,9 @@
-//! kbz-health for RabbitMQ: per node `rabbitmq-diagnostics check_running` and
-//! `check_local_alarms` and its view of the membership (every expected node running, no
-//! partition); for the cluster, a majority of nodes running. Pure judgement of the probes'
-//! answers (one batched round trip per host).
+//! kbz-health for RabbitMQ: per node whether the RabbitMQ application runs (what
+//! `rabbitmq-diagnostics check_running` asks), its local memory and disk alarms (as
+//! `check_local_alarms`) and its view of the membership (every expected node running, no
+//! partition); for the cluster, a majority of nodes running. All three come from one
+//! `rabbitmqctl eval` per host ([`scripts::health`]: one Erlang VM, not three); this module
+//! judges the answers.
 
 use kbz_core::component::{HealthCheck, HealthRaw, Probe};
 use kbz_core::health::{HealthStatus, CLUSTER};
@@ -21,13 +23,9 @@ const FIX_ALARM: &str = "a memory or disk alarm blocks publishers: `sudo rabbitm
 const FIX_MEMBERS: &str = "`sudo rabbitmqctl cluster_status` on each node; start stopped nodes \
      one at a time; `kbz-install --only rabbitmq` joins a node that started alone";
 
-/// The probes of one host.
+/// The probe of one host.
 pub fn probes(layout: &Layout, host: &Host) -> Vec<Probe> {
-    vec![
-        Probe::new("running", scripts::health_running(layout, host)),
-        Probe::new("alarms", scripts::health_alarms(layout, host)),
-        Probe::new("cluster", scripts::health_cluster(layout, host)),
-    ]
+    vec![Probe::new("node", scripts::health(layout, host))]
 }
 
 /// Judges the answers of every RabbitMQ host.
@@ -38,96 +36,104 @@ pub fn checks(_ctx: &Context, raw: &HealthRaw<'_>, layout: &Layout) -> Vec<Healt
     let mut running = 0usize;
     for h in &hosts {
         let n = layout.node(h);
-        match raw.get(&h.hostname, "running") {
-            Ok(o) if o.success() => {
-                running += 1;
-                out.push(HealthCheck::ok(
+        let o = match raw.get(&h.hostname, "node") {
+            Ok(o) => observe::parse_observation(&o.text),
+            Err(r) => {
+                out.push(HealthCheck::failing(
+                    HealthStatus::Degraded,
                     C,
                     &h.hostname,
                     "rabbitmq node",
-                    format!("{n} running"),
+                    format!("not asked: {r}"),
+                    Code::E040,
+                    FIX_NODE,
                 ));
+                continue;
             }
-            Ok(o) => out.push(HealthCheck::failing(
-                HealthStatus::Degraded,
-                C,
-                &h.hostname,
-                "rabbitmq node",
-                format!("{n} is not running: {}", first_line(&o.text)),
-                Code::E040,
-                FIX_NODE,
-            )),
-            Err(r) => out.push(HealthCheck::failing(
-                HealthStatus::Degraded,
-                C,
-                &h.hostname,
-                "rabbitmq node",
-                format!("not asked: {r}"),
-                Code::E040,
-                FIX_NODE,
-            )),
+        };
+        let (up, detail) = match &o.running {
+            Ok(true) => (true, format!("{n} running")),
+            Ok(false) => (
+                false,
+                format!("{n} is not running: the RabbitMQ application is stopped"),
+            ),
+            Err(t) => (false, format!("{n} is not running: {t}")),
+        };
+        if up {
+            running += 1;
         }
-        if let Ok(o) = raw.get(&h.hostname, "alarms") {
-            out.push(HealthCheck::verdict(
-                o.success(),
-                HealthStatus::Degraded,
-                C,
-                &h.hostname,
-                "local alarms",
-                if o.success() {
-                    "no memory or disk alarm".to_string()
-                } else {
-                    first_line(&o.text)
-                },
-                Code::E040,
-                FIX_ALARM,
-            ));
-        }
-        if let Ok(o) = raw.get(&h.hostname, "cluster") {
-            let (ok, code, detail) = match observe::parse_cluster_status(&o.text) {
-                Err(t) => (false, Code::E040, format!("no cluster status: {t}")),
-                Ok(s) if !s.partitioned.is_empty() => (
-                    false,
-                    Code::E036,
-                    format!("sees a network partition from {}", s.partitioned.join(", ")),
-                ),
-                Ok(s) => {
-                    let m = observe::missing(&expected, &s.running_nodes);
-                    if m.is_empty() {
-                        (
-                            true,
-                            Code::E035,
-                            format!(
-                                "{} of {} nodes running",
-                                s.running_nodes.len(),
-                                expected.len()
-                            ),
-                        )
-                    } else {
-                        (
-                            false,
-                            Code::E035,
-                            format!(
-                                "{} of {} nodes running; not running here: {}",
-                                expected.len() - m.len(),
-                                expected.len(),
-                                m.join(", ")
-                            ),
-                        )
-                    }
-                }
-            };
+        out.push(HealthCheck::verdict(
+            up,
+            HealthStatus::Degraded,
+            C,
+            &h.hostname,
+            "rabbitmq node",
+            detail,
+            Code::E040,
+            FIX_NODE,
+        ));
+        // A node that does not run has no alarms to judge: its node check said why.
+        let alarms = match &o.local_alarms {
+            _ if !up => None,
+            Ok(a) if a.is_empty() => Some((true, "no memory or disk alarm".to_string())),
+            Ok(a) => Some((false, format!("resource alarm: {}", a.join(", ")))),
+            Err(t) => Some((false, first_line(t))),
+        };
+        if let Some((ok, detail)) = alarms {
             out.push(HealthCheck::verdict(
                 ok,
                 HealthStatus::Degraded,
                 C,
                 &h.hostname,
-                "cluster membership",
+                "local alarms",
                 detail,
-                code,
-                FIX_MEMBERS,
+                Code::E040,
+                FIX_ALARM,
             ));
         }
+        let (ok, code, detail) = match &o.status {
+            Err(t) => (false, Code::E040, format!("no cluster status: {t}")),
+            Ok(s) if !s.partitioned.is_empty() => (
+                false,
+                Code::E036,
+                format!("sees a network partition from {}", s.partitioned.join(", ")),
+            ),
+            Ok(s) => {
+                let m = observe::missing(&expected, &s.running_nodes);
+                if m.is_empty() {
+                    (
+                        true,
+                        Code::E035,
+                        format!(
+                            "{} of {} nodes running",
+                            s.running_nodes.len(),
+                            expected.len()
+                        ),
+                    )
+                } else {
+                    (
+                        false,
+                        Code::E035,
+                        format!(
+                            "{} of {} nodes running; not running here: {}",
+                            expected.len() - m.len(),
+                            expected.len(),
+                            m.join(", ")
+                        ),
+                    )
+                }
+            }
+        };
+        out.push(HealthCheck::verdict(
+            ok,
+            HealthStatus::Degraded,
+            C,
+            &h.hostname,
+            "cluster membership",
+            detail,
+            code,
+            FIX_MEMBERS,
+        ));
     }
     let need = expected.len() / 2 + 1;
     out.push(

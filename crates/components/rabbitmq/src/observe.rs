@@ -1,6 +1,7 @@
 //! What kbz sees of a running RabbitMQ cluster and what it decides from it: parsers of the
-//! CLI tools' JSON (`cluster_status`, `list_users`, `list_vhosts`, `list_user_permissions`)
-//! and the pure decisions (who joins whom; which users, vhosts, tags and permissions to
+//! observation's sections ([`parse_observation`]: JSON in the shape of the CLI tools'
+//! `cluster_status`, `list_users`, `list_vhosts`, `list_user_permissions`) and the pure
+//! decisions (who joins whom; which users, vhosts, tags and permissions to
 //! fix). Tested on captured output of RabbitMQ 3.10.8 (Debian 12).
 
 use kbz_errors::Code;
@@ -242,14 +243,6 @@ pub struct AccessView {
     pub app_permissions: Vec<Permission>,
 }
 
-/// Section markers of the access script's output.
-pub const ACCESS_SECTIONS: [&str; 4] = [
-    "@@ users",
-    "@@ vhosts",
-    "@@ admin-permissions",
-    "@@ app-permissions",
-];
-
 /// Splits `@@ name` sections (ended by `@@ end`) of a script's output.
 pub fn sections(out: &str) -> std::collections::BTreeMap<String, String> {
     let mut m = std::collections::BTreeMap::new();
@@ -270,10 +263,13 @@ pub fn sections(out: &str) -> std::collections::BTreeMap<String, String> {
     m
 }
 
-/// Parses the access script's output. `Err` when the user or vhost list is unreadable
-/// (the node does not answer).
+/// Parses the access sections (`users`, `vhosts`, `admin-permissions`, `app-permissions`).
+/// `Err` when the user or vhost list is unreadable (the node does not answer).
 pub fn parse_access(out: &str) -> Result<AccessView, String> {
-    let s = sections(out);
+    access_from(&sections(out))
+}
+
+fn access_from(s: &std::collections::BTreeMap<String, String>) -> Result<AccessView, String> {
     let get = |k: &str| s.get(k).map(String::as_str).unwrap_or("");
     let users = parse_list::<User>(get("users")).ok_or_else(|| first_line(get("users")))?;
     let vhosts = parse_list::<Vhost>(get("vhosts")).ok_or_else(|| first_line(get("vhosts")))?;
@@ -283,6 +279,72 @@ pub fn parse_access(out: &str) -> Result<AccessView, String> {
         admin_permissions: parse_list(get("admin-permissions")).unwrap_or_default(),
         app_permissions: parse_list(get("app-permissions")).unwrap_or_default(),
     })
+}
+
+/// Parses the `@@ auth` section: the users whose password logged in.
+pub fn parse_auth(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("ok "))
+        .map(|u| u.trim_matches('\'').to_string())
+        .collect()
+}
+
+/// Everything one observation ([`crate::scripts::observe`]) tells of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Whether the RabbitMQ application runs (`Err`: the node did not answer, with the
+    /// first line of what came back).
+    pub running: Result<bool, String>,
+    /// Its view of the cluster.
+    pub status: Result<ClusterStatus, String>,
+    /// Its own memory and disk alarms.
+    pub local_alarms: Result<Vec<String>, String>,
+    /// Users, vhosts and kbz's users' permissions (`Err` when not asked or unreadable).
+    pub access: Result<AccessView, String>,
+    /// kbz's users whose password logs in.
+    pub authenticated: Vec<String>,
+}
+
+impl Observation {
+    /// Whether the node runs.
+    pub fn is_running(&self) -> bool {
+        self.running == Ok(true)
+    }
+}
+
+/// Parses an observation's output (see [`crate::scripts::observe_expr`]). A node that does
+/// not answer gives `Err` everywhere, with the first line of what came back.
+pub fn parse_observation(out: &str) -> Observation {
+    let s = sections(out);
+    // A node that does not run answers `running` only; one that does not answer at all
+    // gives what came back instead.
+    let whole = match s.get("running").map(|t| t.trim()) {
+        Some("no") => "the RabbitMQ application is not running (booting or stopped)".to_string(),
+        _ => first_line(out),
+    };
+    let section = |k: &str| -> Result<&str, String> {
+        match s.get(k) {
+            None => Err(whole.clone()),
+            Some(t) if t.trim_start().starts_with("error:") => Err(first_line(t)),
+            Some(t) => Ok(t.as_str()),
+        }
+    };
+    let running = section("running").map(|t| t.trim() == "yes");
+    let status = section("cluster").and_then(parse_cluster_status);
+    let local_alarms =
+        section("local-alarms").and_then(|t| parse_list::<String>(t).ok_or_else(|| first_line(t)));
+    let access = if s.contains_key("users") {
+        access_from(&s)
+    } else {
+        Err(whole.clone())
+    };
+    Observation {
+        running,
+        status,
+        local_alarms,
+        access,
+        authenticated: section("auth").map(parse_auth).unwrap_or_default(),
+    }
 }
 
 /// One user kbz manages.
@@ -427,6 +489,34 @@ mod tests {
             "Error: unable to perform an operation on node 'rabbit@mq1'."
         )
         .is_err());
+    }
+
+    #[test]
+    fn observations_of_a_running_a_stopped_and_a_silent_node() {
+        let up = format!(
+            "@@ running\nyes\n@@ local-alarms\n[\"memory\"]\n@@ cluster\n{STATUS3}\n@@ auth\nok 'app'\nbad 'kbz_admin'\n@@ end\nok\n"
+        );
+        let o = parse_observation(&up);
+        assert!(o.is_running());
+        assert_eq!(o.local_alarms, Ok(vec!["memory".to_string()]));
+        assert_eq!(o.status.expect("status").running_nodes.len(), 3);
+        assert_eq!(o.authenticated, ["app"]);
+        // Not asked about users: no access view.
+        assert!(o.access.is_err());
+
+        let stopped = parse_observation("@@ running\nno\n@@ end\nok\n");
+        assert_eq!(stopped.running, Ok(false));
+        let why = stopped.status.expect_err("no status");
+        assert!(why.contains("not running"), "{why}");
+
+        let silent = parse_observation(
+            "Error: unable to perform an operation on node 'rabbit@mq1'. Please see diagnostics\n",
+        );
+        assert!(silent
+            .running
+            .expect_err("no answer")
+            .starts_with("Error: unable"));
+        assert!(silent.access.is_err() && silent.authenticated.is_empty());
     }
 
     #[test]

@@ -190,7 +190,7 @@ pub fn host(cfg: &PreflightConfig, plan: &HostPlan, a: &Answer) -> (Vec<Finding>
             .input
             .paths
             .iter()
-            .position(|p| *p == c.path)
+            .position(|p| p.path == c.path && p.line_prefix == c.line_prefix)
             .and_then(|i| a.paths.get(&i));
         match found {
             Some(files) => out.push(Finding::new(
@@ -334,7 +334,7 @@ fn ports(plan: &HostPlan, a: &Answer, out: &mut Vec<Finding>, passed: &mut usize
                 plan.input
                     .paths
                     .iter()
-                    .position(|p| p == m)
+                    .position(|p| p.path == *m && p.line_prefix.is_none())
                     .is_some_and(|i| a.paths.contains_key(&i))
             });
             let finding = if s.processes.is_empty() {

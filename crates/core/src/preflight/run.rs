@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::script::{self, Answer, Input};
+use super::script::{self, Answer, Input, PathCheck};
 use super::{judge, Conflict, Finding, Listen, Report, Severity};
 use crate::component::Component;
 use crate::config::preflight::HostNeeds;
@@ -46,11 +46,14 @@ impl HostPlan {
             components.iter().filter(|c| c.applies_to(host)).collect();
         let listens: Vec<Listen> = mine.iter().flat_map(|c| c.listens(ctx, host)).collect();
         let conflicts: Vec<Conflict> = mine.iter().flat_map(|c| c.conflicts(ctx, host)).collect();
-        let mut paths: Vec<String> = Vec::new();
+        let mut paths: Vec<PathCheck> = Vec::new();
         for p in listens
             .iter()
-            .filter_map(|l| l.marker.clone())
-            .chain(conflicts.iter().map(|c| c.path.clone()))
+            .filter_map(|l| l.marker.as_deref().map(PathCheck::present))
+            .chain(conflicts.iter().map(|c| PathCheck {
+                path: c.path.clone(),
+                line_prefix: c.line_prefix.clone(),
+            }))
         {
             if !paths.contains(&p) {
                 paths.push(p);

@@ -23,12 +23,33 @@ pub struct Input {
     pub ip: Option<IpAddr>,
     /// Directories whose free space is measured (the nearest existing parent when absent).
     pub dirs: Vec<String>,
-    /// Paths or globs whose presence is reported, by index.
-    pub paths: Vec<String>,
+    /// Paths or globs whose presence is reported, by index (with a text the file must
+    /// contain, when one is given).
+    pub paths: Vec<PathCheck>,
     /// Members of the host's quorum services to ping (RTT and don't-fragment MTU).
     pub peers: Vec<IpAddr>,
     /// The apt proxy to fetch through (`[cluster] apt_proxy`), if one is set.
     pub apt_proxy: Option<String>,
+}
+
+/// One file check of the preflight: `path` (a path or glob) exists and, when `line_prefix`
+/// is set, has a line that begins with that text (a fixed string, not a pattern).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathCheck {
+    /// The path or glob.
+    pub path: String,
+    /// A text some line of the file must begin with.
+    pub line_prefix: Option<String>,
+}
+
+impl PathCheck {
+    /// A check of presence only.
+    pub fn present(path: &str) -> Self {
+        PathCheck {
+            path: path.into(),
+            line_prefix: None,
+        }
+    }
 }
 
 /// A path is put in the script unquoted (so a glob expands) only when it is made of these
@@ -84,9 +105,23 @@ pub fn script(input: &Input) -> String {
          echo listen_end; else echo listen_unavailable; fi\n",
     );
     for (i, p) in input.paths.iter().enumerate() {
-        let shown = if glob_safe(p) { p.clone() } else { quote(p) };
+        let shown = if glob_safe(&p.path) {
+            p.path.clone()
+        } else {
+            quote(&p.path)
+        };
+        let grep = p
+            .line_prefix
+            .as_deref()
+            .map(|t| {
+                format!(
+                    " && awk -v t={} 'index($0, t) == 1 {{ f = 1; exit }} END {{ exit !f }}' \"$f\" 2>/dev/null",
+                    quote(&t.replace('\\', "\\\\"))
+                )
+            })
+            .unwrap_or_default();
         s.push_str(&format!(
-            "for f in {shown}; do if [ -e \"$f\" ]; then echo \"path {i} $f\"; fi; done\n"
+            "for f in {shown}; do if [ -e \"$f\" ]{grep}; then echo \"path {i} $f\"; fi; done\n"
         ));
     }
     let proxy = input
@@ -452,6 +487,49 @@ mod tests {
         }
     }
 
+    /// The file checks, run by sh on real files: a line that begins with the text matches,
+    /// the same text in a comment or later in a line does not.
+    #[test]
+    fn a_line_prefix_check_matches_only_lines_that_begin_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        let other = dir.path().join("other");
+        std::fs::write(
+            &plain,
+            "ETCD_NAME=\"db1\"\nETCD_LISTEN_PEER_URLS=\"http://10.0.0.1:2380\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &other,
+            "#ETCD_LISTEN_PEER_URLS=\"http://localhost:2380\"\nETCD_LISTEN_PEER_URLS=\"https://10.0.0.1:2380\" # not ETCD_LISTEN_PEER_URLS=\"http://\n",
+        )
+        .unwrap();
+        let check = |p: &std::path::Path| PathCheck {
+            path: p.display().to_string(),
+            line_prefix: Some("ETCD_LISTEN_PEER_URLS=\"http://".into()),
+        };
+        let s = script(&Input {
+            hostname: "db1".into(),
+            paths: vec![
+                check(&plain),
+                check(&other),
+                check(&dir.path().join("absent")),
+            ],
+            ..Input::default()
+        });
+        let loops: Vec<&str> = s.lines().filter(|l| l.starts_with("for f in ")).collect();
+        assert_eq!(loops.len(), 3, "{s}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(loops.join("\n"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("path 0 {}\n", plain.display())
+        );
+    }
+
     #[test]
     fn the_script_is_valid_sh_and_quotes_what_it_must() {
         let s = script(&Input {
@@ -459,14 +537,21 @@ mod tests {
             ip: Some("10.0.0.1".parse().unwrap()),
             dirs: vec!["/".into(), "/var/lib/postgresql".into()],
             paths: vec![
-                "/etc/postgresql/*/main/postgresql.conf".into(),
-                "/odd path".into(),
+                PathCheck::present("/etc/postgresql/*/main/postgresql.conf"),
+                PathCheck::present("/odd path"),
+                PathCheck {
+                    path: "/etc/default/etcd".into(),
+                    line_prefix: Some("ETCD_LISTEN_PEER_URLS=\"http://".into()),
+                },
             ],
             peers: vec!["10.0.0.2".parse().unwrap()],
             apt_proxy: Some("http://10.0.0.9:3142".into()),
         });
         assert!(s.contains("for f in /etc/postgresql/*/main/postgresql.conf;"));
         assert!(s.contains("for f in '/odd path';"));
+        assert!(s.contains(
+            "for f in /etc/default/etcd; do if [ -e \"$f\" ] && awk -v t='ETCD_LISTEN_PEER_URLS=\"http://' 'index($0, t) == 1 { f = 1; exit } END { exit !f }' \"$f\" 2>/dev/null; then echo \"path 2 $f\"; fi; done"
+        ), "{s}");
         assert!(s.contains("-o Acquire::http::Proxy='http://10.0.0.9:3142'"));
         let out = std::process::Command::new("sh")
             .arg("-n")

@@ -34,9 +34,10 @@ pub fn status(disk: &[&str], running: &[&str]) -> String {
     )
 }
 
-/// The gather script's answer.
-pub fn gather(status: &str) -> String {
-    format!("@@ cluster\n{status}@@ end\n")
+/// The observation's answer of a running node without alarms: its cluster status, the
+/// access sections ([`fresh_access`], [`converged_access`]) and the `ok`/`bad` login lines.
+pub fn observation(status: &str, access: &str, auth: &str) -> String {
+    format!("@@ running\nyes\n@@ local-alarms\n[]\n@@ cluster\n{status}@@ auth\n{auth}{access}")
 }
 
 /// The three example nodes.

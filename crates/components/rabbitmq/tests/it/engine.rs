@@ -39,9 +39,13 @@ fn fleet(ctx: &Context, from: Option<&FakeConnector>) -> FakeConnector {
         ] {
             h.script(s, output("", 0));
         }
-        h.script(scripts::GATHER, output(&gather(&status(&NODES, &NODES)), 0));
-        h.script(scripts::ACCESS, output(&fresh_access(), 0));
-        h.script(scripts::AUTH, output("", 0));
+        h.script(
+            scripts::OBSERVE,
+            output(
+                &observation(&status(&NODES, &NODES), &fresh_access(), ""),
+                0,
+            ),
+        );
         if let Some(old) = from.and_then(|f| f.host(name)) {
             let s = old.state();
             h.with_state(|st| *st = s);
@@ -53,9 +57,16 @@ fn fleet(ctx: &Context, from: Option<&FakeConnector>) -> FakeConnector {
 fn converged(c: &FakeConnector) {
     for n in MQ {
         let h = host(c, n);
-        h.script(scripts::ACCESS, output(&converged_access(), 0));
-        h.script(scripts::AUTH, output("ok 'kbz_admin'\nok 'app'\n", 0));
+        h.script(scripts::OBSERVE, output(&converged_observation(), 0));
     }
+}
+
+fn converged_observation() -> String {
+    observation(
+        &status(&NODES, &NODES),
+        &converged_access(),
+        "ok 'kbz_admin'\nok 'app'\n",
+    )
 }
 
 fn host(c: &FakeConnector, name: &str) -> Arc<FakeHost> {
@@ -203,14 +214,23 @@ async fn converged_rerun_changes_nothing_and_restarts_nothing() {
     let report = r.expect("re-run");
     assert_eq!(report.plan.operations(), 0, "{}", report.plan.render());
     // The converged re-run's SSH round trips per host (facts, the batched probe, the
-    // host lock taken and released, then the component's read-only cluster checks).
+    // host lock taken and released, then ONE observation per RabbitMQ host: a single
+    // `rabbitmqctl eval` answers the cluster, users, vhosts, permissions and logins).
     assert_eq!(
         kbz_testkit::round_trips(&c),
         concat!(
             "db1=3 db2=3 db3=3 k8s-m1=3 k8s-m2=3 k8s-m3=3 k8s-w1=3 k8s-w2=3 k8s-w3=3 ",
-            "lb1=3 lb2=3 mq1=9 mq2=7 mq3=7"
+            "lb1=3 lb2=3 mq1=5 mq2=5 mq3=5"
         )
     );
+    for n in MQ {
+        let ran = host(&c, n).ran();
+        let observed = ran
+            .iter()
+            .filter(|s| s.starts_with(scripts::OBSERVE))
+            .count();
+        assert_eq!(observed, 1, "{n}: {ran:#?}");
+    }
     assert_eq!(
         (report.summary.changed, report.summary.cluster_changes),
         (0, 0),
@@ -235,7 +255,17 @@ async fn a_drifted_password_is_reset_through_stdin() {
     let (_, first) = install(&ctx).await;
     let c = fleet(&ctx, Some(&first));
     converged(&c);
-    host(&c, "mq1").script(scripts::AUTH, output("ok 'kbz_admin'\nbad 'app'\n", 0));
+    host(&c, "mq1").script(
+        scripts::OBSERVE,
+        output(
+            &observation(
+                &status(&NODES, &NODES),
+                &converged_access(),
+                "ok 'kbz_admin'\nbad 'app'\n",
+            ),
+            0,
+        ),
+    );
     let (r, c) = run(&ctx, c, Mode::Install).await;
     let report = r.expect("run");
     assert_eq!(report.summary.changed, 0);
@@ -261,8 +291,11 @@ async fn a_cluster_that_never_forms_is_e035() {
     // mq3 is a member but mq1 and mq2 never see it running.
     for n in ["mq1", "mq2"] {
         host(&c, n).script(
-            scripts::GATHER,
-            output(&gather(&status(&NODES, &NODES[..2])), 0),
+            scripts::OBSERVE,
+            output(
+                &observation(&status(&NODES, &NODES[..2]), &fresh_access(), ""),
+                0,
+            ),
         );
     }
     let hx = host_execs(&c, &rabbit_hosts(&ctx));
@@ -282,13 +315,15 @@ async fn a_cluster_that_never_forms_is_e035() {
 async fn a_node_that_never_runs_is_a_readiness_timeout() {
     let ctx = quick(&example_ctx());
     let c = fleet(&ctx, None);
-    host(&c, "mq2").script(
-        scripts::RUNNING,
-        output(
-            "Error: unable to perform an operation on node 'rabbit@mq2'",
-            69,
-        ),
-    );
+    for marker in [scripts::OBSERVE, scripts::RUNNING] {
+        host(&c, "mq2").script(
+            marker,
+            output(
+                "Error: unable to perform an operation on node 'rabbit@mq2'",
+                69,
+            ),
+        );
+    }
     let hx = host_execs(&c, &rabbit_hosts(&ctx));
     let e = cluster::converge(&ctx, &hx, &Layout::debian())
         .await
@@ -400,16 +435,13 @@ async fn health_judges_running_alarms_membership_and_quorum() {
     let l = Layout::debian();
     let hosts = rabbit_hosts(&ctx);
     let answer = |h: &kbz_core::Host, running: i32, alarms: i32, st: &str| {
-        let text = kbz_core::health::render_output(&[
-            ("rabbitmq", "running", "ok\n", running),
-            (
-                "rabbitmq",
-                "alarms",
-                "Node reported an alarm: memory\n",
-                alarms,
-            ),
-            ("rabbitmq", "cluster", st, 0),
-        ]);
+        let node = if running != 0 {
+            format!("{st}\n")
+        } else {
+            let a = if alarms != 0 { "[\"memory\"]" } else { "[]" };
+            format!("@@ running\nyes\n@@ local-alarms\n{a}\n@@ cluster\n{st}@@ end\nok\n")
+        };
+        let text = kbz_core::health::render_output(&[("rabbitmq", "node", &node, running)]);
         HostAnswer {
             host: h.clone(),
             result: Ok(kbz_core::health::split_output(&text)),
@@ -506,8 +538,15 @@ impl Executor for SimNode {
             .cloned()
             .unwrap_or_default();
         let members: Vec<&str> = mine.iter().map(String::as_str).collect();
-        if s.starts_with(scripts::GATHER) {
-            return Ok(output(&gather(&status(&members, &members)), 0));
+        if s.starts_with(scripts::OBSERVE) {
+            return Ok(output(
+                &observation(
+                    &status(&members, &members),
+                    &converged_access(),
+                    "ok 'kbz_admin'\nok 'app'\n",
+                ),
+                0,
+            ));
         }
         if s.starts_with(scripts::RUNNING) {
             return Ok(output("running", 0));
@@ -525,12 +564,6 @@ impl Executor for SimNode {
                 .expect("seed's cluster");
             to.insert(self.node.clone());
             return Ok(output("", 0));
-        }
-        if s.starts_with(scripts::ACCESS) {
-            return Ok(output(&converged_access(), 0));
-        }
-        if s.starts_with(scripts::AUTH) {
-            return Ok(output("ok 'kbz_admin'\nok 'app'\n", 0));
         }
         Err(ExecError::CommandFailed {
             host: self.name.clone(),

@@ -274,9 +274,22 @@ async fn three_nodes_form_a_cluster_with_kbz_and_serve_quorum_queues() {
         .collect();
     assert!(created.contains(&"user guest deleted"), "{created:?}");
     assert!(created.contains(&"vhost app added (default queue type quorum)"));
-    for v in cluster::gather(&hx, &l).await.expect("gather") {
-        let s = v.status.expect("status");
+    // One observation per node (one `rabbitmqctl eval` each) sees the whole cluster, kbz's
+    // users and vhost, and which passwords log in.
+    let obs = cluster::observe_all(&ctx, &hx, &l).await.expect("observe");
+    for (v, o) in cluster::views(&hx, &l, &obs).iter().zip(&obs) {
+        let s = v.status.clone().expect("status");
         assert_eq!(s.running_nodes.len(), 3, "{}: {s:?}", v.host);
+        assert_eq!(o.running, Ok(true), "{}", v.host);
+        assert_eq!(o.local_alarms, Ok(Vec::new()), "{}", v.host);
+        let a = o.access.clone().expect("access");
+        assert!(a.users.iter().all(|u| u.user != "guest"), "{a:?}");
+        assert!(a
+            .vhosts
+            .iter()
+            .any(|x| x.name == "app" && x.default_queue_type.as_deref() == Some("quorum")));
+        assert_eq!(a.app_permissions.len(), 1, "{a:?}");
+        assert_eq!(o.authenticated, ["kbz_admin", "app"], "{}", v.host);
     }
 
     // A second run only reads.

@@ -123,10 +123,9 @@ fn cluster_step_scripts_are_valid_sh_and_carry_no_secret() {
     let h = &hosts[1];
     let nodes: Vec<String> = hosts.iter().map(|x| l.node(x)).collect();
     let all = [
-        scripts::gather(&l, h),
+        scripts::observe(&l, h),
+        scripts::health(&l, h),
         scripts::running(&l, h),
-        scripts::access(&l, h, "kbz_admin", "app"),
-        scripts::auth(&l, h, &["kbz_admin", "app"]),
         scripts::join(&l, h, "rabbit@mq2", "rabbit@mq1"),
         scripts::access_change(&l, h, &["add_user", "app"], true),
         scripts::access_change(
