@@ -7,8 +7,10 @@
 //! RabbitMQ with confirms through its VIP across a power cut of the queue leader, backs up,
 //! restores and drills etcd and Redis with kbz-backup (its cron line run as cron would), dry-runs (0 operations), proves rollback after a failure on one host,
 //! uninstalls, reinstalls over the kept data (then 0 changed), rebuilds the lab from scratch
-//! and installs it again with `--start-from-module 1` (then 0 changed), and tears the lab
-//! down. Prints timings for `bench lab`.
+//! and installs it again with `--start-from-module 1` and `[security] tls = false` (then 0
+//! changed), turns TLS on over that running plaintext cluster by docs/security.md's
+//! procedure (same PostgreSQL cluster, then 0 changed), and tears the lab down. Prints
+//! timings for `bench lab`.
 
 use anyhow::{bail, ensure, Context as _, Result};
 use fs_err as fs;
@@ -27,6 +29,7 @@ mod menu;
 mod preflight;
 mod rabbitmq;
 mod reinstall;
+mod tls_migration;
 
 /// `e2e` arguments.
 #[derive(Debug, clap::Args)]
@@ -733,7 +736,9 @@ fn scenarios(
         }
     }
     reinstall::after_uninstall(&bin, info)?;
-    reinstall::after_rebuild(&bin, info)?;
+    let rebuilt = reinstall::after_rebuild(&bin, info)?;
+    // Issue 9: docs/security.md's procedure turns TLS on over the plaintext rebuilt lab.
+    tls_migration::scenario(&bin, &rebuilt)?;
     Ok(())
 }
 

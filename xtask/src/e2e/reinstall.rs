@@ -2,8 +2,9 @@
 //! an install on the same hosts (same inventory, state directory and secrets) converges
 //! with the last primary leading again and every row it had, and a re-run changes nothing.
 //! Then the lab is rebuilt from scratch (`lab down`, `lab up`: new hosts with new host
-//! keys, the same inventory, state directory and secrets): `--start-from-module 1` brings
-//! the whole stack back and a re-run changes nothing.
+//! keys, the same inventory, state directory and secrets) with `[security] tls = false`:
+//! `--start-from-module 1` brings the whole stack back and a re-run changes nothing (the
+//! TLS migration scenario then turns TLS on over it).
 
 use anyhow::{ensure, Context as _, Result};
 use fs_err as fs;
@@ -88,7 +89,9 @@ pub fn after_rebuild(bin: &Path, info: &LabInfo) -> Result<LabInfo> {
         "the secrets changed over the rebuild"
     );
     let inv = info.servers_tsv.display().to_string();
-    step("rebuilt lab: --start-from-module 1 brings the whole stack back");
+    // The rebuilt lab runs plaintext first: the TLS migration scenario turns TLS on over it.
+    super::tls_migration::set_tls(&info, false)?;
+    step("rebuilt lab (tls = false): --start-from-module 1 brings the whole stack back");
     let r = install(
         bin,
         &["--inventory", &inv, "--yes", "--start-from-module", "1"],
@@ -121,7 +124,7 @@ pub fn after_rebuild(bin: &Path, info: &LabInfo) -> Result<LabInfo> {
 }
 
 /// The running Patroni leader's name.
-fn pg_leader(info: &LabInfo) -> Result<String> {
+pub(super) fn pg_leader(info: &LabInfo) -> Result<String> {
     let first = &info.hosts.first().context("the lab has no host")?.name;
     let list = on(first, "patronictl -c /etc/patroni/config.yml list -f json")?;
     let members: Vec<serde_json::Value> = serde_json::from_str(&list)?;
@@ -134,7 +137,7 @@ fn pg_leader(info: &LabInfo) -> Result<String> {
 }
 
 /// `sql` as the postgres OS user on `host` (peer authentication, no password).
-fn psql(host: &str, sql: &str) -> Result<String> {
+pub(super) fn psql(host: &str, sql: &str) -> Result<String> {
     on(
         host,
         &format!(

@@ -72,6 +72,19 @@ use std::time::{Duration, Instant};
 
 /// Patroni's configuration file (read by Debian's `patroni.service`).
 pub const CONFIG_PATH: &str = "/etc/patroni/config.yml";
+/// Left by `patroni-etcd-protocol` when this run changes the etcd protocol of a running
+/// Patroni: `patroni-reload` then restarts it instead of reloading it.
+const RESTART_MARK: &str = "/run/kbz-patroni-restart";
+
+/// True (exit 0) when Patroni is not running, or its config file's `etcd3` section already
+/// names the protocol `tls` wants (`protocol: https` with TLS, none without).
+fn etcd_protocol_unchanged(tls: bool) -> String {
+    format!(
+        "! systemctl is-active -q patroni.service || \
+         [ \"$(awk '/^etcd3:/{{f=1;next}} f&&/^[^ ]/{{exit}} f&&/^  protocol: https$/{{print \"https\"}}' {CONFIG_PATH} 2>/dev/null)\" = \"{}\" ]",
+        if tls { "https" } else { "" }
+    )
+}
 /// postgresql-common drop-in that stops package installs creating `NN/main`.
 pub const CREATECLUSTER_PATH: &str = "/etc/postgresql-common/createcluster.d/kbz.conf";
 /// Password file Patroni writes for replication and rewind connections.
@@ -474,11 +487,17 @@ impl Component for Postgres {
              || ! systemctl is-active -q patroni.service"
         );
         // Skipped when the running Patroni started after the file was written (this run
-        // restarted it): it read the file, and an early SIGHUP could kill it.
-        let reload = "if systemctl is-active -q patroni.service; then \
+        // restarted it): it read the file, and an early SIGHUP could kill it. A SIGHUP does
+        // not reconnect Patroni's etcd client, so when the file changes etcd's protocol
+        // (`patroni-etcd-protocol` left its mark) Patroni is restarted instead.
+        let reload = format!(
+            "if [ -e {RESTART_MARK} ]; then rm -f {RESTART_MARK}; systemctl restart patroni.service; \
+             elif systemctl is-active -q patroni.service; then \
              s=$(date -d \"$(systemctl show -p ExecMainStartTimestamp --value patroni.service)\" +%s 2>/dev/null || echo 0); \
              m=$(stat -c %Y /etc/patroni/config.yml); \
-             if [ \"$s\" -le \"$m\" ]; then systemctl reload patroni.service; fi; fi";
+             if [ \"$s\" -le \"$m\" ]; then systemctl reload patroni.service; fi; fi"
+        );
+        let reload = reload.as_str();
         let mut r = vec![Resource::file(
             CREATECLUSTER_PATH,
             Postgres::createcluster(),
@@ -505,6 +524,17 @@ impl Component for Postgres {
             unless: Some(no_reload_needed.clone()),
             creates: None,
             undo: Some(reload.into()),
+        });
+        // Probed before the file changes: a running Patroni whose file names another etcd
+        // protocol (http to https: the TLS migration of docs/security.md, done with the
+        // cluster paused, so PostgreSQL keeps running) must be restarted to reconnect.
+        r.push(Resource::Command {
+            id: "patroni-etcd-protocol".into(),
+            script: format!("touch {RESTART_MARK}"),
+            unless: Some(etcd_protocol_unchanged(ctx.config.security.tls)),
+            creates: None,
+            // A rollback puts the old file back: Patroni must be restarted onto it as well.
+            undo: Some(format!("touch {RESTART_MARK}")),
         });
         r.push(Resource::File {
             path: CONFIG_PATH.into(),
@@ -955,6 +985,54 @@ mod tests {
             assert!(
                 guard.contains("|| ! systemctl is-active -q patroni.service"),
                 "{id}: {guard}"
+            );
+        }
+    }
+
+    /// A running Patroni whose file names another etcd protocol is marked for a restart
+    /// before the file changes (a SIGHUP would leave its etcd client on the old protocol),
+    /// and a rollback restarts it onto the old file too.
+    #[test]
+    fn a_changed_etcd_protocol_restarts_patroni_instead_of_reloading_it() {
+        for tls in [false, true] {
+            let plain = ctx(Some("10.0.0.0/24"));
+            let c = if tls {
+                kbz_testkit::with_tls(&plain)
+            } else {
+                plain
+            };
+            let host = c.inventory.host("db1").expect("db1").clone();
+            let r = Postgres.desired(&c, &host).expect("desired");
+            let pos = |id: &str| r.iter().position(|x| x.id() == id).expect(id);
+            assert!(pos("command:patroni-etcd-protocol") < pos(&format!("file:{CONFIG_PATH}")));
+            let Some(Resource::Command {
+                script,
+                unless: Some(guard),
+                undo: Some(undo),
+                ..
+            }) = r.iter().find(|x| x.id() == "command:patroni-etcd-protocol")
+            else {
+                panic!("no patroni-etcd-protocol command");
+            };
+            assert_eq!(script, &format!("touch {RESTART_MARK}"));
+            assert_eq!(undo, script);
+            let want = if tls { "= \"https\" ]" } else { "= \"\" ]" };
+            assert!(guard.ends_with(want), "{guard}");
+            assert!(guard.starts_with("! systemctl is-active -q patroni.service ||"));
+            let reload = r
+                .iter()
+                .find_map(|x| match x {
+                    Resource::Command { id, script, .. } if id == "patroni-reload" => {
+                        Some(script.clone())
+                    }
+                    _ => None,
+                })
+                .expect("patroni-reload");
+            assert!(
+                reload.starts_with(&format!(
+                    "if [ -e {RESTART_MARK} ]; then rm -f {RESTART_MARK}; systemctl restart patroni.service;"
+                )),
+                "{reload}"
             );
         }
     }
