@@ -82,8 +82,9 @@ fn lab() -> Result<ExitCode> {
         crate::e2e::install_and_rerun(&bin, info, fig)
     })?;
     println!(
-        "bench lab: lab up {:.1} s, first install {:.1} s, converged re-run {:.2} s, {:.1} SSH round trips per host on the re-run",
-        f.lab_up, f.first_install, f.rerun, f.rerun_round_trips_per_host
+        "bench lab: lab up {:.1} s, first install {:.1} s, converged re-run {:.2} s, {:.1} SSH round trips per host on the re-run; apt proxy during the first install: {}",
+        f.lab_up, f.first_install, f.rerun, f.rerun_round_trips_per_host,
+        crate::e2e::apt_line(f.first_install_apt)
     );
     Ok(ExitCode::SUCCESS)
 }

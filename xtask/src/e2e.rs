@@ -70,6 +70,30 @@ pub struct Figures {
     pub health_checks: usize,
     /// Seconds from a powered-off replica's boot until kbz-health says healthy again.
     pub health_rejoin: f64,
+    /// What the lab's apt proxy fetched and served during the first install.
+    pub first_install_apt: Option<lab::ProxyBytes>,
+    /// The same for the install of the rebuilt lab (new hosts, the proxy's cache kept).
+    pub rebuilt_install_apt: Option<lab::ProxyBytes>,
+}
+
+/// `fetched X MiB from the mirror, served Y MiB to the hosts` (or why there is no figure).
+pub fn apt_line(b: Option<lab::ProxyBytes>) -> String {
+    match b {
+        Some(b) => format!(
+            "fetched {:.1} MiB from the mirror, served {:.1} MiB to the hosts",
+            b.upstream as f64 / 1048576.0,
+            b.served as f64 / 1048576.0
+        ),
+        None => "no figure (the apt proxy on the bridge is not the lab's own)".into(),
+    }
+}
+
+/// Runs `f` and returns what the lab's apt proxy moved meanwhile.
+fn apt_during<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Option<lab::ProxyBytes>)> {
+    let before = lab::proxy_bytes()?;
+    let out = f()?;
+    let after = lab::proxy_bytes()?;
+    Ok((out, after.zip(before).map(|(a, b)| a.since(b))))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -91,6 +115,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!(
         "e2e: kbz-health: {} checks in {:.1}s (one round trip per host); healthy again {:.1}s after a powered-off replica booted",
         figures.health_checks, figures.health_run, figures.health_rejoin
+    );
+    println!(
+        "e2e: apt proxy: the first install {}; the rebuilt lab's install {}",
+        apt_line(figures.first_install_apt),
+        apt_line(figures.rebuilt_install_apt)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -577,8 +606,9 @@ pub fn install_and_rerun(bin: &Path, info: &LabInfo, fig: &mut Figures) -> Resul
     let inv = info.servers_tsv.display().to_string();
     step("first install over SSH with verified host keys");
     let t = Instant::now();
-    let r = install(bin, &["--inventory", &inv, "--yes"])?;
+    let (r, apt) = apt_during(|| install(bin, &["--inventory", &inv, "--yes"]))?;
     fig.first_install = t.elapsed().as_secs_f64();
+    fig.first_install_apt = apt;
     ensure!(
         r.code == 0,
         "first install failed ({}):\n{}\n{}",
@@ -587,6 +617,7 @@ pub fn install_and_rerun(bin: &Path, info: &LabInfo, fig: &mut Figures) -> Resul
         r.stderr
     );
     println!("{}", r.stdout.trim_end());
+    println!("apt proxy during the first install: {}", apt_line(apt));
 
     step("second run changes nothing");
     let t = Instant::now();
@@ -736,7 +767,7 @@ fn scenarios(
         }
     }
     reinstall::after_uninstall(&bin, info)?;
-    let rebuilt = reinstall::after_rebuild(&bin, info)?;
+    let rebuilt = reinstall::after_rebuild(&bin, info, fig)?;
     // Issue 9: docs/security.md's procedure turns TLS on over the plaintext rebuilt lab.
     tls_migration::scenario(&bin, &rebuilt)?;
     Ok(())

@@ -71,7 +71,7 @@ pub fn after_uninstall(bin: &Path, info: &LabInfo) -> Result<()> {
 }
 
 /// The lab rebuilt from scratch, then `--start-from-module 1`; returns the new lab.
-pub fn after_rebuild(bin: &Path, info: &LabInfo) -> Result<LabInfo> {
+pub fn after_rebuild(bin: &Path, info: &LabInfo, fig: &mut super::Figures) -> Result<LabInfo> {
     step("the lab rebuilt from scratch: lab down, lab up (new hosts, same inventory, state dir and secrets)");
     let secrets = info.dir.join(".kbz/secrets.toml");
     let (inventory, kept) = (
@@ -92,10 +92,13 @@ pub fn after_rebuild(bin: &Path, info: &LabInfo) -> Result<LabInfo> {
     // The rebuilt lab runs plaintext first: the TLS migration scenario turns TLS on over it.
     super::tls_migration::set_tls(&info, false)?;
     step("rebuilt lab (tls = false): --start-from-module 1 brings the whole stack back");
-    let r = install(
-        bin,
-        &["--inventory", &inv, "--yes", "--start-from-module", "1"],
-    )?;
+    let (r, apt) = super::apt_during(|| {
+        install(
+            bin,
+            &["--inventory", &inv, "--yes", "--start-from-module", "1"],
+        )
+    })?;
+    fig.rebuilt_install_apt = apt;
     ensure!(
         r.code == 0,
         "the install on the rebuilt lab failed ({}):\n{}\n{}",
@@ -104,6 +107,10 @@ pub fn after_rebuild(bin: &Path, info: &LabInfo) -> Result<LabInfo> {
         r.stderr
     );
     println!("{}", r.stdout.trim_end());
+    println!(
+        "apt proxy during the rebuilt lab's install: {}",
+        super::apt_line(apt)
+    );
     step("rebuilt lab: a re-run changes nothing");
     let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
     ensure!(

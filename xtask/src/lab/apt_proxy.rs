@@ -85,3 +85,83 @@ pub(super) fn probe_apt_proxy(addr: SocketAddr) -> Result<()> {
     );
     Ok(())
 }
+
+/// What the lab's apt-cacher-ng moved since it started, from its transfer log
+/// (`TIME|I|BYTES|CLIENT|PATH`: fetched from the mirror; `|O|`: served to a host).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyBytes {
+    /// Bytes fetched from the mirror.
+    pub upstream: u64,
+    /// Bytes served to the hosts.
+    pub served: u64,
+}
+
+impl ProxyBytes {
+    /// What moved between `before` and `self`.
+    pub fn since(self, before: ProxyBytes) -> ProxyBytes {
+        ProxyBytes {
+            upstream: self.upstream.saturating_sub(before.upstream),
+            served: self.served.saturating_sub(before.served),
+        }
+    }
+}
+
+/// Sums a transfer log's `I` and `O` lines.
+pub fn parse_transfer_log(log: &str) -> ProxyBytes {
+    let mut b = ProxyBytes::default();
+    for line in log.lines() {
+        let mut f = line.split('|');
+        let (_, kind, bytes) = (f.next(), f.next(), f.next());
+        let Some(n) = bytes.and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        match kind {
+            Some("I") => b.upstream += n,
+            Some("O") => b.served += n,
+            _ => {}
+        }
+    }
+    b
+}
+
+/// The lab's apt-cacher-ng transfer counts so far; `None` when the proxy is not the lab's
+/// own (no transfer log of ours).
+pub fn proxy_bytes() -> Result<Option<ProxyBytes>> {
+    let log = lab_dir().join("apt-cacher-ng").join("apt-cacher.log");
+    if !log.exists() {
+        return Ok(None);
+    }
+    Ok(Some(parse_transfer_log(&fs_err::read_to_string(&log)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_log_lines_are_summed_by_direction() {
+        let log = "1733580000|I|1000|10.77.0.11|debrep/pool/main/e/etcd/etcd-server.deb\n\
+                   1733580000|O|1200|10.77.0.11|debrep/pool/main/e/etcd/etcd-server.deb\n\
+                   1733580001|O|1200|10.77.0.12|debrep/pool/main/e/etcd/etcd-server.deb\n\
+                   not a transfer line\n\
+                   1733580002|E|0|10.77.0.13|debrep/missing\n";
+        let b = parse_transfer_log(log);
+        assert_eq!(
+            b,
+            ProxyBytes {
+                upstream: 1000,
+                served: 2400
+            }
+        );
+        assert_eq!(
+            b.since(ProxyBytes {
+                upstream: 400,
+                served: 2400
+            }),
+            ProxyBytes {
+                upstream: 600,
+                served: 0
+            }
+        );
+    }
+}

@@ -105,6 +105,7 @@ pub fn acng_conf(cache: &Path, run_dir: &Path, addr: Ipv4Addr, port: u16, mirror
          PidFile: {run}/pid\n\
          SupportDir: /usr/lib/apt-cacher-ng\n\
          ReportPage: acng-report.html\n\
+         UnbufferLogs: 1\n\
          ExThreshold: 4\n\
          Remap-debrep: file:deb_mirror*.gz /debian ; {mirror}/\n\
          Remap-secdeb: security.debian.org security.debian.org/debian-security \
@@ -187,6 +188,8 @@ mod tests {
             "{conf}"
         );
         assert!(conf.contains("; http://deb.debian.org/debian/\n"), "{conf}");
+        // Every transfer is in the log at once: the e2e reads it right after an install.
+        assert!(conf.contains("\nUnbufferLogs: 1\n"), "{conf}");
         assert!(
             conf.contains("; http://deb.debian.org/debian-security/\n"),
             "{conf}"

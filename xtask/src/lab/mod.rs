@@ -20,6 +20,7 @@ mod state;
 mod up;
 
 use apt_proxy::*;
+pub use apt_proxy::{proxy_bytes, ProxyBytes};
 pub use cli::{run, Args};
 pub use down::down;
 use down::*;
