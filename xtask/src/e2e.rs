@@ -266,6 +266,26 @@ fn field_u64(report: &serde_json::Value, path: &[&str]) -> Result<u64> {
     })
 }
 
+/// `kbz-install --yes --json` on the lab must succeed with 0 operations and 0 cluster
+/// changes; `after` names the situation in the error ("after the reinstall").
+fn rerun_changes_nothing(bin: &Path, inv: &str, after: &str) -> Result<serde_json::Value> {
+    let r = install(bin, &["--inventory", inv, "--yes", "--json"])?;
+    ensure!(
+        r.code == 0,
+        "the re-run {after} failed:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let report = json(&r)?;
+    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
+    ensure!(
+        ops == 0 && cluster == 0,
+        "the re-run {after} changed {ops} operations and made {cluster} cluster changes:\n{}",
+        r.stdout
+    );
+    Ok(report)
+}
+
 /// Resource operations a run applied (`summary.changed`).
 fn changed(report: &serde_json::Value) -> Result<u64> {
     field_u64(report, &["summary", "changed"])
@@ -553,20 +573,7 @@ fn failover_scenario(bin: &Path, info: &LabInfo, names: &[&str], fig: &mut Figur
     step("a re-run after the failovers accepts the new leaders");
     let before = leaders(names[0], &sentinel)?;
     let inv = info.servers_tsv.display().to_string();
-    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
-    ensure!(
-        r.code == 0,
-        "re-run after failover failed:\n{}\n{}",
-        r.stdout,
-        r.stderr
-    );
-    let report = json(&r)?;
-    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
-    ensure!(
-        ops == 0 && cluster == 0,
-        "the re-run after failover changed {ops} operations and made {cluster} cluster changes:\n{}",
-        r.stdout
-    );
+    rerun_changes_nothing(bin, &inv, "after the failovers")?;
     let after = leaders(names[0], &sentinel)?;
     ensure!(
         (before.patroni.as_str(), before.redis_ip.as_str())
@@ -621,21 +628,8 @@ pub fn install_and_rerun(bin: &Path, info: &LabInfo, fig: &mut Figures) -> Resul
 
     step("second run changes nothing");
     let t = Instant::now();
-    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
+    let report = rerun_changes_nothing(bin, &inv, "after the first install")?;
     fig.rerun = t.elapsed().as_secs_f64();
-    ensure!(
-        r.code == 0,
-        "second run failed:\n{}\n{}",
-        r.stdout,
-        r.stderr
-    );
-    let report = json(&r)?;
-    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
-    ensure!(
-        ops == 0 && cluster == 0,
-        "second run changed {ops} operations and made {cluster} cluster changes:\n{}",
-        r.stdout
-    );
     let trips = field_u64(&report, &["round_trips"])?;
     fig.rerun_round_trips_per_host = trips as f64 / info.hosts.len() as f64;
     println!(

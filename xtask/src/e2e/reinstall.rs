@@ -10,7 +10,7 @@ use anyhow::{ensure, Context as _, Result};
 use fs_err as fs;
 use std::path::Path;
 
-use super::{changed, cluster_changes, install, json, on, step};
+use super::{install, on, rerun_changes_nothing, step};
 use crate::lab::LabInfo;
 
 /// The canary table the reinstall must keep.
@@ -45,20 +45,7 @@ pub fn after_uninstall(bin: &Path, info: &LabInfo) -> Result<()> {
     );
     println!("{}", r.stdout.trim_end());
     step("reinstall: a re-run changes nothing");
-    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
-    ensure!(
-        r.code == 0,
-        "the re-run after the reinstall failed:\n{}\n{}",
-        r.stdout,
-        r.stderr
-    );
-    let report = json(&r)?;
-    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
-    ensure!(
-        ops == 0 && cluster == 0,
-        "the re-run after the reinstall changed {ops} operations and made {cluster} cluster changes:\n{}",
-        r.stdout
-    );
+    rerun_changes_nothing(bin, &inv, "after the reinstall")?;
     let leader = pg_leader(info)?;
     let rows = psql(&leader, &format!("SELECT count(*) FROM {CANARY}"))?;
     ensure!(
@@ -112,20 +99,7 @@ pub fn after_rebuild(bin: &Path, info: &LabInfo, fig: &mut super::Figures) -> Re
         super::apt_line(apt)
     );
     step("rebuilt lab: a re-run changes nothing");
-    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
-    ensure!(
-        r.code == 0,
-        "the re-run on the rebuilt lab failed:\n{}\n{}",
-        r.stdout,
-        r.stderr
-    );
-    let report = json(&r)?;
-    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
-    ensure!(
-        ops == 0 && cluster == 0,
-        "the re-run on the rebuilt lab changed {ops} operations and made {cluster} cluster changes:\n{}",
-        r.stdout
-    );
+    rerun_changes_nothing(bin, &inv, "on the rebuilt lab")?;
     println!("rebuilt; the re-run changed nothing");
     Ok(info)
 }

@@ -14,7 +14,7 @@ use fs_err as fs;
 use std::path::Path;
 
 use super::reinstall::{pg_leader, psql};
-use super::{changed, cluster_changes, eventually, install, json, on, on_stdin, step};
+use super::{eventually, install, json, on, on_stdin, rerun_changes_nothing, step};
 use crate::lab::LabInfo;
 
 /// The canary table the migration must keep.
@@ -236,20 +236,7 @@ pub fn scenario(bin: &Path, info: &LabInfo) -> Result<()> {
     );
 
     step("TLS migration: a re-run changes nothing");
-    let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
-    ensure!(
-        r.code == 0,
-        "the re-run after the TLS migration failed:\n{}\n{}",
-        r.stdout,
-        r.stderr
-    );
-    let report = json(&r)?;
-    let (ops, cluster) = (changed(&report)?, cluster_changes(&report)?);
-    ensure!(
-        ops == 0 && cluster == 0,
-        "the re-run after the TLS migration changed {ops} operations and made {cluster} cluster changes:\n{}",
-        r.stdout
-    );
+    rerun_changes_nothing(bin, &inv, "after the TLS migration")?;
     println!(
         "migrated to TLS: system identifier {sysid} kept, 500 rows on {leader}, 2 replicas streaming, etcd refuses a client without a certificate, the re-run changed nothing"
     );
