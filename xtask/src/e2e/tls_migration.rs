@@ -86,7 +86,7 @@ pub fn scenario(bin: &Path, info: &LabInfo) -> Result<()> {
     let sysid = psql(&leader, "SELECT system_identifier FROM pg_control_system()")?;
     println!("500 rows in {CANARY} on {leader}, system identifier {sysid}");
 
-    step("TLS migration: tls = true on the plaintext cluster is refused before any change (E077)");
+    step("TLS migration: docs step 1: tls = true on the plaintext cluster is refused before any change (E077)");
     set_tls(info, true)?;
     let r = install(bin, &["--inventory", &inv, "--yes", "--json"])?;
     ensure!(
@@ -120,7 +120,7 @@ pub fn scenario(bin: &Path, info: &LabInfo) -> Result<()> {
         tls.display()
     );
 
-    step("TLS migration, docs step 1: peer TLS files with http listeners, members restarted one at a time");
+    step("TLS migration, docs step 2: peer TLS files with http listeners, members restarted one at a time");
     let ca = fs::read_to_string(tls.join("ca.crt"))?;
     for (name, ip) in &etcd {
         let cert = fs::read_to_string(tls.join(format!("{name}.crt")))?;
@@ -152,7 +152,7 @@ pub fn scenario(bin: &Path, info: &LabInfo) -> Result<()> {
         println!("{name}: peer certificate in place, restarted, cluster healthy");
     }
 
-    step("TLS migration, docs step 2: each member's peer URL moved to https in turn");
+    step("TLS migration, docs step 3: each member's peer URL moved to https in turn");
     for (name, ip) in &etcd {
         let list = on(name, &etcdctl_plain(ip, "member list"))?;
         let id = list
@@ -185,7 +185,7 @@ pub fn scenario(bin: &Path, info: &LabInfo) -> Result<()> {
         "some member still has an http peer URL:\n{list}"
     );
 
-    step("TLS migration, docs step 3: Patroni paused, kbz-install --yes, Patroni resumed");
+    step("TLS migration, docs step 4: Patroni paused, kbz-install --yes, Patroni resumed");
     on(first, &format!("{PATRONICTL} pause --wait"))?;
     let r = install(bin, &["--inventory", &inv, "--yes"])?;
     ensure!(
