@@ -44,6 +44,7 @@ async fn the_real_script_runs_here_and_its_answer_parses() {
         ],
         peers: vec![lo],
         apt_proxy: None,
+        ports: vec![],
     };
     let out = exec
         .run(&Cmd::new(script::script(&input)))

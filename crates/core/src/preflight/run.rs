@@ -78,6 +78,7 @@ impl HostPlan {
             paths,
             peers,
             apt_proxy: ctx.config.cluster.apt_proxy.clone(),
+            ports: listens.iter().map(|l| l.port).collect(),
         };
         HostPlan {
             host: host.clone(),

@@ -30,6 +30,9 @@ pub struct Input {
     pub peers: Vec<IpAddr>,
     /// The apt proxy to fetch through (`[cluster] apt_proxy`), if one is set.
     pub apt_proxy: Option<String>,
+    /// The TCP ports the host's components listen on: a listener on one of them that `ss`
+    /// names no process for is looked at again before the answer is sent.
+    pub ports: Vec<u16>,
 }
 
 /// One file check of the preflight: `path` (a path or glob) exists and, when `line_prefix`
@@ -100,10 +103,19 @@ pub fn script(input: &Input) -> String {
          echo \"mtu ${{dev:--}} $mtu\"\n",
         quote(&ip)
     ));
-    s.push_str(
-        "if command -v ss >/dev/null 2>&1; then ss -ltnpH 2>/dev/null | sed 's/^/listen /'; \
-         echo listen_end; else echo listen_unavailable; fi\n",
-    );
+    // A listener on one of kbz's ports that `ss` names no process for is often a service
+    // starting or stopping: look again (at most twice, a second apart) before it is reported
+    // as a stranger's.
+    let ports: String = input.ports.iter().map(|p| format!(" {p}")).collect();
+    s.push_str(&format!(
+        "if command -v ss >/dev/null 2>&1; then n=0; \
+         while l=$(ss -ltnpH 2>/dev/null); [ \"$n\" -lt 2 ] && printf '%s\\n' \"$l\" \
+         | awk -v p='{ports} ' '$0 != \"\" && !/users:/ {{ k = split($4, a, \":\"); \
+         if (index(p, \" \" a[k] \" \")) f = 1 }} END {{ exit !f }}'; \
+         do n=$((n + 1)); sleep 1; done; \
+         [ -z \"$l\" ] || printf '%s\\n' \"$l\" | sed 's/^/listen /'; \
+         echo listen_end; else echo listen_unavailable; fi\n"
+    ));
     for (i, p) in input.paths.iter().enumerate() {
         let shown = if glob_safe(&p.path) {
             p.path.clone()
@@ -530,6 +542,78 @@ mod tests {
         );
     }
 
+    /// Runs the script's listener line with a fake `ss` first on PATH that prints
+    /// `answers[k]` on its k-th call (the last one after that); returns what the line printed
+    /// and how often `ss` was called.
+    fn listeners_with_fake_ss(ports: Vec<u16>, answers: &[&str]) -> (String, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        for (k, a) in answers.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("answer{k}")), a).unwrap();
+        }
+        let ss = dir.path().join("ss");
+        std::fs::write(
+            &ss,
+            format!(
+                "#!/bin/sh\nd={}\necho x >> $d/calls\nk=$(($(wc -l < $d/calls) - 1))\n\
+                 [ -e $d/answer$k ] || k={}\ncat $d/answer$k\n",
+                dir.path().display(),
+                answers.len() - 1
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&ss, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let s = script(&Input {
+            hostname: "db1".into(),
+            ports,
+            ..Input::default()
+        });
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("if command -v ss"))
+            .expect("the listener line");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(dir.path().join("calls"))
+            .unwrap()
+            .lines()
+            .count();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), calls)
+    }
+
+    #[test]
+    fn a_listener_on_a_kbz_port_without_a_process_is_looked_at_again() {
+        let starting = "LISTEN 0 5 10.0.0.1:8008 0.0.0.0:*\n";
+        let named = "LISTEN 0 5 10.0.0.1:8008 0.0.0.0:* users:((\"patroni\",pid=7,fd=5))\n";
+        // Patroni starting: the second look names it, and only that answer is sent.
+        let (out, calls) = listeners_with_fake_ss(vec![5432, 8008], &[starting, named]);
+        assert_eq!(calls, 2);
+        assert_eq!(out, format!("listen {named}listen_end\n"));
+        // Still unnamed after three looks: sent as it is (the judge reports it).
+        let (out, calls) = listeners_with_fake_ss(vec![8008], &[starting]);
+        assert_eq!(calls, 3);
+        assert_eq!(out, format!("listen {starting}listen_end\n"));
+        // An unnamed listener on a port kbz does not use (18008 is not 8008) costs no wait.
+        let other = "LISTEN 0 5 0.0.0.0:18008 0.0.0.0:*\n";
+        let (out, calls) = listeners_with_fake_ss(vec![8008], &[other]);
+        assert_eq!(calls, 1);
+        assert_eq!(out, format!("listen {other}listen_end\n"));
+        // No listener at all.
+        let (out, calls) = listeners_with_fake_ss(vec![8008], &[""]);
+        assert_eq!(calls, 1);
+        assert_eq!(out, "listen_end\n");
+    }
+
     #[test]
     fn the_script_is_valid_sh_and_quotes_what_it_must() {
         let s = script(&Input {
@@ -546,6 +630,7 @@ mod tests {
             ],
             peers: vec!["10.0.0.2".parse().unwrap()],
             apt_proxy: Some("http://10.0.0.9:3142".into()),
+            ports: vec![5432, 8008],
         });
         assert!(s.contains("for f in /etc/postgresql/*/main/postgresql.conf;"));
         assert!(s.contains("for f in '/odd path';"));
