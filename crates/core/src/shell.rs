@@ -181,13 +181,63 @@ pub fn probe_script(resources: &[Resource]) -> String {
             "while read -r k v; do case $k in h*[!0-9]*|h) ;; h*) case $v in *[!0-9a-f]*) ;; *) eval \"$k=\\$v\";; esac;; esac; done\n",
         );
     }
+    // Every file, directory and artifact is statted in one `stat` and hashed in one
+    // `sha256sum` (a fork costs milliseconds on a busy host); each record then finds its line
+    // with the shell's own pattern matching. A path with a tab, a newline or a backslash (which
+    // `stat` and `sha256sum` would print differently) is probed on its own.
+    let batched = |p: &str| !p.contains(['\t', '\n', '\\']);
+    let mut stat_paths = Vec::new();
+    let mut sum_paths = Vec::new();
+    for r in resources {
+        match r {
+            Resource::File { path, .. } | Resource::Artifact { path, .. } if batched(path) => {
+                stat_paths.push(quote(path));
+                sum_paths.push(quote(path));
+            }
+            Resource::Directory { path, .. } if batched(path) => stat_paths.push(quote(path)),
+            _ => {}
+        }
+    }
+    if !stat_paths.is_empty() {
+        s.push_str(&format!(
+            "nl='\n'\n\
+             set --; for p in {}; do [ -e \"$p\" ] && set -- \"$@\" \"$p\"; done\n\
+             kbz_st=\"$nl$([ $# -eq 0 ] || stat --printf '%n\\t%a %U:%G\\n' -- \"$@\" 2>/dev/null)$nl\"\n",
+            stat_paths.join(" ")
+        ));
+    }
+    if !sum_paths.is_empty() {
+        s.push_str(&format!(
+            "set --; for p in {}; do [ -f \"$p\" ] && set -- \"$@\" \"$p\"; done\n\
+             kbz_sum=\"$nl$([ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null)$nl\"\n\
+             set --\n",
+            sum_paths.join(" ")
+        ));
+    }
+    // `st` set to the `MODE OWNER` of a batched path.
+    let st = |p: &str| format!("st=${{kbz_st#*\"$nl\"{p}\"\t\"}}; st=${{st%%\"$nl\"*}}");
     let mut pkgs = Vec::new();
+    let mut services = Vec::new();
     for (i, r) in resources.iter().enumerate() {
         match r {
+            Resource::File { path, .. } if batched(path) => {
+                let p = quote(path);
+                let st = st(&p);
+                s.push_str(&format!(
+                    "if [ -f {p} ]; then {st}; case \"$kbz_sum\" in *\"$nl$h{i}  \"{p}\"$nl\"*) echo \"@@ {i} file same $st\";; *) echo \"@@ {i} file differs $st\"; base64 -w0 < {p}; echo;; esac; else echo \"@@ {i} file absent\"; fi\n"
+                ));
+            }
             Resource::File { path, .. } => {
                 let p = quote(path);
                 s.push_str(&format!(
                     "if [ -f {p} ]; then st=$(stat -c '%a %U:%G' {p}); if [ \"$(sha256sum < {p} | cut -d' ' -f1)\" = \"$h{i}\" ]; then echo \"@@ {i} file same $st\"; else echo \"@@ {i} file differs $st\"; base64 -w0 < {p}; echo; fi; else echo \"@@ {i} file absent\"; fi\n"
+                ));
+            }
+            Resource::Directory { path, .. } if batched(path) => {
+                let p = quote(path);
+                let st = st(&p);
+                s.push_str(&format!(
+                    "if [ -d {p} ]; then {st}; echo \"@@ {i} dir present $st\"; else echo \"@@ {i} dir absent\"; fi\n"
                 ));
             }
             Resource::Directory { path, .. } => {
@@ -197,12 +247,7 @@ pub fn probe_script(resources: &[Resource]) -> String {
                 ));
             }
             Resource::Package { name, .. } => pkgs.push(name.clone()),
-            Resource::Service { name, .. } => {
-                s.push_str(&format!(
-                    "echo \"@@ {i} service $(systemctl show -p LoadState -p UnitFileState -p ActiveState -p ConditionResult -p ConditionTimestampMonotonic {n} 2>/dev/null | tr '\\n' ' ')\"\n",
-                    n = quote(&format!("{name}.service"))
-                ));
-            }
+            Resource::Service { name, .. } => services.push((i, format!("{name}.service"))),
             Resource::Sysctl { key, .. } => {
                 s.push_str(&format!(
                     "if v=$(sysctl -n {k} 2>/dev/null); then echo \"@@ {i} sysctl present $v\" | tr '\\t' ' '; else echo \"@@ {i} sysctl absent\"; fi\n",
@@ -224,6 +269,13 @@ pub fn probe_script(resources: &[Resource]) -> String {
             Resource::SwapOff => {
                 s.push_str(&format!(
                     "if [ -n \"$(tail -n +2 /proc/swaps 2>/dev/null)\" ]; then echo \"@@ {i} swap active\"; else echo \"@@ {i} swap inactive\"; fi; base64 -w0 < /etc/fstab 2>/dev/null; echo\n"
+                ));
+            }
+            Resource::Artifact { path, .. } if batched(path) => {
+                let p = quote(path);
+                let st = st(&p);
+                s.push_str(&format!(
+                    "if [ -f {p} ]; then {st}; h=${{kbz_sum%%\"  \"{p}\"$nl\"*}}; h=${{h##*\"$nl\"}}; echo \"@@ {i} artifact present $st $h\"; else echo \"@@ {i} artifact absent\"; fi\n"
                 ));
             }
             Resource::Artifact { path, .. } => {
@@ -252,6 +304,20 @@ pub fn probe_script(resources: &[Resource]) -> String {
                 }
             }
         }
+    }
+    if !services.is_empty() {
+        // One `systemctl show` for every unit: its blocks come in the order of the units,
+        // separated by empty lines; a unit it printed nothing for gets an empty record.
+        let ids: Vec<String> = services.iter().map(|(i, _)| i.to_string()).collect();
+        let units: Vec<String> = services.iter().map(|(_, u)| quote(u)).collect();
+        s.push_str(&format!(
+            "systemctl show -p LoadState -p UnitFileState -p ActiveState -p ConditionResult -p ConditionTimestampMonotonic {} 2>/dev/null \
+             | awk -v ids='{}' 'BEGIN {{ n = split(ids, a, \" \"); k = 1 }} \
+             /^$/ {{ if (k <= n) print \"@@ \" a[k] \" service \" l; k++; l = \"\"; next }} {{ l = l $0 \" \" }} \
+             END {{ if (l != \"\" && k <= n) {{ print \"@@ \" a[k] \" service \" l; k++ }} for (; k <= n; k++) print \"@@ \" a[k] \" service \" }}'\n",
+            units.join(" "),
+            ids.join(" ")
+        ));
     }
     if !pkgs.is_empty() {
         let names: Vec<String> = pkgs.iter().map(|p| quote(p)).collect();
@@ -722,6 +788,75 @@ mod tests {
         assert!(text.contains("@@ 1 file differs"), "{text}");
     }
 
+    /// The services of a probe are asked in one `systemctl show`; a fake `systemctl` first on
+    /// PATH prints a block for the first two units only (and says nothing of the third).
+    #[test]
+    fn every_service_is_read_from_one_systemctl_show() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("systemctl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}/calls\n\
+                 printf 'LoadState=loaded\\nActiveState=active\\nUnitFileState=enabled\\n\\n\\\
+                 LoadState=not-found\\nActiveState=inactive\\nUnitFileState=\\n'\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let res = vec![
+            Resource::service("etcd", &[]),
+            Resource::file("/nonexistent/kbz/a", "x", 0o644),
+            Resource::service("kbz-absent", &[]),
+            Resource::service("patroni", &[]),
+        ];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(probe_script(&res))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .output()
+            .expect("sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let calls = std::fs::read_to_string(dir.path().join("calls")).expect("calls");
+        assert_eq!(calls.lines().count(), 1, "{calls}");
+        assert!(
+            calls.contains("etcd.service kbz-absent.service patroni.service"),
+            "{calls}"
+        );
+        let obs = parse_probe("h", &res, &text).expect("parse");
+        assert!(
+            matches!(
+                obs[0],
+                Observed::Service {
+                    exists: true,
+                    active: true,
+                    enabled: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            obs[0]
+        );
+        assert!(
+            matches!(obs[2], Observed::Service { exists: false, .. }),
+            "{:?}",
+            obs[2]
+        );
+        assert!(
+            matches!(obs[3], Observed::Service { exists: false, .. }),
+            "{text}"
+        );
+    }
+
     #[test]
     fn artifacts_are_probed_by_sha256_only() {
         let pin = crate::artifact::ArtifactPin::new("k3s", "v1", &"ab".repeat(32), "pip:k3s");
@@ -731,7 +866,8 @@ mod tests {
         ];
         let script = probe_script(&res);
         assert!(
-            script.contains("sha256sum < '/usr/local/bin/k3s'"),
+            script.contains("for p in '/usr/local/bin/k3s' '/usr/local/bin/old'; do [ -f \"$p\" ]")
+                && script.contains("sha256sum -- \"$@\""),
             "{script}"
         );
         assert!(

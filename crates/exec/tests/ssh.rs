@@ -655,6 +655,13 @@ async fn probe_agrees_with_a_real_shell(ex: &dyn Executor) {
     fs::write(w("old"), "old\n").expect("write");
     fs::set_permissions(w("old"), fs::Permissions::from_mode(0o600)).expect("chmod");
     fs::create_dir(w("d")).expect("mkdir");
+    fs::write(w("tab\there"), "tab\n").expect("write");
+    fs::set_permissions(w("tab\there"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    fs::write(w("same x"), "same x\n").expect("write");
+    fs::write(w("bin"), "bin\n").expect("write");
+    fs::set_permissions(w("bin"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The probe reports the file's own sha256, whatever the pin says.
+    let pin = kbz_core::artifact::ArtifactPin::new("bin", "v1", &"ab".repeat(32), "pip:bin");
     fs::set_permissions(w("d"), fs::Permissions::from_mode(0o750)).expect("chmod");
     let file = |path: String, content: &str, mode| Resource::File {
         path,
@@ -702,6 +709,12 @@ async fn probe_agrees_with_a_real_shell(ex: &dyn Executor) {
         Resource::package("kbz-certainly-absent-package"),
         Resource::service("kbz-certainly-absent", &[]),
         Resource::SwapOff,
+        // A path with a tab (probed on its own), and one that begins like another.
+        file(w("tab\there"), "tab\n", 0o644),
+        file(w("same x"), "other\n", 0o644),
+        Resource::artifact(&w("bin"), &pin, 0o755),
+        Resource::artifact(&w("bin-absent"), &pin, 0o755),
+        Resource::service("kbz-certainly-absent-too", &[]),
     ];
     let before = ex.round_trips();
     let obs = ex.probe(&resources).await.expect("probe");
@@ -752,6 +765,37 @@ async fn probe_agrees_with_a_real_shell(ex: &dyn Executor) {
         matches!(obs[13], Observed::Service { exists: false, .. }),
         "{:?}",
         obs[13]
+    );
+    assert_eq!(obs[15], expected_file(Some("tab\n"), Some(0o640)));
+    assert_eq!(obs[16], expected_file(Some("same x\n"), Some(0o644)));
+    let sha = String::from_utf8(
+        Command::new("sha256sum")
+            .arg(w("bin"))
+            .output()
+            .expect("sha256sum")
+            .stdout,
+    )
+    .expect("utf8");
+    assert_eq!(
+        obs[17],
+        Observed::Artifact {
+            sha256: sha.split_whitespace().next().map(str::to_string),
+            mode: Some(0o755),
+            owner: Some(owner.clone())
+        }
+    );
+    assert_eq!(
+        obs[18],
+        Observed::Artifact {
+            sha256: None,
+            mode: None,
+            owner: None
+        }
+    );
+    assert!(
+        matches!(obs[19], Observed::Service { exists: false, .. }),
+        "{:?}",
+        obs[19]
     );
     let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
     assert_eq!(

@@ -141,25 +141,30 @@ pub fn script(input: &Input) -> String {
         .as_deref()
         .map(|p| format!(" -o Acquire::http::Proxy={}", quote(p)))
         .unwrap_or_default();
+    // The apt source check and the pings wait on the network: they run side by side in the
+    // background, each into its own file, printed once all are done.
+    s.push_str("bg=$(mktemp -d) || { echo 'kbz preflight: mktemp -d failed' >&2; exit 1; }\n");
     s.push_str(&format!(
-        "u=$(apt-get --print-uris update 2>/dev/null | sed -n \"1s/^'\\([^']*\\)'.*/\\1/p\")\n\
+        "(u=$(apt-get --print-uris update 2>/dev/null | sed -n \"1s/^'\\([^']*\\)'.*/\\1/p\")\n\
          if [ ! -x /usr/lib/apt/apt-helper ]; then echo 'apt fail no-apt-helper'\n\
          elif [ -z \"$u\" ]; then echo 'apt fail no-source'\n\
          else f=$(mktemp); if timeout 20 /usr/lib/apt/apt-helper{proxy} download-file \"$u\" \"$f\" \
-         >/dev/null 2>&1; then echo \"apt ok $u\"; else echo \"apt fail $u\"; fi; rm -f \"$f\"; fi\n"
+         >/dev/null 2>&1; then echo \"apt ok $u\"; else echo \"apt fail $u\"; fi; rm -f \"$f\"; fi\n\
+         ) > \"$bg/apt\" 2>/dev/null &\n"
     ));
-    for p in &input.peers {
+    for (i, p) in input.peers.iter().enumerate() {
         let header = if p.is_ipv4() { 28 } else { 48 };
         s.push_str(&format!(
-            "if command -v ping >/dev/null 2>&1; then \
-             r=$(ping -n -q -c 3 -i 0.2 -W 1 {p} 2>/dev/null | sed -n 's|^rtt [^=]*= [0-9.]*/\\([0-9.]*\\)/.*|\\1|p'); \
+            "(if command -v ping >/dev/null 2>&1; then \
+             r=$(ping -n -q -c 2 -i 0.2 -W 1 {p} 2>/dev/null | sed -n 's|^rtt [^=]*= [0-9.]*/\\([0-9.]*\\)/.*|\\1|p'); \
              echo \"rtt {p} ${{r:-lost}}\"; \
              if [ \"$mtu\" -gt {header} ]; then \
              if ping -n -q -c 1 -W 1 -M do -s $((mtu - {header})) {p} >/dev/null 2>&1; \
              then echo \"pmtu {p} $mtu ok\"; else echo \"pmtu {p} $mtu fail\"; fi; fi; \
-             else echo \"rtt {p} noping\"; fi\n"
+             else echo \"rtt {p} noping\"; fi) > \"$bg/peer{i}\" 2>/dev/null &\n"
         ));
     }
+    s.push_str("wait; cat \"$bg\"/* 2>/dev/null; rm -rf \"$bg\"\n");
     s.push_str("echo \"clock_end $(date +%s%N)\"\n");
     s.push_str(&format!("echo '{END}'\n"));
     s
