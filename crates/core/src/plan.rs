@@ -195,8 +195,11 @@ pub fn diff(
 }
 
 /// [`diff`] on a host where `changed_before` (file paths) were already changed earlier in
-/// the run (by the packages-first phase): services whose `restart_on` names one of them are
-/// restarted as if the file had changed in this diff.
+/// the run (by the packages-first phase): running services whose `restart_on` names one of
+/// them are restarted as if the file had changed in this diff. A service whose unit did not
+/// exist when it was observed came with a package that phase installed after those files
+/// were written, so its first start already read them: it is started, not restarted,
+/// unless a file of its own diff changed.
 pub fn diff_after(
     desired: &[Resource],
     observed: &[Observed],
@@ -207,7 +210,8 @@ pub fn diff_after(
     let mut to_install = Vec::new();
     let mut to_remove = Vec::new();
     let mut pkg_slot = None;
-    let mut changed_files = changed_before.clone();
+    // Files this diff changes (`changed_before` holds the phase's).
+    let mut changed_files = BTreeSet::new();
     let mut restarts = Vec::new();
 
     for (r, o) in desired.iter().zip(observed) {
@@ -329,9 +333,9 @@ pub fn diff_after(
                     restart_on,
                 },
                 Observed::Service {
+                    exists,
                     enabled: ce,
                     active: ca,
-                    ..
                 },
             ) => {
                 if *enabled && !*ce {
@@ -351,7 +355,9 @@ pub fn diff_after(
                     // Installing a package may start its daemon with the packaged config
                     // before kbz's files land: start by restarting, so the daemon always
                     // runs the files this plan writes.
-                    let start = if restart_on.iter().any(|f| changed_files.contains(f)) {
+                    let start = if restart_on.iter().any(|f| {
+                        changed_files.contains(f) || (*exists && changed_before.contains(f))
+                    }) {
                         Op::RestartService { name: name.clone() }
                     } else {
                         Op::StartService { name: name.clone() }
@@ -576,7 +582,10 @@ pub fn diff_after(
     }
     changes.splice(slot..slot, pkg_changes);
     for (id, name, files) in restarts {
-        if files.iter().any(|f| changed_files.contains(f)) {
+        if files
+            .iter()
+            .any(|f| changed_files.contains(f) || changed_before.contains(f))
+        {
             // Undo of a restart is another restart once the old files are back; the engine
             // runs restart undos last.
             changes.push(Change {
@@ -730,6 +739,73 @@ mod tests {
                 name: "haproxy".into()
             }),
             "{ops:?}"
+        );
+    }
+
+    /// Files the packages-first phase wrote before the package that brought a unit: the
+    /// unit's first start read them, so it is started; a unit that existed (stopped, or
+    /// running) before the phase still restarts on them.
+    #[test]
+    fn a_unit_brought_by_the_packages_phase_starts_on_the_files_written_before_it() {
+        let cfg = "/etc/rabbitmq/rabbitmq.conf";
+        let d = vec![
+            Resource::file(cfg, "new", 0o644),
+            Resource::service("rabbitmq-server", &[cfg]),
+        ];
+        let same_file = Observed::File {
+            content: Some(b"new".to_vec()),
+            mode: Some(0o644),
+            owner: Some("root:root".into()),
+        };
+        let service = |exists, active| Observed::Service {
+            exists,
+            enabled: exists,
+            active,
+        };
+        let before: BTreeSet<String> = [cfg.to_string()].into();
+        let ops = |svc: Observed| -> Vec<Op> {
+            diff_after(
+                &d,
+                &[same_file.clone(), svc],
+                &std::sync::Arc::new(Redactor::default()),
+                &before,
+            )
+            .into_iter()
+            .map(|c| c.op)
+            .collect()
+        };
+        let name = || "rabbitmq-server".to_string();
+        let new = ops(service(false, false));
+        assert!(new.contains(&Op::StartService { name: name() }), "{new:?}");
+        assert!(
+            !new.contains(&Op::RestartService { name: name() }),
+            "{new:?}"
+        );
+        let stopped = ops(service(true, false));
+        assert!(
+            stopped.contains(&Op::RestartService { name: name() }),
+            "{stopped:?}"
+        );
+        let running = ops(service(true, true));
+        assert_eq!(running, vec![Op::RestartService { name: name() }]);
+        // Its own diff changing the file still restarts the new unit.
+        let own = diff_after(
+            &d,
+            &[
+                Observed::File {
+                    content: None,
+                    mode: None,
+                    owner: None,
+                },
+                service(false, false),
+            ],
+            &std::sync::Arc::new(Redactor::default()),
+            &before,
+        );
+        assert!(
+            own.iter()
+                .any(|c| c.op == Op::RestartService { name: name() }),
+            "{own:?}"
         );
     }
 
