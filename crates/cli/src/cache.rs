@@ -3,6 +3,7 @@
 //! them all before a run changes hosts, and the `kbz-install cache list | prune` commands.
 
 use kbz_core::artifact::ArtifactPin;
+use kbz_core::backup::repo::human;
 use kbz_core::{Component, Context, Resource};
 use kbz_errors::HasCode;
 use kbz_exec::cache_files::{self, CachedArtifact, Keep, RemovedKind};
@@ -108,21 +109,6 @@ fn files_failure(e: &cache_files::CacheFilesError) -> Failure {
     Failure::new(e.to_diagnostic(), exit::FAILED)
 }
 
-/// `1.5 MiB`: a size for people (JSON carries the exact bytes).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 fn when(a: &CachedArtifact) -> Option<chrono::DateTime<chrono::Utc>> {
     a.modified.map(chrono::DateTime::<chrono::Utc>::from)
 }
@@ -185,7 +171,7 @@ pub fn list(g: &Common) -> u8 {
             vec![
                 name(a),
                 a.file.clone(),
-                human_size(a.size),
+                human(a.size),
                 when(a)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -202,7 +188,7 @@ pub fn list(g: &Common) -> u8 {
     let damaged = artifacts.iter().filter(|a| !a.intact).count();
     crate::outln!(
         "total: {} in {} artifact(s){}",
-        human_size(total),
+        human(total),
         artifacts.len(),
         if damaged > 0 {
             format!("; {damaged} damaged (fetched again when needed, or `kbz-install cache prune --all`)")
@@ -288,7 +274,7 @@ pub fn prune(g: &Common, all: bool, dry_run: bool) -> u8 {
             vec![
                 verb.to_string(),
                 kind(r.kind).to_string(),
-                human_size(r.size),
+                human(r.size),
                 r.path.display().to_string(),
             ]
         })
@@ -299,7 +285,7 @@ pub fn prune(g: &Common, all: bool, dry_run: bool) -> u8 {
     let freed = if dry_run { "would free" } else { "freed" };
     crate::outln!(
         "{freed} {} ({} bytes) in {} file(s)",
-        human_size(report.bytes_freed),
+        human(report.bytes_freed),
         report.bytes_freed,
         report.removed.len()
     );
@@ -346,13 +332,5 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(super::pins(&s.ctx, &only_base).expect("pins"), Vec::new());
-    }
-
-    #[test]
-    fn sizes_read_like_du() {
-        assert_eq!(super::human_size(0), "0 B");
-        assert_eq!(super::human_size(1023), "1023 B");
-        assert_eq!(super::human_size(1536), "1.5 KiB");
-        assert_eq!(super::human_size(5 * 1024 * 1024), "5.0 MiB");
     }
 }

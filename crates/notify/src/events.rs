@@ -182,7 +182,7 @@ impl Event {
                 format!("Backup of {component} on {cluster} succeeded"),
                 format!(
                     "{} in {}, stored at {}.",
-                    format_bytes(b.size_bytes),
+                    kbz_core::backup::repo::human(b.size_bytes),
                     format_duration(b.duration),
                     b.location
                 ),
@@ -263,21 +263,6 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,9 +274,6 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
         assert_eq!(format_duration(Duration::from_secs(252)), "4m 12s");
         assert_eq!(format_duration(Duration::from_secs(3723)), "1h 02m 03s");
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 
     #[test]

@@ -344,7 +344,12 @@ mod tests {
         assert_eq!(ok[0].contents["key_count"], 4);
         assert_eq!(bad.len(), 1);
         assert!(bad[0].starts_with("/r/redis/y/manifest.json"), "{bad:?}");
+        assert_eq!(human(0), "0 B");
         assert_eq!(human(512), "512 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(human(3 * 1024 * 1024 * 1024), "3.0 GiB");
         assert_eq!(human(3 * 1024 * 1024 + 200_000), "3.2 MiB");
     }
 }
